@@ -1,0 +1,121 @@
+"""The on-disk vocabulary of varsky: column names, band codes, flag rules and HEALPix orders.
+
+Everything that names a column or a code lives here, once. Other modules import these names.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import pyarrow as pa
+
+# HEALPix: nested scheme; `_healpix_29` is the order-29 index used by hats and lsdb.
+HEALPIX_COLUMN = "_healpix_29"
+HEALPIX_ORDER = 29
+#: Order of the coarse pixels that group work into Spark partitions (about 0.84 deg^2 at 6).
+DEFAULT_PARTITION_ORDER = 6
+
+
+class Band(IntEnum):
+    """ZTF filter codes as stored in `filterid` (1 g, 2 r, 3 i)."""
+
+    g = 1
+    r = 2
+    i = 3
+
+
+#: Band names in channel order of the dm-dt image tensor.
+BAND_NAMES: tuple[str, ...] = tuple(b.name for b in Band)
+
+
+def band_channel(filterid: int) -> int:
+    """Return the image channel (0-based) of a ZTF filterid."""
+    return int(filterid) - 1
+
+
+# --- IRSA DR light-curve Parquet (one row per objectid = field, quadrant and filter) ---
+class DRColumn:
+    """Column names of the IRSA ZTF DR light-curve Parquet files."""
+
+    OBJECTID = "objectid"
+    FILTERID = "filterid"
+    FIELDID = "fieldid"
+    RCID = "rcid"
+    RA = "objra"  # degrees
+    DEC = "objdec"  # degrees
+    NEPOCHS = "nepochs"
+    HMJD = "hmjd"  # heliocentric MJD, days
+    MAG = "mag"  # mag
+    MAGERR = "magerr"  # mag
+    CLRCOEFF = "clrcoeff"
+    CATFLAGS = "catflags"
+
+
+#: Required DR columns and the Arrow type family each must have ("int", "float", "list<float>",
+#: "list<int>"); exact widths vary between releases and copies (hmjd is float32 in some copies).
+DR_REQUIRED_COLUMNS: dict[str, str] = {
+    DRColumn.OBJECTID: "int",
+    DRColumn.FILTERID: "int",
+    DRColumn.FIELDID: "int",
+    DRColumn.RCID: "int",
+    DRColumn.RA: "float",
+    DRColumn.DEC: "float",
+    DRColumn.NEPOCHS: "int",
+    DRColumn.HMJD: "list<float>",
+    DRColumn.MAG: "list<float>",
+    DRColumn.MAGERR: "list<float>",
+    DRColumn.CLRCOEFF: "list<float>",
+    DRColumn.CATFLAGS: "list<int>",
+}
+
+#: ZTF's recommendation: keep epochs whose catflags are exactly 0.
+CATFLAGS_GOOD = 0
+
+#: Default minimum number of good epochs (all bands together) for an object to be classified.
+DEFAULT_MIN_EPOCHS = 20
+
+# --- Columns varsky adds ---
+SOURCE_FILE = "source_file"
+REJECT_REASON = "reject_reason"
+N_GOOD = "n_good"  # good epochs, all bands
+N_FLAGGED = "n_epochs_flagged"  # epochs cut by catflags != 0
+N_NONFINITE = "n_epochs_nonfinite"  # epochs cut for a non-finite time, mag or magerr
+
+
+def n_good_column(band: str) -> str:
+    """Name of the per-band good-epoch count column, e.g. ``n_good_g``."""
+    return f"n_good_{band}"
+
+
+def probability_column(class_name: str) -> str:
+    """Name of a class probability column, e.g. ``p_rrab``."""
+    return f"p_{class_name}"
+
+
+PREDICTED_CLASS = "predicted_class"
+PREDICTED_SCORE = "predicted_score"
+VARSKY_VERSION_COLUMN = "varsky_version"
+MODEL_SHA256 = "model_sha256"
+DMDT_GRID = "dmdt_grid"
+INPUT_FILE = "input_file"
+
+
+class RejectReason:
+    """Reasons an input row goes to the rejects table instead of the output."""
+
+    TOO_FEW_EPOCHS = "too_few_good_epochs"
+    LENGTH_MISMATCH = "array_length_mismatch"
+    BAD_COORDINATES = "bad_coordinates"
+    BAD_FILTERID = "unknown_filterid"
+    NULL_OBJECTID = "null_objectid"
+
+
+#: Light curve after quality cuts, as a struct of lists (the nested layout lsdb loads lazily).
+LIGHTCURVE_STRUCT = pa.struct(
+    [
+        pa.field(DRColumn.HMJD, pa.list_(pa.float64())),
+        pa.field(DRColumn.MAG, pa.list_(pa.float32())),
+        pa.field(DRColumn.MAGERR, pa.list_(pa.float32())),
+        pa.field("band", pa.list_(pa.int8())),
+    ]
+)
