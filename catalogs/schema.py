@@ -51,8 +51,9 @@ class DRColumn:
     CATFLAGS = "catflags"
 
 
-#: Required DR columns and the Arrow type family each must have ("int", "float", "list<float>",
-#: "list<int>"); exact widths vary between releases and copies (hmjd is float32 in some copies).
+#: DR columns varsky reads, with the Arrow type family each must have ("int", "float",
+#: "list<float>", "list<int>"); widths vary between releases and copies (hmjd is float32 in some
+#: copies, float64 in IRSA's files). `nepochs` and `clrcoeff` are not needed and not read.
 DR_REQUIRED_COLUMNS: dict[str, str] = {
     DRColumn.OBJECTID: "int",
     DRColumn.FILTERID: "int",
@@ -60,11 +61,9 @@ DR_REQUIRED_COLUMNS: dict[str, str] = {
     DRColumn.RCID: "int",
     DRColumn.RA: "float",
     DRColumn.DEC: "float",
-    DRColumn.NEPOCHS: "int",
     DRColumn.HMJD: "list<float>",
     DRColumn.MAG: "list<float>",
     DRColumn.MAGERR: "list<float>",
-    DRColumn.CLRCOEFF: "list<float>",
     DRColumn.CATFLAGS: "list<int>",
 }
 
@@ -76,6 +75,11 @@ DEFAULT_MIN_EPOCHS = 20
 
 # --- Columns varsky adds ---
 SOURCE_FILE = "source_file"
+SOURCE_ROW = "source_row"  # 0-based row index within source_file
+RA = "ra"  # degrees, ICRS
+DEC = "dec"  # degrees, ICRS
+LIGHTCURVE = "lightcurve"
+BAND = "band"  # image channel of an epoch: 0 g, 1 r, 2 i
 REJECT_REASON = "reject_reason"
 N_GOOD = "n_good"  # good epochs, all bands
 N_FLAGGED = "n_epochs_flagged"  # epochs cut by catflags != 0
@@ -116,6 +120,6 @@ LIGHTCURVE_STRUCT = pa.struct(
         pa.field(DRColumn.HMJD, pa.list_(pa.float64())),
         pa.field(DRColumn.MAG, pa.list_(pa.float32())),
         pa.field(DRColumn.MAGERR, pa.list_(pa.float32())),
-        pa.field("band", pa.list_(pa.int8())),
+        pa.field(BAND, pa.list_(pa.int8())),
     ]
 )

@@ -1,0 +1,170 @@
+"""IRSA ZTF DR light-curve Parquet files: locate, check the schema, and the Spark read schema.
+
+One row per objectid (a field, CCD quadrant and filter), with per-epoch lists hmjd, mag, magerr,
+clrcoeff and catflags. Files are checked on the driver from their footers only (no data read), so a
+missing file or column fails in seconds with a message naming the file and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from catalogs.errors import InputError
+from catalogs.schema import DR_REQUIRED_COLUMNS, DRColumn
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+
+
+@dataclass(frozen=True)
+class DRFile:
+    """A checked DR light-curve file.
+
+    Attributes
+    ----------
+    path : str
+        Path or URI as Spark should read it.
+    num_rows : int
+        Rows (objects) in the file, from its footer.
+    hmjd_type : str
+        Arrow type of the hmjd list elements in this file (float or double).
+    """
+
+    path: str
+    num_rows: int
+    hmjd_type: str
+
+
+def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), path
+
+
+def expand_input_paths(paths: list[str]) -> list[str]:
+    """Expand directories into the Parquet files they hold (sorted); check that each path exists.
+
+    Raises
+    ------
+    InputError
+        If a path does not exist or a directory holds no Parquet file.
+    """
+    files: list[str] = []
+    for path in paths:
+        fs, fs_path = _filesystem(path)
+        info = fs.get_file_info(fs_path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(path, "input path does not exist")
+        if info.type == pafs.FileType.Directory:
+            selector = pafs.FileSelector(fs_path, recursive=True)
+            found = sorted(
+                i.path
+                for i in fs.get_file_info(selector)
+                if i.type == pafs.FileType.File
+                and i.base_name.endswith(PARQUET_SUFFIXES)
+                and not i.base_name.startswith(("_", "."))
+            )
+            if not found:
+                raise InputError(path, "directory holds no Parquet file (*.parquet)")
+            prefix = path[: path.index("://") + 3] if "://" in path else ""
+            files.extend(prefix + f if prefix and not f.startswith(prefix) else f for f in found)
+        else:
+            files.append(path)
+    return files
+
+
+def _type_family(dtype: pa.DataType) -> str:
+    if pa.types.is_integer(dtype):
+        return "int"
+    if pa.types.is_floating(dtype):
+        return "float"
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return f"list<{_type_family(dtype.value_type)}>"
+    return str(dtype)
+
+
+def check_dr_file(path: str) -> DRFile:
+    """Check one DR light-curve file's footer: readable Parquet with the required columns.
+
+    Raises
+    ------
+    InputError
+        Naming the file, and the column when one is missing or of the wrong type.
+    """
+    fs, fs_path = _filesystem(path)
+    try:
+        info = fs.get_file_info(fs_path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(path, "input file does not exist")
+        if info.size == 0:
+            raise InputError(path, "file is empty (0 bytes), not a Parquet file")
+        with fs.open_input_file(fs_path) as f:
+            pf = pq.ParquetFile(f)
+            schema = pf.schema_arrow
+            num_rows = pf.metadata.num_rows
+    except InputError:
+        raise
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(path, f"cannot read as Parquet ({err})") from err
+    for column, family in DR_REQUIRED_COLUMNS.items():
+        index = schema.get_field_index(column)
+        if index < 0:
+            raise InputError(
+                path,
+                f"required column is missing; a DR light-curve file needs "
+                f"{sorted(DR_REQUIRED_COLUMNS)}",
+                column=column,
+            )
+        found = _type_family(schema.field(index).type)
+        if found != family:
+            raise InputError(
+                path, f"must be {family}, found {schema.field(index).type}", column=column
+            )
+    hmjd_type = schema.field(DRColumn.HMJD).type.value_type
+    return DRFile(path=path, num_rows=num_rows, hmjd_type=str(hmjd_type))
+
+
+def check_dr_files(paths: list[str]) -> list[DRFile]:
+    """Expand and check every input path; see :func:`check_dr_file`."""
+    return [check_dr_file(p) for p in expand_input_paths(paths)]
+
+
+def spark_read_schema():
+    """The Spark schema DR files are read with.
+
+    Lists are requested as double (hmjd, mag, magerr) and int (catflags) so that files storing
+    float32 or float64, uint8 or int32, read alike: Spark widens on read but never narrows.
+    """
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField(DRColumn.OBJECTID, T.LongType()),
+            T.StructField(DRColumn.FILTERID, T.IntegerType()),
+            T.StructField(DRColumn.FIELDID, T.IntegerType()),
+            T.StructField(DRColumn.RCID, T.IntegerType()),
+            T.StructField(DRColumn.RA, T.DoubleType()),
+            T.StructField(DRColumn.DEC, T.DoubleType()),
+            T.StructField(DRColumn.HMJD, T.ArrayType(T.DoubleType())),
+            T.StructField(DRColumn.MAG, T.ArrayType(T.DoubleType())),
+            T.StructField(DRColumn.MAGERR, T.ArrayType(T.DoubleType())),
+            T.StructField(DRColumn.CATFLAGS, T.ArrayType(T.IntegerType())),
+        ]
+    )
+
+
+def read_dr_dataframe(spark, files: list[DRFile]):
+    """Spark DataFrame of the rows of checked DR files, with source_file and source_row."""
+    from pyspark.sql import functions as F
+
+    from catalogs.schema import SOURCE_FILE, SOURCE_ROW
+
+    return (
+        spark.read.schema(spark_read_schema())
+        .parquet(*[f.path for f in files])
+        .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
+        .withColumn(SOURCE_ROW, F.col("_metadata.row_index"))
+    )

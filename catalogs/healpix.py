@@ -1,0 +1,41 @@
+"""HEALPix indices: the order-29 nested index `_healpix_29` and coarse tiles derived from it."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import cdshealpix.nested
+import numpy as np
+import numpy.typing as npt
+from astropy.coordinates import Latitude, Longitude
+
+from catalogs.schema import HEALPIX_ORDER
+
+
+def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Nested order-29 HEALPix index of each position (ICRS degrees), as int64.
+
+    The same value as ``cdshealpix.nested.lonlat_to_healpix(ra, dec, 29)``, the `_healpix_29`
+    column of hats and lsdb. Positions must be finite with -90 <= dec <= 90.
+    """
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    if ra.size == 0:
+        return np.empty(0, dtype=np.int64)
+    ipix = cdshealpix.nested.lonlat_to_healpix(
+        Longitude(np.mod(ra, 360.0), unit=u.deg), Latitude(dec, unit=u.deg), HEALPIX_ORDER
+    )
+    return np.asarray(ipix, dtype=np.int64)
+
+
+def tile_of(healpix29: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
+    """Nested pixel of a coarser ``order`` containing each order-29 index (a bit shift)."""
+    if not 0 <= order <= HEALPIX_ORDER:
+        raise ValueError(f"tile order must be in 0..{HEALPIX_ORDER}, got {order}")
+    return np.asarray(healpix29, dtype=np.int64) >> np.int64(2 * (HEALPIX_ORDER - order))
+
+
+def tile_shift_bits(order: int) -> int:
+    """Bits to shift `_healpix_29` right to get the pixel at ``order`` (for Spark expressions)."""
+    if not 0 <= order <= HEALPIX_ORDER:
+        raise ValueError(f"tile order must be in 0..{HEALPIX_ORDER}, got {order}")
+    return 2 * (HEALPIX_ORDER - order)

@@ -1,0 +1,45 @@
+"""Parquet output directories written by Spark: leave only the data files and our own metadata."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+#: Sidecar files Hadoop's local file system and committers leave behind.
+_SIDECAR_PATTERNS = ("*.crc", "_SUCCESS", "_committed_*", "_started_*")
+
+
+def is_local_path(path: str) -> bool:
+    """True for a plain path or a file:// URI."""
+    return "://" not in path or path.startswith("file://")
+
+
+def local_path(path: str) -> Path:
+    """The local file-system path of a plain path or file:// URI."""
+    return Path(path[len("file://") :] if path.startswith("file://") else path)
+
+
+def remove_spark_sidecar_files(path: str) -> int:
+    """Delete ``.crc``, ``_SUCCESS`` and committer markers under a local output directory.
+
+    Returns the number of files removed; does nothing for non-local paths.
+    """
+    if not is_local_path(path):
+        return 0
+    removed = 0
+    for pattern in _SIDECAR_PATTERNS:
+        for sidecar in local_path(path).rglob(pattern):
+            sidecar.unlink()
+            removed += 1
+    return removed
+
+
+def prepare_output_dir(path: str, overwrite: bool) -> None:
+    """Refuse to write into an existing local output unless ``overwrite``; then clear it."""
+    if not is_local_path(path):
+        return
+    target = local_path(path)
+    if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
+        shutil.rmtree(target)

@@ -1,0 +1,75 @@
+"""The one place a SparkSession is built: by the CLI, under spark-submit, and in tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+#: Settings every varsky job wants, on any master.
+BASE_CONF: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.python.worker.reuse": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+}
+
+#: Extra settings for in-process local runs (a laptop or a test), where nothing else sets them.
+LOCAL_CONF: dict[str, str] = {
+    "spark.driver.memory": "4g",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.showConsoleProgress": "true",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    """True when this Python driver was started by spark-submit (its JVM is already running)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def default_numba_cache_dir() -> str:
+    """Where compiled numba kernels are cached (``NUMBA_CACHE_DIR`` when set)."""
+    return os.environ.get("NUMBA_CACHE_DIR") or str(Path.home() / ".cache" / "varsky" / "numba")
+
+
+def build_spark_session(
+    app_name: str,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    log_level: str = "WARN",
+):
+    """Return a SparkSession configured for varsky.
+
+    Parameters
+    ----------
+    app_name : str
+        Name shown in the Spark UI and logs.
+    master : str, optional
+        Spark master URL. Ignored under spark-submit, which has set it already; otherwise
+        ``local[*]`` when not given.
+    conf : dict, optional
+        Extra Spark settings, applied last.
+    log_level : str
+        Spark log level for the driver.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", default_numba_cache_dir())
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    settings = dict(BASE_CONF)
+    if not launched_by_spark_submit():
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.master(master or "local[*]")
+        settings.update(LOCAL_CONF)
+    settings["spark.executorEnv.NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(log_level)
+    return spark

@@ -1,0 +1,72 @@
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from catalogs.dr_lightcurves import check_dr_file, check_dr_files, expand_input_paths
+from catalogs.errors import InputError
+
+
+def test_sample_passes_and_reports_float32_times(sample_file):
+    info = check_dr_file(str(sample_file))
+    assert info.num_rows == 5449
+    assert info.hmjd_type == "float"
+
+
+def test_directory_expands_to_its_parquet_files(sample_file, tmp_path):
+    (tmp_path / "a.parquet").write_bytes(sample_file.read_bytes())
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / "notes.txt").write_text("x")
+    assert expand_input_paths([str(tmp_path)]) == [str(tmp_path / "a.parquet")]
+
+
+def test_missing_path_is_named(tmp_path):
+    missing = tmp_path / "nope.parquet"
+    with pytest.raises(InputError, match=r"nope\.parquet: input path does not exist"):
+        check_dr_files([str(missing)])
+
+
+def test_directory_without_parquet(tmp_path):
+    with pytest.raises(InputError, match="holds no Parquet file"):
+        check_dr_files([str(tmp_path)])
+
+
+def test_empty_file(tmp_path):
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.parquet: file is empty \(0 bytes\)"):
+        check_dr_file(str(empty))
+
+
+def test_not_parquet(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("objectid,mag\n1,2\n")
+    with pytest.raises(InputError, match=r"bad\.parquet: cannot read as Parquet"):
+        check_dr_file(str(bad))
+
+
+def test_missing_column_is_named(sample_file, tmp_path):
+    table = pq.read_table(sample_file).drop_columns(["magerr"])
+    path = tmp_path / "no_magerr.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(InputError, match=r"no_magerr\.parquet, column 'magerr': required column"):
+        check_dr_file(str(path))
+
+
+def test_wrong_type_is_named(sample_file, tmp_path):
+    table = pq.read_table(sample_file)
+    i = table.schema.get_field_index("hmjd")
+    table = table.set_column(i, "hmjd", pa.array(["x"] * table.num_rows))
+    path = tmp_path / "str_hmjd.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(InputError, match=r"column 'hmjd': must be list<float>, found string"):
+        check_dr_file(str(path))
+
+
+def test_float64_times_accepted(sample_file, tmp_path):
+    table = pq.read_table(sample_file)
+    i = table.schema.get_field_index("hmjd")
+    table = table.set_column(i, "hmjd", pc.cast(table["hmjd"], pa.list_(pa.float64())))
+    path = tmp_path / "f64.parquet"
+    pq.write_table(table, path)
+    assert check_dr_file(str(path)).hmjd_type == "double"

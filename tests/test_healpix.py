@@ -1,0 +1,37 @@
+import astropy.units as u
+import cdshealpix.nested
+import numpy as np
+import pytest
+from astropy.coordinates import Latitude, Longitude
+
+from catalogs.healpix import healpix_29, tile_of, tile_shift_bits
+
+
+def test_healpix_29_equals_cdshealpix_and_is_int64():
+    rng = np.random.default_rng(3)
+    ra = rng.uniform(0, 360, 1000)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, 1000)))
+    expected = cdshealpix.nested.lonlat_to_healpix(Longitude(ra, u.deg), Latitude(dec, u.deg), 29)
+    got = healpix_29(ra, dec)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected.astype(np.int64))
+
+
+def test_healpix_29_wraps_ra_and_handles_empty():
+    np.testing.assert_array_equal(healpix_29([361.0], [10.0]), healpix_29([1.0], [10.0]))
+    assert healpix_29([], []).shape == (0,)
+
+
+def test_tile_is_the_coarse_pixel_containing_the_position():
+    ra, dec = np.array([41.6, 200.0, 359.9]), np.array([-26.5, 45.0, -89.0])
+    for order in (0, 3, 6, 10):
+        expected = cdshealpix.nested.lonlat_to_healpix(
+            Longitude(ra, u.deg), Latitude(dec, u.deg), order
+        )
+        np.testing.assert_array_equal(tile_of(healpix_29(ra, dec), order), expected)
+    assert tile_shift_bits(6) == 46
+
+
+def test_tile_order_out_of_range():
+    with pytest.raises(ValueError, match="tile order must be in 0..29"):
+        tile_of([1], 30)

@@ -1,0 +1,121 @@
+"""Spark wrapper of :func:`udfs.inference.classify_batch`: mapInArrow with a per-worker model.
+
+The model is loaded once per Python worker (Spark reuses workers across tasks) and kept in a
+module-level cache keyed by the model file's sha256. TensorFlow's threads are set to the task's
+CPUs (``spark.task.cpus``), so Spark's task slots, not TensorFlow, divide the cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from catalogs.provenance import file_sha256
+
+_CLASSIFIERS: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a worker needs to find, verify and use the model.
+
+    Attributes
+    ----------
+    driver_path : str
+        Path of model.keras on the driver.
+    file_name : str
+        Its name among the files shipped with ``--files`` or ``SparkContext.addFile``.
+    sha256 : str
+        Checksum the worker's copy must have.
+    card_json : str
+        The model card (classes, grid, normalisation), as JSON text.
+    """
+
+    driver_path: str
+    file_name: str
+    sha256: str
+    card_json: str
+
+
+def _task_cpus() -> int:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return max(1, int(context.cpus())) if context is not None else (os.cpu_count() or 1)
+
+
+def _local_model_file(ref: ModelRef) -> str:
+    from pyspark import SparkFiles
+
+    try:
+        shipped = SparkFiles.get(ref.file_name)
+        if os.path.exists(shipped):
+            return shipped
+    except Exception:  # noqa: BLE001 - no SparkFiles outside a Spark worker
+        pass
+    if os.path.exists(ref.driver_path):
+        return ref.driver_path
+    raise FileNotFoundError(
+        f"model file {ref.file_name!r} was not shipped to this worker and {ref.driver_path!r} "
+        "does not exist here; pass it with --files (spark-submit.sh does)"
+    )
+
+
+def cached_classifier(ref: ModelRef):
+    """The worker's classifier for ``ref``, loaded and verified on first use."""
+    classifier = _CLASSIFIERS.get(ref.sha256)
+    if classifier is None:
+        from udfs.classifier import Classifier, ModelCard, configure_tensorflow_threads
+
+        configure_tensorflow_threads(_task_cpus())
+        path = _local_model_file(ref)
+        found = file_sha256(path)
+        if found != ref.sha256:
+            raise RuntimeError(
+                f"model file {path} has sha256 {found}, the driver's has {ref.sha256}: "
+                "workers must see the same model as the driver"
+            )
+        card = ModelCard.from_dict(json.loads(ref.card_json))
+        classifier = Classifier.load(path, card)
+        _CLASSIFIERS[ref.sha256] = classifier
+    return classifier
+
+
+def classify_partitions(
+    ref: ModelRef,
+    batch_size: int,
+    accumulators: dict | None = None,
+):
+    """Return the function to pass to ``DataFrame.mapInArrow``.
+
+    Parameters
+    ----------
+    ref : ModelRef
+        The model to use.
+    batch_size : int
+        Images per model call.
+    accumulators : dict, optional
+        Spark accumulators ``load_s``, ``images_s``, ``predict_s`` that receive task seconds.
+    """
+
+    def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from udfs.inference import StageTimes, classify_batch
+
+        t0 = time.perf_counter()
+        classifier = cached_classifier(ref)
+        card = classifier.card
+        times = StageTimes()
+        load_s = time.perf_counter() - t0
+        for batch in batches:
+            yield classify_batch(batch, classifier, card.grid, card.norm, batch_size, times)
+        if accumulators:
+            accumulators["load_s"].add(load_s)
+            accumulators["images_s"].add(times.images_s)
+            accumulators["predict_s"].add(times.predict_s)
+
+    return classify
