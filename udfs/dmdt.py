@@ -1,17 +1,32 @@
 """dm-dt images (Mahabal et al. 2017, arXiv:1709.06257) of light curves in the Arrow list layout.
 
-For a light curve of n epochs sorted by time, every pair i < j gives dt = t_j - t_i >= 0 (days) and
-dm = m_j - m_i (mag, later minus earlier). The pairs are binned into a 2-D histogram of
-(n_dm, n_dt) cells. Cells are half-open, [lo, hi) on both axes; pairs outside the grid are not
-counted. A pair with equal times (dt = 0) falls in the first dt cell when the first dt edge is 0.
+For a light curve of n epochs in one band, sorted by time, every pair i < j gives
+dt = t_j - t_i >= 0 (days) and dm = m_j - m_i (mag, later minus earlier). The pairs are binned into
+a 2-D histogram of (n_dm, n_dt) cells. Cells are half-open, [lo, hi) on both axes; pairs outside
+the grid are not counted. The counts are identical to light-curve's
+``DmDt(dt, dm, dt_type="asis", dm_type="asis").points(t, m).T`` (light-curve puts dt first).
 
 Light curves come flat: ``t[offsets[k]:offsets[k+1]]`` is light curve k (the Arrow list layout), so
-a batch of millions of light curves needs no per-light-curve Python object. Times must be float64
-days; absolute epochs never go through float32, whose spacing is minutes at MJD 59000.
+a batch of millions of light curves needs no per-light-curve Python object. Multi-band light curves
+carry one image channel per band (``channel``); pairs are only formed within a channel.
+
+Rules
+-----
+- Times must be float64 days; absolute epochs never go through float32, whose spacing is minutes at
+  MJD 59000 (a known SCoPe bug: float32 JD turns same-night pairs into dt = 0 or 0.25 d).
+- NaN or inf in ``t``, ``mag`` (or ``magerr``) is rejected before the kernel, with the count and the
+  first index; drop such epochs upstream.
+- Epochs need not be sorted: each channel of each light curve is sorted by time inside the kernel
+  with a stable sort (skipped when it is already sorted, the usual case).
+- Equal times (dt = 0): the pair is ordered as in the input, so dm = m_later - m_earlier where
+  "later" is the epoch that comes later in the input (of that channel). With the first dt edge at 0
+  the pair counts in the first dt cell; with a first dt edge > 0 it is outside the grid. light-curve
+  refuses equal times, so this rule is ours.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,10 +58,22 @@ _SCOPE_DT_EDGES_DAYS = (
 Norm = Literal["mahabal", "l2", "max", "dt_column", "none"]
 NORMS: tuple[str, ...] = ("mahabal", "l2", "max", "dt_column", "none")
 
+#: Longest light curve accepted: n(n-1)/2 pairs of 65,536 epochs still fit an int32 cell count.
+MAX_EPOCHS_PER_LC = 65_536
+#: Largest number of image channels (channel codes are stored as int8 in the kernel).
+_MAX_CHANNELS = 127
+#: Size cap of the dm lookup table (entries); coarser tables stay exact, only slower.
+_DM_LUT_MAX_SIZE = 1 << 16
+#: |z| beyond which the normal CDF is taken as exactly 0 or 1 (Phi(-9) = 1.1e-19, far below
+#: the float32 resolution of the output).
+_GAUSS_Z_CUT = 9.0
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class DmDtGrid:
     """Edges of a dm-dt histogram.
+
+    Cells are half-open, ``[lo, hi)`` on both axes.
 
     Parameters
     ----------
@@ -56,6 +83,11 @@ class DmDtGrid:
         Strictly increasing magnitude-difference edges, mag.
     name : str
         Name recorded in the output provenance.
+
+    Examples
+    --------
+    >>> DmDtGrid.from_edges([0.0, 1.0, 10.0], [-1.0, 0.0, 1.0], "tiny").shape
+    (2, 2)
     """
 
     dt_edges_days: npt.NDArray[np.float64] = field(repr=False)
@@ -63,19 +95,41 @@ class DmDtGrid:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        dt = np.ascontiguousarray(self.dt_edges_days, dtype=np.float64)
-        dm = np.ascontiguousarray(self.dm_edges_mag, dtype=np.float64)
+        dt = np.array(self.dt_edges_days, dtype=np.float64)
+        dm = np.array(self.dm_edges_mag, dtype=np.float64)
         for label, edges in (("dt_edges_days", dt), ("dm_edges_mag", dm)):
             if edges.ndim != 1 or edges.size < 2:
-                raise ValueError(f"DmDtGrid {label}: need at least 2 edges, got {edges.size}")
+                raise ValueError(
+                    f"DmDtGrid {label}: need a 1-D array of at least 2 edges, "
+                    f"got shape {edges.shape}"
+                )
             if not np.all(np.isfinite(edges)):
-                raise ValueError(f"DmDtGrid {label}: edges must be finite")
-            if not np.all(np.diff(edges) > 0):
-                raise ValueError(f"DmDtGrid {label}: edges must be strictly increasing")
+                raise ValueError(f"DmDtGrid {label}: edges must be finite, got {edges.tolist()}")
+            steps = np.diff(edges)
+            if not np.all(steps > 0):
+                i = int(np.flatnonzero(steps <= 0)[0])
+                raise ValueError(
+                    f"DmDtGrid {label}: edges must be strictly increasing, got edge {i + 1} = "
+                    f"{edges[i + 1]} after edge {i} = {edges[i]}"
+                )
         if dt[0] < 0:
             raise ValueError(f"DmDtGrid dt_edges_days: first edge must be >= 0, got {dt[0]}")
+        dt.flags.writeable = False
+        dm.flags.writeable = False
         object.__setattr__(self, "dt_edges_days", dt)
         object.__setattr__(self, "dm_edges_mag", dm)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DmDtGrid):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and np.array_equal(self.dt_edges_days, other.dt_edges_days)
+            and np.array_equal(self.dm_edges_mag, other.dm_edges_mag)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.dt_edges_days.tobytes(), self.dm_edges_mag.tobytes()))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -117,11 +171,19 @@ class DmDtGrid:
         n_dm: int,
         name: str | None = None,
     ) -> DmDtGrid:
-        """Log-spaced dt edges from 0 (the first cell is [0, dt_min)), linear dm in +-dm_max."""
+        """Log-spaced dt edges after a first cell [0, dt_min_days); linear dm in +-dm_max_mag.
+
+        The dt edges are 0 followed by ``n_dt`` log-spaced values from ``dt_min_days`` to
+        ``dt_max_days`` (so ``n_dt`` cells); the dm edges are ``n_dm + 1`` linear values.
+        """
         if not 0 < dt_min_days < dt_max_days:
             raise ValueError(
                 f"log_linear: need 0 < dt_min_days < dt_max_days, got {dt_min_days}, {dt_max_days}"
             )
+        if n_dt < 2 or n_dm < 1:
+            raise ValueError(f"log_linear: need n_dt >= 2 and n_dm >= 1, got {n_dt}, {n_dm}")
+        if not dm_max_mag > 0:
+            raise ValueError(f"log_linear: need dm_max_mag > 0, got {dm_max_mag}")
         dt = np.concatenate([[0.0], np.geomspace(dt_min_days, dt_max_days, n_dt)])
         dm = np.linspace(-dm_max_mag, dm_max_mag, n_dm + 1)
         return cls(dt, dm, name or f"loglin_dt{n_dt}_dm{n_dm}")
@@ -135,9 +197,125 @@ class DmDtGrid:
         return builders[name]()
 
 
+# --------------------------------------------------------------------------------------------
+# dm cell lookup: a table finer than the narrowest dm cell, then an exact correction.
+
+
+def _dm_lookup_table(dm_edges: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int32], float]:
+    """Return (lut, inv_step): ``lut[q]`` is the cell of ``dm_edges[0] + q / inv_step``.
+
+    The step is half the narrowest cell (capped at ``_DM_LUT_MAX_SIZE`` entries), so the true cell
+    of any dm is ``lut[q]`` or a neighbour; ``_dm_cell`` walks to it against the true edges.
+    """
+    width = dm_edges[-1] - dm_edges[0]
+    step = float(np.min(np.diff(dm_edges))) / 2.0
+    size = math.ceil(width / step) + 1
+    if size > _DM_LUT_MAX_SIZE:
+        size = _DM_LUT_MAX_SIZE
+        step = width / (size - 1)
+    x = dm_edges[0] + step * np.arange(size, dtype=np.float64)
+    lut = np.searchsorted(dm_edges, x, side="right") - 1
+    lut = np.clip(lut, 0, dm_edges.size - 2).astype(np.int32)
+    return lut, 1.0 / step
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _dm_cell(dm, dm_edges, lut, inv_step):
+    """Cell b with dm_edges[b] <= dm < dm_edges[b + 1]; requires dm inside the grid."""
+    q = int((dm - dm_edges[0]) * inv_step)
+    if q < 0:
+        q = 0
+    elif q >= lut.size:
+        q = lut.size - 1
+    b = lut[q]
+    while dm < dm_edges[b]:
+        b -= 1
+    while dm >= dm_edges[b + 1]:
+        b += 1
+    return b
+
+
 @nb.njit(cache=True, nogil=True)
-def _bin_pairs(t, m, dt_edges, dm_edges, out):
-    """Add the pairs of one time-sorted light curve to ``out`` (n_dm, n_dt)."""
+def _dm_cells(dm, dm_edges, lut, inv_step):
+    """Vector form of ``_dm_cell`` for tests: -1 for dm outside [dm_edges[0], dm_edges[-1])."""
+    out = np.empty(dm.size, dtype=np.int64)
+    for i in range(dm.size):
+        if dm[i] >= dm_edges[0] and dm[i] < dm_edges[-1]:
+            out[i] = _dm_cell(dm[i], dm_edges, lut, inv_step)
+        else:
+            out[i] = -1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels. One light curve is never split across threads; each writes only its own out[k].
+
+
+@nb.njit(cache=True, nogil=True)
+def _is_sorted(t):
+    for i in range(t.size - 1):
+        if t[i + 1] < t[i]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _group_by_channel(t, m, e, channel, n_channels, n_epochs):
+    """Stable sort of one light curve by (channel, time); counts epochs per channel.
+
+    ``e`` may be empty (no errors). Epochs of channels outside [0, n_channels) are dropped.
+    Returns (ts, ms, es, starts): channel c is ``ts[starts[c]:starts[c + 1]]``, sorted by time.
+    When the light curve is one channel already sorted by time, the inputs are returned as they
+    are (no copy).
+    """
+    n = t.size
+    first = -1
+    single = True
+    for i in range(n):
+        c = channel[i]
+        if c >= 0 and c < n_channels:
+            n_epochs[c] += 1
+            if first < 0:
+                first = c
+            elif c != first:
+                single = False
+        else:
+            single = False
+    starts = np.zeros(n_channels + 1, dtype=np.int64)
+    for c in range(n_channels):
+        starts[c + 1] = starts[c] + n_epochs[c]
+    if single and first >= 0 and _is_sorted(t):
+        return t, m, e, starts
+    n_valid = starts[n_channels]
+    has_e = e.size > 0
+    ts = np.empty(n_valid, dtype=np.float64)
+    ms = np.empty(n_valid, dtype=np.float64)
+    es = np.empty(n_valid if has_e else 0, dtype=np.float64)
+    pos = starts[:-1].copy()
+    for i in range(n):
+        c = channel[i]
+        if c >= 0 and c < n_channels:
+            p = pos[c]
+            ts[p] = t[i]
+            ms[p] = m[i]
+            if has_e:
+                es[p] = e[i]
+            pos[c] = p + 1
+    for c in range(n_channels):
+        a = starts[c]
+        b = starts[c + 1]
+        if b - a > 1 and not _is_sorted(ts[a:b]):
+            order = np.argsort(ts[a:b], kind="mergesort") + a  # mergesort is stable
+            ts[a:b] = ts[order]
+            ms[a:b] = ms[order]
+            if has_e:
+                es[a:b] = es[order]
+    return ts, ms, es, starts
+
+
+@nb.njit(cache=True, nogil=True)
+def _bin_pairs(t, m, dt_edges, dm_edges, lut, inv_step, hist, c):
+    """Add the pairs of one time-sorted channel to ``hist[:, :, c]`` (n_dm, n_dt, n_channels)."""
     n = t.size
     dt_lo = dt_edges[0]
     dt_hi = dt_edges[-1]
@@ -146,7 +324,7 @@ def _bin_pairs(t, m, dt_edges, dm_edges, out):
     for i in range(n - 1):
         ti = t[i]
         mi = m[i]
-        k = 0
+        k = 0  # dt cell, walked forward: dt only grows with j
         for j in range(i + 1, n):
             dt = t[j] - ti
             if dt >= dt_hi:
@@ -158,36 +336,145 @@ def _bin_pairs(t, m, dt_edges, dm_edges, out):
             dm = m[j] - mi
             if dm < dm_lo or dm >= dm_hi:
                 continue
-            b = np.searchsorted(dm_edges, dm, side="right") - 1
-            out[b, k] += 1
+            hist[_dm_cell(dm, dm_edges, lut, inv_step), k, c] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _gauss_pairs(t, m, e, dt_edges, dm_edges, lut, inv_step, acc, c):
+    """Add the pairs of one time-sorted channel to ``acc[:, :, c]``, smeared over dm.
+
+    Each pair spreads a unit weight over the dm cells of its dt column as N(dm, e_i^2 + e_j^2):
+    cell weight Phi((hi - dm) / s) - Phi((lo - dm) / s). A pair with zero variance counts as a
+    point (its whole weight in its own cell, if inside the grid).
+    """
+    n = t.size
+    n_dm = dm_edges.size - 1
+    dt_lo = dt_edges[0]
+    dt_hi = dt_edges[-1]
+    dm_lo = dm_edges[0]
+    dm_hi = dm_edges[-1]
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    for i in range(n - 1):
+        ti = t[i]
+        mi = m[i]
+        vi = e[i] * e[i]
+        k = 0
+        for j in range(i + 1, n):
+            dt = t[j] - ti
+            if dt >= dt_hi:
+                break
+            if dt < dt_lo:
+                continue
+            while dt >= dt_edges[k + 1]:
+                k += 1
+            dm = m[j] - mi
+            var = vi + e[j] * e[j]
+            if var == 0.0:
+                if dm >= dm_lo and dm < dm_hi:
+                    acc[_dm_cell(dm, dm_edges, lut, inv_step), k, c] += 1.0
+                continue
+            inv_s = 1.0 / math.sqrt(var)
+            prev = 0.0
+            for b in range(n_dm + 1):
+                z = (dm_edges[b] - dm) * inv_s
+                if z < -_GAUSS_Z_CUT:
+                    cdf = 0.0
+                elif z > _GAUSS_Z_CUT:
+                    cdf = 1.0
+                else:
+                    cdf = 0.5 * math.erfc(-z * inv_sqrt2)
+                if b > 0:
+                    acc[b - 1, k, c] += cdf - prev
+                prev = cdf
+                if cdf == 1.0:
+                    break
 
 
 @nb.njit(cache=True, parallel=True)
-def _counts_multiband(t, m, channel, offsets, n_channels, dt_edges, dm_edges):
+def _counts_kernel(t, m, channel, offsets, n_channels, dt_edges, dm_edges, lut, inv_step):
     n_lc = offsets.size - 1
     n_dm = dm_edges.size - 1
     n_dt = dt_edges.size - 1
     out = np.zeros((n_lc, n_dm, n_dt, n_channels), dtype=np.int32)
+    n_epochs = np.zeros((n_lc, n_channels), dtype=np.int64)
+    no_err = np.empty(0, dtype=np.float64)
+    for k in nb.prange(n_lc):
+        lo = offsets[k]
+        hi = offsets[k + 1]
+        ts, ms, _, starts = _group_by_channel(
+            t[lo:hi], m[lo:hi], no_err, channel[lo:hi], n_channels, n_epochs[k]
+        )
+        hist = out[k]
+        for c in range(n_channels):
+            a = starts[c]
+            b = starts[c + 1]
+            if b - a > 1:
+                _bin_pairs(ts[a:b], ms[a:b], dt_edges, dm_edges, lut, inv_step, hist, c)
+    return out, n_epochs
+
+
+@nb.njit(cache=True, parallel=True)
+def _gausses_kernel(t, m, e, channel, offsets, n_channels, dt_edges, dm_edges, lut, inv_step):
+    n_lc = offsets.size - 1
+    n_dm = dm_edges.size - 1
+    n_dt = dt_edges.size - 1
+    out = np.zeros((n_lc, n_dm, n_dt, n_channels), dtype=np.float32)
+    n_epochs = np.zeros((n_lc, n_channels), dtype=np.int64)
     for k in nb.prange(n_lc):
         lo = offsets[k]
         hi = offsets[k + 1]
         if hi - lo < 2:
             continue
-        tk = t[lo:hi]
-        mk = m[lo:hi]
-        ck = channel[lo:hi]
-        buf = np.zeros((n_dm, n_dt), dtype=np.int32)
+        ts, ms, es, starts = _group_by_channel(
+            t[lo:hi], m[lo:hi], e[lo:hi], channel[lo:hi], n_channels, n_epochs[k]
+        )
+        acc = np.zeros((n_dm, n_dt, n_channels), dtype=np.float64)  # float64 sums, one cast
         for c in range(n_channels):
-            sel = np.flatnonzero(ck == c)
-            if sel.size < 2:
-                continue
-            tc = tk[sel]
-            mc = mk[sel]
-            order = np.argsort(tc, kind="mergesort")
-            buf[:, :] = 0
-            _bin_pairs(tc[order], mc[order], dt_edges, dm_edges, buf)
-            out[k, :, :, c] = buf
-    return out
+            a = starts[c]
+            b = starts[c + 1]
+            if b - a > 1:
+                _gauss_pairs(ts[a:b], ms[a:b], es[a:b], dt_edges, dm_edges, lut, inv_step, acc, c)
+        out[k] = acc.astype(np.float32)
+    return out, n_epochs
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks (before the kernels: the kernels trust their input).
+
+
+def _check_finite(name: str, values: npt.NDArray[np.float64]) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"dmdt: {name} has {int(bad.sum())} non-finite values (NaN or inf), first at index "
+            f"{first} ({values[first]}); drop those epochs first"
+        )
+
+
+def _check_offsets(offsets: npt.ArrayLike, n_epochs: int) -> npt.NDArray[np.int64]:
+    """Offsets as int64: 1-D, from 0 to ``n_epochs``, non-decreasing, light curves not too long."""
+    offsets = np.asarray(offsets)
+    if offsets.dtype.kind not in "iu":
+        raise TypeError(f"dmdt: offsets must be integers, got dtype {offsets.dtype}")
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != n_epochs:
+        raise ValueError(
+            f"dmdt: offsets must be 1-D, start at 0 and end at len(t) = {n_epochs}, got "
+            f"{offsets[:1].tolist()} .. {offsets[-1:].tolist()}"
+        )
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.min() < 0:
+        raise ValueError(
+            f"dmdt: offsets must be non-decreasing, first decrease after index "
+            f"{int(np.argmax(lengths < 0))}"
+        )
+    if lengths.size and lengths.max() > MAX_EPOCHS_PER_LC:
+        raise ValueError(
+            f"dmdt: offsets: light curve {int(np.argmax(lengths))} has {int(lengths.max())} "
+            f"epochs, more than {MAX_EPOCHS_PER_LC} (int32 cell counts could overflow)"
+        )
+    return offsets
 
 
 def _check_flat(
@@ -197,19 +484,38 @@ def _check_flat(
     if t.dtype != np.float64:
         # float32 absolute times lose minutes; callers must convert (and offset) in float64.
         raise TypeError(f"dmdt: t must be float64 days, got dtype {t.dtype}")
+    t = np.ascontiguousarray(t)
     mag = np.ascontiguousarray(mag, dtype=np.float64)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    if t.shape != mag.shape or t.ndim != 1:
+    if t.ndim != 1 or t.shape != mag.shape:
         raise ValueError(f"dmdt: t and mag must be 1-D of equal length, got {t.shape}, {mag.shape}")
-    if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != t.size:
-        raise ValueError("dmdt: offsets must start at 0 and end at len(t)")
-    if np.any(np.diff(offsets) < 0):
-        raise ValueError("dmdt: offsets must be non-decreasing")
-    if not np.all(np.isfinite(t)):
-        raise ValueError(f"dmdt: t has {np.count_nonzero(~np.isfinite(t))} non-finite values")
-    if not np.all(np.isfinite(mag)):
-        raise ValueError(f"dmdt: mag has {np.count_nonzero(~np.isfinite(mag))} non-finite values")
-    return np.ascontiguousarray(t), mag, offsets
+    offsets = _check_offsets(offsets, t.size)
+    _check_finite("t", t)
+    _check_finite("mag", mag)
+    return t, mag, offsets
+
+
+def _check_channel(
+    channel: npt.ArrayLike, n_epochs: int, n_channels: int
+) -> tuple[npt.NDArray[np.int8], int]:
+    """Channel codes as int8; codes outside [0, n_channels) become -1 (ignored)."""
+    n_channels = int(n_channels)
+    if not 1 <= n_channels <= _MAX_CHANNELS:
+        raise ValueError(f"dmdt: n_channels must be in 1..{_MAX_CHANNELS}, got {n_channels}")
+    channel = np.asarray(channel)
+    if channel.dtype.kind not in "iu":
+        raise TypeError(f"dmdt: channel must be integers, got dtype {channel.dtype}")
+    if channel.shape != (n_epochs,):
+        raise ValueError(
+            f"dmdt: channel must have the shape of t ({n_epochs},), got {channel.shape}"
+        )
+    if channel.dtype != np.int8:
+        inside = (channel >= 0) & (channel < n_channels)
+        channel = np.where(inside, channel, -1).astype(np.int8)
+    return np.ascontiguousarray(channel), n_channels
+
+
+# --------------------------------------------------------------------------------------------
+# Public API.
 
 
 def dmdt_counts_multiband(
@@ -222,59 +528,184 @@ def dmdt_counts_multiband(
 ) -> npt.NDArray[np.int32]:
     """Pair counts per band channel.
 
+    Pairs are formed within a channel only. A channel with fewer than 2 epochs is all zeros.
+
     Parameters
     ----------
     t : float64 array, shape (n_epochs,)
-        Times, days, flat over all light curves.
+        Times, days, flat over all light curves; need not be sorted within a light curve.
     mag : float array, shape (n_epochs,)
-        Magnitudes, mag.
+        Magnitudes, mag (widened to float64).
     channel : integer array, shape (n_epochs,)
         Image channel of each epoch (0 .. n_channels - 1); epochs of other values are ignored.
-    offsets : int64 array, shape (n_lc + 1,)
-        Light curve k is ``t[offsets[k]:offsets[k + 1]]``.
+    offsets : integer array, shape (n_lc + 1,)
+        Light curve k is ``t[offsets[k]:offsets[k + 1]]``; at most ``MAX_EPOCHS_PER_LC`` epochs.
     grid : DmDtGrid
+        Cell edges.
     n_channels : int
+        Number of channels, 1 .. 127.
 
     Returns
     -------
     int32 array, shape (n_lc, n_dm, n_dt, n_channels)
+        Number of pairs per cell.
+
+    Raises
+    ------
+    TypeError
+        If ``t`` is not float64 (float32 epochs lose minutes), or ``channel``/``offsets`` are not
+        integers.
+    ValueError
+        If ``t`` or ``mag`` holds NaN or inf, or shapes or offsets are inconsistent.
     """
+    counts, _ = _counts_and_epochs(t, mag, channel, offsets, grid, n_channels)
+    return counts
+
+
+def _counts_and_epochs(
+    t: npt.ArrayLike,
+    mag: npt.ArrayLike,
+    channel: npt.ArrayLike,
+    offsets: npt.ArrayLike,
+    grid: DmDtGrid,
+    n_channels: int,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
     t, mag, offsets = _check_flat(t, mag, offsets)
-    channel = np.ascontiguousarray(channel, dtype=np.int8)
-    if channel.shape != t.shape:
-        raise ValueError(f"dmdt: channel must have the shape of t, got {channel.shape}")
-    return _counts_multiband(
-        t, mag, channel, offsets, np.int64(n_channels), grid.dt_edges_days, grid.dm_edges_mag
+    channel, n_channels = _check_channel(channel, t.size, n_channels)
+    lut, inv_step = _dm_lookup_table(grid.dm_edges_mag)
+    return _counts_kernel(
+        t,
+        mag,
+        channel,
+        offsets,
+        np.int64(n_channels),
+        grid.dt_edges_days,
+        grid.dm_edges_mag,
+        lut,
+        inv_step,
     )
 
 
 def dmdt_counts(
     t: npt.ArrayLike, mag: npt.ArrayLike, offsets: npt.ArrayLike, grid: DmDtGrid
 ) -> npt.NDArray[np.int32]:
-    """Pair counts of single-band light curves, int32 array of shape (n_lc, n_dm, n_dt)."""
+    """Pair counts of single-band light curves.
+
+    Parameters
+    ----------
+    t : float64 array, shape (n_epochs,)
+        Times, days, flat over all light curves.
+    mag : float array, shape (n_epochs,)
+        Magnitudes, mag.
+    offsets : integer array, shape (n_lc + 1,)
+        Light curve k is ``t[offsets[k]:offsets[k + 1]]``.
+    grid : DmDtGrid
+        Cell edges.
+
+    Returns
+    -------
+    int32 array, shape (n_lc, n_dm, n_dt)
+        Number of pairs per cell.
+    """
     zeros = np.zeros(np.shape(t), dtype=np.int8)
     return dmdt_counts_multiband(t, mag, zeros, offsets, grid, 1)[..., 0]
 
 
-def normalize_counts(counts: npt.NDArray[np.int32], norm: Norm = "mahabal") -> npt.NDArray:
-    """Normalise pair counts of shape (..., n_dm, n_dt, n_channels) per image and channel.
+def dmdt_epoch_counts(
+    channel: npt.ArrayLike, offsets: npt.ArrayLike, n_channels: int
+) -> npt.NDArray[np.int64]:
+    """Number of epochs of each light curve in each channel, the ``n`` of Mahabal normalisation.
 
-    ``mahabal``: uint8 ``floor(255 * count / n_pairs + 0.99999)`` with n_pairs = n(n-1)/2, the
-    number of pairs of the channel's light curve (Mahabal et al. 2017); computed here from the
-    in-grid total, which equals n_pairs when every pair is inside the grid.
-    ``l2``: float32 count / sqrt(sum count^2) (SCoPe). ``max``: float32 count / max count.
-    ``dt_column``: float32, each dt column divided by its sum. ``none``: the counts as float32.
-    All-zero channels stay zero.
+    Parameters
+    ----------
+    channel : integer array, shape (n_epochs,)
+        Image channel of each epoch; values outside 0 .. n_channels - 1 are not counted.
+    offsets : integer array, shape (n_lc + 1,)
+        Light curve k is ``channel[offsets[k]:offsets[k + 1]]``.
+    n_channels : int
+        Number of channels.
+
+    Returns
+    -------
+    int64 array, shape (n_lc, n_channels)
     """
-    c = counts.astype(np.float64)
+    channel = np.asarray(channel)
+    offsets = _check_offsets(offsets, channel.size)
+    channel, n_channels = _check_channel(channel, channel.size, n_channels)
+    lc = np.repeat(np.arange(offsets.size - 1, dtype=np.int64), np.diff(offsets))
+    keep = channel >= 0
+    flat = np.bincount(
+        lc[keep] * n_channels + channel[keep], minlength=(offsets.size - 1) * n_channels
+    )
+    return flat.reshape(offsets.size - 1, n_channels).astype(np.int64)
+
+
+def normalize_counts(
+    counts: npt.NDArray[np.int32],
+    norm: Norm = "mahabal",
+    n_epochs: npt.ArrayLike | None = None,
+) -> npt.NDArray:
+    """Normalise pair counts per image and channel.
+
+    Norms (all-zero channels stay zero in every norm):
+
+    - ``"mahabal"`` (Mahabal et al. 2017): uint8 ``floor(255 * count / n_pairs + 0.99999)`` with
+      ``n_pairs = n (n - 1) / 2``, n the number of epochs of that light curve in that channel, so
+      every pair counts in the denominator, including pairs outside the grid. Needs ``n_epochs``.
+      Any non-empty cell is at least 1.
+    - ``"l2"`` (SCoPe): float32 ``count / sqrt(sum count^2)``; each channel has unit L2 norm.
+    - ``"max"``: float32 ``count / max count``; the largest cell is 1.
+    - ``"dt_column"``: float32, each dt column divided by its own in-grid sum, an estimate of
+      p(dm | dt). light-curve's ``norm=["dt"]`` differs: it divides by all pairs of that dt range,
+      including those outside the dm range.
+    - ``"none"``: the counts as float32.
+
+    Parameters
+    ----------
+    counts : integer array, shape (..., n_dm, n_dt, n_channels)
+        Pair counts, e.g. from ``dmdt_counts_multiband``.
+    norm : {"mahabal", "l2", "max", "dt_column", "none"}
+        The normalisation.
+    n_epochs : integer array, shape (..., n_channels), optional
+        Epochs per light curve and channel (``dmdt_epoch_counts``); required for ``"mahabal"``.
+
+    Returns
+    -------
+    uint8 array for ``"mahabal"``, float32 otherwise; the shape of ``counts``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown norm, a missing ``n_epochs`` with ``"mahabal"``, or an ``n_epochs`` whose
+        pair count is smaller than the in-grid count.
+    """
+    c = np.asarray(counts).astype(np.float64)
+    if c.ndim < 3:
+        raise ValueError(
+            f"normalize_counts: counts must have shape (..., n_dm, n_dt, n_channels), got {c.shape}"
+        )
     axes = (-3, -2)
     if norm == "mahabal":
-        total = c.sum(axis=axes, keepdims=True)
+        if n_epochs is None:
+            raise ValueError(
+                "normalize_counts: norm='mahabal' needs n_epochs (epochs per light curve and "
+                "channel, see dmdt_epoch_counts)"
+            )
+        n = np.asarray(n_epochs, dtype=np.float64)
+        if n.shape != c.shape[:-3] + c.shape[-1:]:
+            raise ValueError(
+                f"normalize_counts: n_epochs must have shape {c.shape[:-3] + c.shape[-1:]}, "
+                f"got {n.shape}"
+            )
+        n_pairs = (n * (n - 1.0) / 2.0)[..., None, None, :]
+        if np.any(c.sum(axis=axes, keepdims=True) > n_pairs):
+            raise ValueError(
+                "normalize_counts: n_epochs gives fewer pairs than counted in the grid"
+            )
         with np.errstate(invalid="ignore", divide="ignore"):
-            img = np.floor(255.0 * c / total + 0.99999)
-        img = np.where(total > 0, img, 0.0)
-        img = np.where(c > 0, img, 0.0)
-        return np.minimum(img, 255).astype(np.uint8)
+            img = np.floor(255.0 * c / n_pairs + 0.99999)
+        img = np.where(n_pairs > 0, img, 0.0)
+        return img.astype(np.uint8)
     if norm == "l2":
         scale = np.sqrt((c * c).sum(axis=axes, keepdims=True))
     elif norm == "max":
@@ -284,7 +715,7 @@ def normalize_counts(counts: npt.NDArray[np.int32], norm: Norm = "mahabal") -> n
     elif norm == "none":
         return c.astype(np.float32)
     else:
-        raise ValueError(f"unknown dm-dt norm {norm!r}; known: {NORMS}")
+        raise ValueError(f"normalize_counts: unknown dm-dt norm {norm!r}; known: {NORMS}")
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(scale > 0, c / scale, 0.0)
     return out.astype(np.float32)
@@ -299,9 +730,78 @@ def dmdt_images(
     n_channels: int,
     norm: Norm = "mahabal",
 ) -> npt.NDArray:
-    """Normalised multi-band dm-dt images, shape (n_lc, n_dm, n_dt, n_channels).
+    """Normalised multi-band dm-dt images.
 
-    A channel whose band has fewer than 2 epochs is all zeros.
+    ``dmdt_counts_multiband`` followed by ``normalize_counts`` (with the epochs per channel for
+    ``"mahabal"``). A channel whose band has fewer than 2 epochs is all zeros.
+
+    Parameters
+    ----------
+    t, mag, channel, offsets, grid, n_channels
+        As in ``dmdt_counts_multiband``.
+    norm : {"mahabal", "l2", "max", "dt_column", "none"}
+        See ``normalize_counts``.
+
+    Returns
+    -------
+    array, shape (n_lc, n_dm, n_dt, n_channels)
+        uint8 for ``"mahabal"``, float32 otherwise.
     """
-    counts = dmdt_counts_multiband(t, mag, channel, offsets, grid, n_channels)
-    return normalize_counts(counts, norm)
+    if norm not in NORMS:
+        raise ValueError(f"dmdt_images: unknown dm-dt norm {norm!r}; known: {NORMS}")
+    counts, n_epochs = _counts_and_epochs(t, mag, channel, offsets, grid, n_channels)
+    return normalize_counts(counts, norm, n_epochs)
+
+
+def dmdt_gausses_multiband(
+    t: npt.ArrayLike,
+    mag: npt.ArrayLike,
+    magerr: npt.ArrayLike,
+    channel: npt.ArrayLike,
+    offsets: npt.ArrayLike,
+    grid: DmDtGrid,
+    n_channels: int,
+) -> npt.NDArray[np.float32]:
+    """Error-aware dm-dt maps: each pair smeared over dm by its uncertainty.
+
+    A pair (i, j) in dt cell k adds ``Phi((hi - dm) / s) - Phi((lo - dm) / s)`` to each dm cell
+    [lo, hi) of column k, with dm = m_j - m_i and s^2 = magerr_i^2 + magerr_j^2 (Phi the standard
+    normal CDF); the part of the Gaussian outside the dm range is lost. A pair with s = 0 counts as
+    a point. No normalisation. This is light-curve's ``DmDt.gausses`` (norm=[]) transposed, and
+    matches it to about 1e-6 relative (float32 output, float64 sums).
+
+    Parameters
+    ----------
+    t, mag, channel, offsets, grid, n_channels
+        As in ``dmdt_counts_multiband``.
+    magerr : float array, shape (n_epochs,)
+        Magnitude uncertainties (1 sigma), mag, finite and >= 0.
+
+    Returns
+    -------
+    float32 array, shape (n_lc, n_dm, n_dt, n_channels)
+        Smeared pair weight per cell.
+    """
+    t, mag, offsets = _check_flat(t, mag, offsets)
+    magerr = np.ascontiguousarray(magerr, dtype=np.float64)
+    if magerr.shape != t.shape:
+        raise ValueError(f"dmdt: magerr must have the shape of t {t.shape}, got {magerr.shape}")
+    _check_finite("magerr", magerr)
+    if magerr.size and magerr.min() < 0:
+        first = int(np.argmax(magerr < 0))
+        raise ValueError(f"dmdt: magerr must be >= 0, got {magerr[first]} at index {first}")
+    channel, n_channels = _check_channel(channel, t.size, n_channels)
+    lut, inv_step = _dm_lookup_table(grid.dm_edges_mag)
+    out, _ = _gausses_kernel(
+        t,
+        mag,
+        magerr,
+        channel,
+        offsets,
+        np.int64(n_channels),
+        grid.dt_edges_days,
+        grid.dm_edges_mag,
+        lut,
+        inv_step,
+    )
+    return out
