@@ -66,6 +66,7 @@ class ClassifySummary:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     epochs_in: int = 0
     epochs_good: int = 0
+    epochs_used: int = 0
     epochs_flagged: int = 0
     epochs_nonfinite: int = 0
     class_counts: dict[str, int] = field(default_factory=dict)
@@ -89,9 +90,10 @@ class ClassifySummary:
         lines.append(f"  input       {len(self.files)} file(s): {names}{more}")
         lines.append(f"  rows read   {self.rows_in:,}")
         lines.append(
-            f"  epochs      {self.epochs_in:,} read: {self.epochs_good:,} good, "
-            f"{self.epochs_flagged:,} cut by catflags != 0, "
-            f"{self.epochs_nonfinite:,} cut as non-finite"
+            f"  epochs      {self.epochs_in:,} read = {self.epochs_good:,} good "
+            f"+ {self.epochs_flagged:,} cut by catflags != 0 "
+            f"+ {self.epochs_nonfinite:,} cut as non-finite; "
+            f"{self.epochs_used:,} good epochs in classified objects"
         )
         lines.append(f"  rejected    {self.rows_rejected:,} rows -> {self.rejects}")
         for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
@@ -182,7 +184,6 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
 def model_ref(spark, model_dir: str, grid: str | None):
     """Register the model file with Spark (unless spark-submit shipped it) and describe it."""
     from udfs.classifier import MODEL_CARD_FILE, MODEL_FILE, ModelCard
-
     from udfs.spark_inference import ModelRef
 
     model_path = Path(model_dir) / MODEL_FILE
@@ -289,9 +290,9 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         summary.epochs_in += row["epochs_in"] or 0
         summary.epochs_flagged += row["flagged"] or 0
         summary.epochs_nonfinite += row["nonfinite"] or 0
+        summary.epochs_good += row["good"] or 0
         if row[REJECT_REASON] is None:
-            kept = row["rows"]
-            summary.epochs_good += row["good"] or 0
+            summary.epochs_used += row["good"] or 0
         else:
             summary.rejected_by_reason[row[REJECT_REASON]] = row["rows"]
     kept = summary.rows_in - summary.rows_rejected
@@ -311,7 +312,9 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
 
     t = time.perf_counter()
     acc = {k: spark.sparkContext.accumulator(0.0) for k in ("load_s", "images_s", "predict_s")}
-    n_partitions = max(1, math.ceil(kept / config.rows_per_partition))
+    n_partitions = max(
+        math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
+    )
     classified = classify_lightcurves(
         cut.where(F.col(REJECT_REASON).isNull()),
         ref,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 #: Settings every varsky job wants, on any master.
@@ -13,6 +14,7 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.sql.debug.maxToStringFields": "200",
 }
 
 #: Extra settings for in-process local runs (a laptop or a test), where nothing else sets them.
@@ -55,6 +57,8 @@ def build_spark_session(
     log_level : str
         Spark log level for the driver.
     """
+    # pyspark 4.3 warns on pandas 3; varsky exchanges Arrow batches, not pandas frames.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("NUMBA_CACHE_DIR", default_numba_cache_dir())

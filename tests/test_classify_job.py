@@ -1,0 +1,173 @@
+"""The classify job end to end on the real DR5 sample and model, locally and on a cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from standalone_cluster import StandaloneCluster
+
+from catalogs.errors import InputError
+from catalogs.healpix import healpix_29
+from catalogs.provenance import VARSKY_VERSION, file_sha256
+from jobs.classify import ClassifyConfig, run_classify
+from jobs.cli import build_parser, main
+from udfs.classifier import CLASS_NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(inputs, out: Path, model_dir, **kw) -> ClassifyConfig:
+    return ClassifyConfig(
+        inputs=tuple(str(p) for p in inputs),
+        output=str(out),
+        rejects=str(out) + "_rejects",
+        model_dir=str(model_dir),
+        **kw,
+    )
+
+
+def _good_objects(sample_file, min_epochs=20) -> set[int]:
+    """Objects with enough catflags == 0 finite epochs, computed here without varsky's code."""
+    table = pq.read_table(sample_file).to_pydict()
+    keep = set()
+    for oid, flags, mags in zip(table["objectid"], table["catflags"], table["mag"], strict=True):
+        good = sum(1 for f, m in zip(flags, mags, strict=True) if f == 0 and np.isfinite(m))
+        if good >= min_epochs:
+            keep.add(oid)
+    return keep
+
+
+@pytest.fixture(scope="module")
+def local_run(spark, sample_file, model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "classified"
+    summary = run_classify(spark, _config([sample_file], out, model_dir), log=lambda *_: None)
+    return summary, out, pq.read_table(out)
+
+
+def test_every_good_object_is_classified_exactly_once(local_run, sample_file):
+    summary, out, table = local_run
+    ids = table.column("objectid").to_pylist()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == _good_objects(sample_file)
+    assert summary.rows_out == len(ids) == 1363
+
+
+def test_the_rest_is_in_the_rejects_with_a_reason(local_run, sample_file):
+    summary, out, table = local_run
+    rejects = pq.read_table(str(out) + "_rejects")
+    all_ids = set(pq.read_table(sample_file, columns=["objectid"]).column(0).to_pylist())
+    reject_ids = rejects.column("objectid").to_pylist()
+    assert set(reject_ids) == all_ids - set(table.column("objectid").to_pylist())
+    assert rejects.column("reject_reason").null_count == 0
+    assert set(rejects.column("reject_reason").to_pylist()) == {"too_few_good_epochs"}
+    assert rejects.column("source_file").to_pylist()[0].endswith(sample_file.name)
+    assert summary.rows_in == 5449 == summary.rows_out + summary.rows_rejected
+    assert summary.epochs_flagged == 8422  # catflags != 0 in the sample
+
+
+def test_output_schema_probabilities_and_provenance(local_run, model_dir):
+    _, _, table = local_run
+    schema = table.schema
+    assert schema.field("objectid").type == pa.int64()
+    assert schema.field("_healpix_29").type == pa.int64()
+    assert schema.field("ra").type == pa.float64()
+    for c in CLASS_NAMES:
+        assert schema.field(f"p_{c}").type == pa.float32()
+    probs = np.column_stack([table.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
+    assert np.all((probs >= 0) & (probs <= 1))
+    predicted = np.asarray(CLASS_NAMES)[probs.argmax(axis=1)]
+    assert predicted.tolist() == table.column("predicted_class").to_pylist()
+    np.testing.assert_array_equal(table.column("predicted_score").to_numpy(), probs.max(axis=1))
+    assert set(table.column("varsky_version").to_pylist()) == {VARSKY_VERSION}
+    sha = file_sha256(model_dir / "model.keras")
+    assert set(table.column("model_sha256").to_pylist()) == {sha}
+    assert set(table.column("dmdt_grid").to_pylist()) == {"mahabal2017"}
+    assert set(table.column("input_file").to_pylist()) == {"ztf_000250_zg_c01_q1_dr5.parquet"}
+    hp = healpix_29(table.column("ra").to_numpy(), table.column("dec").to_numpy())
+    np.testing.assert_array_equal(table.column("_healpix_29").to_numpy(), hp)
+    assert table.column("n_good_g").to_numpy().min() >= 20
+    assert pc.sum(table.column("n_good_r")).as_py() == 0
+
+
+def test_no_spark_sidecar_files(local_run):
+    _, out, _ = local_run
+    for d in (out, Path(str(out) + "_rejects")):
+        names = [p.name for p in d.rglob("*")]
+        assert names and all(n.endswith(".parquet") for n in names), names
+
+
+def test_bad_rows_are_rejected_and_counts_add_up(spark, sample_file, model_dir, tmp_path):
+    table = pq.read_table(sample_file).slice(0, 300)
+    rows = table.to_pylist()
+    good = [r for r in rows if sum(f == 0 for f in r["catflags"]) >= 20]
+    bad_lengths, bad_mags = dict(good[0]), dict(good[1])
+    bad_lengths["mag"] = bad_lengths["mag"][:-1]
+    bad_mags["mag"] = [float("nan")] * 10 + [float("inf")] * 5 + bad_mags["mag"][15:]
+    bad_mags["catflags"] = [0] * len(bad_mags["mag"])
+    edited = pa.Table.from_pylist([bad_lengths, bad_mags] + rows[2:], schema=table.schema)
+    path = tmp_path / "edited.parquet"
+    pq.write_table(edited, path)
+    out = tmp_path / "out"
+    summary = run_classify(spark, _config([path], out, model_dir), log=lambda *_: None)
+    rejects = pq.read_table(str(out) + "_rejects").to_pylist()
+    by_id = {r["objectid"]: r for r in rejects}
+    assert by_id[bad_lengths["objectid"]]["reject_reason"] == "array_length_mismatch"
+    assert by_id[bad_lengths["objectid"]]["source_row"] == 0
+    assert summary.epochs_nonfinite == 15
+    assert summary.rows_in == 300 == summary.rows_out + summary.rows_rejected
+
+
+def test_missing_column_fails_before_spark_work(spark, sample_file, model_dir, tmp_path):
+    path = tmp_path / "no_catflags.parquet"
+    pq.write_table(pq.read_table(sample_file).drop_columns(["catflags"]), path)
+    with pytest.raises(InputError, match=r"no_catflags\.parquet, column 'catflags'"):
+        run_classify(spark, _config([path], tmp_path / "o", model_dir))
+
+
+def test_existing_output_needs_overwrite(spark, sample_file, model_dir, tmp_path):
+    (tmp_path / "o").mkdir()
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        run_classify(spark, _config([sample_file], tmp_path / "o", model_dir))
+
+
+def test_grid_must_match_the_model(spark, sample_file, model_dir, tmp_path):
+    with pytest.raises(ValueError, match="was trained on grid 'mahabal2017'"):
+        run_classify(spark, _config([sample_file], tmp_path / "o", model_dir, grid="scope"))
+
+
+def test_cli_help_lists_the_jobs(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "classify" in capsys.readouterr().out
+    args = build_parser().parse_args(["classify", "--input", "a", "b", "--output", "o"])
+    assert args.input == ["a", "b"] and args.min_epochs == 20
+
+
+@pytest.mark.cluster
+def test_spark_submit_on_standalone_cluster_equals_local(local_run, sample_file, tmp_path):
+    _, local_out, local_table = local_run
+    out = tmp_path / "cluster_out"
+    with StandaloneCluster(tmp_path / "cluster", n_workers=2) as master_url:
+        result = subprocess.run(
+            [
+                str(REPO / "spark-submit.sh"),
+                "--master", master_url,
+                "--executor-memory", "1g",
+                "--conf", "spark.ui.enabled=false",
+                "classify", "--input", str(sample_file), "--output", str(out),
+            ],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "classified  1,363 objects" in result.stdout
+    cluster_table = pq.read_table(out)
+    assert cluster_table.schema == local_table.schema
+    a = local_table.sort_by("objectid").to_pydict()
+    b = cluster_table.sort_by("objectid").to_pydict()
+    assert a == b

@@ -1,0 +1,509 @@
+"""The variability taxonomy, the dm-dt CNN, its model directory and batched prediction.
+
+A model directory holds two files: :data:`MODEL_FILE`, the Keras model (loaded in safe mode, so a
+file cannot run code), and :data:`MODEL_CARD_FILE`, a JSON :class:`ModelCard` that says what the
+model expects (classes, dm-dt grid, image normalisation, bands, input shape) and how it was made
+(training data, seed, checksum, test-split metrics).
+
+The model takes the uint8 ``mahabal`` dm-dt images of :func:`udfs.dmdt.dmdt_images`, shape
+(n, n_dm, n_dt, n_bands), and scales them to [0, 1] itself with a Rescaling layer. It has one
+sigmoid output per class (one-vs-rest, trained with binary cross-entropy on one-hot targets, as
+SCoPe does); the predicted class is the argmax.
+
+Keras and TensorFlow are imported only by the functions that need them, so the taxonomy and the
+card can be used (by Spark drivers, by the simulator) without starting TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from catalogs.provenance import VARSKY_VERSION
+from catalogs.schema import BAND_NAMES
+from udfs.dmdt import DmDtGrid
+
+if TYPE_CHECKING:
+    import keras
+
+
+class VariabilityClass(StrEnum):
+    """The classes the model tells apart, in output order."""
+
+    constant = "constant"
+    rrab = "rrab"  # RR Lyrae, fundamental mode
+    rrc = "rrc"  # RR Lyrae, first overtone
+    cepheid = "cepheid"
+    delta_scuti = "delta_scuti"
+    ew = "ew"  # W UMa contact binary
+    ea = "ea"  # Algol detached eclipsing binary
+    mira = "mira"
+    semiregular = "semiregular"
+    rotational = "rotational"  # spotted rotating star
+    agn = "agn"
+    yso = "yso"  # young stellar object: dippers and bursters
+    cv = "cv"  # cataclysmic variable (dwarf nova)
+    flare = "flare"  # flaring star
+    bogus = "bogus"  # artefacts of calibration or extraction
+
+
+#: Class names in model output order.
+CLASS_NAMES: tuple[str, ...] = tuple(c.value for c in VariabilityClass)
+
+#: Files of a model directory.
+MODEL_FILE = "model.keras"
+MODEL_CARD_FILE = "model_card.json"
+#: The image normalisation the model takes (see :func:`udfs.dmdt.normalize_counts`).
+MODEL_NORM = "mahabal"
+#: Name of the CNN architecture built by :func:`build_model`.
+MODEL_NAME = "varsky_dmdt_cnn"
+
+_PIXEL_SCALE = 1.0 / 255.0  # uint8 mahabal image -> [0, 1]
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Precision, recall and F1 of one class on a split; support is its number of objects."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class TestMetrics:
+    """Scores on the held-out test split.
+
+    Attributes
+    ----------
+    accuracy : float
+        Fraction of objects whose argmax class is right.
+    macro_f1 : float
+        Unweighted mean of the per-class F1.
+    per_class : dict of str to ClassScores
+        Scores of each class, in class order.
+    confusion_matrix : tuple of tuple of int, shape (n_classes, n_classes)
+        Object counts, rows the true class, columns the predicted class, in class order.
+    split : str
+        Which split the scores are on.
+    """
+
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    split: str = "test"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestMetrics:
+        """Build from the card's JSON form."""
+        return cls(
+            accuracy=float(data["accuracy"]),
+            macro_f1=float(data["macro_f1"]),
+            per_class={k: ClassScores(**v) for k, v in data["per_class"].items()},
+            confusion_matrix=tuple(tuple(int(x) for x in row) for row in data["confusion_matrix"]),
+            split=str(data.get("split", "test")),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a model was trained.
+
+    Attributes
+    ----------
+    description : str
+        What the training data are.
+    seed : int
+        Seed of the simulation, the split and Keras.
+    sha256 : str
+        Hex sha256 of the training arrays: the images' bytes (uint8, C order), then the labels'
+        (int16), then the split of each object (int8: 0 train, 1 validation, 2 test).
+    objects_per_class : int
+    n_train, n_val, n_test : int
+        Objects in each split (split by object, stratified by class).
+    epochs_run : int
+        Training epochs run (early stopping on the validation loss may stop before the maximum).
+    max_epochs : int
+    batch_size : int
+    cadence_sample : str or None
+        The DR file whose real epochs some simulated objects used.
+    duration_s : float
+        Wall time of the training job, seconds.
+    """
+
+    description: str
+    seed: int
+    sha256: str
+    objects_per_class: int
+    n_train: int
+    n_val: int
+    n_test: int
+    epochs_run: int
+    max_epochs: int
+    batch_size: int
+    cadence_sample: str | None = None
+    duration_s: float = float("nan")
+
+
+def _record_from_dict(data: Mapping[str, Any], source: str) -> TrainingRecord:
+    """Build a TrainingRecord, ignoring keys a later version may have added."""
+    known = {f.name for f in fields(TrainingRecord)}
+    try:
+        return TrainingRecord(**{k: v for k, v in data.items() if k in known})
+    except TypeError as err:
+        raise ValueError(f"{source}: bad 'training' entry ({err})") from err
+
+
+def _tuple_of_floats(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model expects and how it was made: the contents of :data:`MODEL_CARD_FILE`.
+
+    Attributes
+    ----------
+    name : str
+    varsky_version : str
+        varsky version that wrote the model.
+    classes : tuple of str
+        Class of each model output, in order.
+    grid_name : str
+    dt_edges_days : tuple of float
+        dm-dt grid time-difference edges, days (JSON: ``grid.dt_edges_days``).
+    dm_edges_mag : tuple of float
+        dm-dt grid magnitude-difference edges, mag (JSON: ``grid.dm_edges_mag``).
+    norm : str
+        Image normalisation, ``mahabal`` (uint8).
+    bands : tuple of str
+        Band of each image channel.
+    input_shape : tuple of int
+        (n_dm, n_dt, n_bands).
+    training : TrainingRecord or None
+    test_metrics : TestMetrics or None
+    created : str
+        UTC time the card was made, ISO 8601.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    grid_name: str
+    dt_edges_days: tuple[float, ...]
+    dm_edges_mag: tuple[float, ...]
+    input_shape: tuple[int, int, int]
+    norm: str = MODEL_NORM
+    bands: tuple[str, ...] = BAND_NAMES
+    varsky_version: str = VARSKY_VERSION
+    training: TrainingRecord | None = None
+    test_metrics: TestMetrics | None = None
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        n_dm, n_dt = len(self.dm_edges_mag) - 1, len(self.dt_edges_days) - 1
+        if tuple(self.input_shape) != (n_dm, n_dt, len(self.bands)):
+            raise ValueError(
+                f"model card input_shape {tuple(self.input_shape)} does not match the grid and "
+                f"bands: need {(n_dm, n_dt, len(self.bands))}"
+            )
+        if self.norm != MODEL_NORM:
+            raise ValueError(f"model card norm must be {MODEL_NORM!r}, got {self.norm!r}")
+
+    @classmethod
+    def for_grid(cls, grid: DmDtGrid, classes: Sequence[str] = CLASS_NAMES, **kwargs) -> ModelCard:
+        """A card for a model of ``grid`` images of all bands; ``kwargs`` set the other fields."""
+        return cls(
+            name=kwargs.pop("name", MODEL_NAME),
+            classes=tuple(classes),
+            grid_name=grid.name,
+            dt_edges_days=_tuple_of_floats(grid.dt_edges_days),
+            dm_edges_mag=_tuple_of_floats(grid.dm_edges_mag),
+            input_shape=(*grid.shape, len(BAND_NAMES)),
+            **kwargs,
+        )
+
+    @property
+    def grid(self) -> DmDtGrid:
+        """The dm-dt grid the model was trained on."""
+        return DmDtGrid.from_edges(self.dt_edges_days, self.dm_edges_mag, self.grid_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card's JSON form."""
+        return {
+            "name": self.name,
+            "varsky_version": self.varsky_version,
+            "classes": list(self.classes),
+            "grid": {
+                "name": self.grid_name,
+                "dt_edges_days": list(self.dt_edges_days),
+                "dm_edges_mag": list(self.dm_edges_mag),
+            },
+            "norm": self.norm,
+            "bands": list(self.bands),
+            "input_shape": list(self.input_shape),
+            "training": asdict(self.training) if self.training else None,
+            "test_metrics": asdict(self.test_metrics) if self.test_metrics else None,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "model card") -> ModelCard:
+        """Build from the JSON form; ``source`` names the file in error messages."""
+        required = ("name", "classes", "grid", "norm", "bands", "input_shape")
+        missing = [k for k in required if k not in data]
+        missing += [f"grid.{k}" for k in ("name", "dt_edges_days", "dm_edges_mag")
+                    if "grid" in data and k not in data["grid"]]  # fmt: skip
+        if missing:
+            raise ValueError(f"{source}: missing keys {missing}")
+        grid = data["grid"]
+        training = data.get("training")
+        metrics = data.get("test_metrics")
+        return cls(
+            name=str(data["name"]),
+            varsky_version=str(data.get("varsky_version", "unknown")),
+            classes=tuple(str(c) for c in data["classes"]),
+            grid_name=str(grid["name"]),
+            dt_edges_days=_tuple_of_floats(grid["dt_edges_days"]),
+            dm_edges_mag=_tuple_of_floats(grid["dm_edges_mag"]),
+            norm=str(data["norm"]),
+            bands=tuple(str(b) for b in data["bands"]),
+            input_shape=tuple(int(n) for n in data["input_shape"]),
+            training=_record_from_dict(training, source) if training else None,
+            test_metrics=TestMetrics.from_dict(metrics) if metrics else None,
+            created=str(data.get("created", "")),
+        )
+
+    def write(self, model_dir: str | Path) -> Path:
+        """Write :data:`MODEL_CARD_FILE` into ``model_dir``; return its path."""
+        path = Path(model_dir) / MODEL_CARD_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> ModelCard:
+        """Read :data:`MODEL_CARD_FILE` from ``model_dir``."""
+        path = Path(model_dir) / MODEL_CARD_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"model card {path}: no such file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"model card {path}: not valid JSON ({err})") from err
+        return cls.from_dict(data, source=f"model card {path}")
+
+
+def classification_metrics(
+    true_labels: npt.ArrayLike, predicted_labels: npt.ArrayLike, classes: Sequence[str]
+) -> TestMetrics:
+    """Confusion matrix, per-class precision, recall and F1, accuracy and macro F1.
+
+    Parameters
+    ----------
+    true_labels, predicted_labels : integer arrays, shape (n,)
+        Class indices into ``classes``.
+    classes : sequence of str
+
+    Returns
+    -------
+    TestMetrics
+        A class never predicted has precision 0; one absent from the truth has recall 0.
+    """
+    true_labels = np.asarray(true_labels, dtype=np.int64)
+    predicted_labels = np.asarray(predicted_labels, dtype=np.int64)
+    k = len(classes)
+    confusion = np.bincount(true_labels * k + predicted_labels, minlength=k * k).reshape(k, k)
+    hits = np.diag(confusion).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(hits / confusion.sum(axis=0))
+        recall = np.nan_to_num(hits / confusion.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    per_class = {
+        name: ClassScores(
+            float(precision[j]), float(recall[j]), float(f1[j]), int(confusion[j].sum())
+        )
+        for j, name in enumerate(classes)
+    }
+    return TestMetrics(
+        accuracy=float(hits.sum() / max(true_labels.size, 1)),
+        macro_f1=float(f1.mean()),
+        per_class=per_class,
+        confusion_matrix=tuple(tuple(int(x) for x in row) for row in confusion),
+    )
+
+
+def configure_tensorflow_threads(n_threads: int) -> bool:
+    """Give TensorFlow ``n_threads`` intra-op threads and 1 inter-op thread.
+
+    TensorFlow fixes its thread pools when its runtime starts; after that the call changes
+    nothing. Safe to call any number of times.
+
+    Returns
+    -------
+    bool
+        True if the setting took effect (or already held).
+    """
+    if n_threads < 1:
+        raise ValueError(f"configure_tensorflow_threads: n_threads must be >= 1, got {n_threads}")
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    if (
+        threading.get_intra_op_parallelism_threads() == n_threads
+        and threading.get_inter_op_parallelism_threads() == 1
+    ):
+        return True
+    try:
+        threading.set_intra_op_parallelism_threads(n_threads)
+        threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime has started: its pools stay as they are
+        return False
+    return True
+
+
+def build_model(
+    input_shape: tuple[int, int, int], n_classes: int = len(CLASS_NAMES), name: str = MODEL_NAME
+) -> keras.Model:
+    """The dm-dt CNN (after Mahabal et al. 2017), uncompiled.
+
+    uint8 images (n_dm, n_dt, n_bands) -> Rescaling(1/255) -> Conv2D(32, 3x3) -> MaxPooling(2)
+    -> Conv2D(64, 3x3) -> MaxPooling(2) -> Dropout(0.1) -> Flatten -> Dense(128) -> Dropout(0.25)
+    -> Dense(128) -> Dense(n_classes, sigmoid). About 0.3 M parameters on the 22 x 24 grid.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (n_dm, n_dt, n_bands).
+    n_classes : int
+    name : str
+
+    Returns
+    -------
+    keras.Model
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="dmdt_image")
+    x = layers.Rescaling(_PIXEL_SCALE, name="to_unit_range")(inputs)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Dropout(0.1, name="drop1")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", name="dense1")(x)
+    x = layers.Dropout(0.25, name="drop2")(x)
+    x = layers.Dense(128, activation="relu", name="dense2")(x)
+    outputs = layers.Dense(n_classes, activation="sigmoid", name="class_probability")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+class Classifier:
+    """A loaded model and its card.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Takes uint8 images (n, n_dm, n_dt, n_bands), gives (n, n_classes) probabilities.
+    card : ModelCard
+        Must agree with the model's input shape and number of outputs.
+    """
+
+    def __init__(self, model: keras.Model, card: ModelCard) -> None:
+        model_input = tuple(model.input_shape[1:])
+        if model_input != tuple(card.input_shape):
+            raise ValueError(
+                f"model input shape {model_input} does not match the card's {card.input_shape}"
+            )
+        n_outputs = model.output_shape[-1]
+        if n_outputs != len(card.classes):
+            raise ValueError(
+                f"model has {n_outputs} outputs, the card names {len(card.classes)} classes"
+            )
+        self._model = model
+        self._card = card
+
+    @classmethod
+    def load(cls, model_path: str | Path, card: ModelCard | None = None) -> Classifier:
+        """Load a model in Keras safe mode (no code in the file runs).
+
+        Parameters
+        ----------
+        model_path : str or Path
+            The ``.keras`` file, or a model directory holding :data:`MODEL_FILE`.
+        card : ModelCard, optional
+            Defaults to the :data:`MODEL_CARD_FILE` beside the model file.
+        """
+        import keras
+
+        path = Path(model_path)
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if path.suffix != ".keras":
+            raise ValueError(f"model file {path}: need a .keras file")
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path}: no such file")
+        if card is None:
+            card = ModelCard.read(path.parent)
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        return cls(model, card)
+
+    @property
+    def card(self) -> ModelCard:
+        """The model card."""
+        return self._card
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class of each output column."""
+        return self._card.classes
+
+    @property
+    def model(self) -> keras.Model:
+        """The Keras model."""
+        return self._model
+
+    def predict(
+        self, images: npt.NDArray[np.uint8], batch_size: int = 1024
+    ) -> npt.NDArray[np.float32]:
+        """Class probabilities of dm-dt images.
+
+        Parameters
+        ----------
+        images : uint8 array, shape (n, n_dm, n_dt, n_bands)
+            ``mahabal`` images on the card's grid.
+        batch_size : int
+            Images per model call (``predict_on_batch``: compiled once, no progress bar).
+
+        Returns
+        -------
+        float32 array, shape (n, n_classes)
+            One-vs-rest probability of each class, in [0, 1]; rows need not sum to 1.
+        """
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise TypeError(
+                f"Classifier.predict: images must be uint8 (mahabal), got {images.dtype}"
+            )
+        if images.ndim != 4 or images.shape[1:] != tuple(self._card.input_shape):
+            raise ValueError(
+                f"Classifier.predict: images must have shape (n, *{tuple(self._card.input_shape)})"
+                f", got {images.shape}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"Classifier.predict: batch_size must be >= 1, got {batch_size}")
+        out = np.empty((images.shape[0], len(self.classes)), dtype=np.float32)
+        for lo in range(0, images.shape[0], batch_size):
+            batch = images[lo : lo + batch_size]
+            out[lo : lo + batch.shape[0]] = self._model.predict_on_batch(batch)
+        return out
