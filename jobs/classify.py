@@ -36,7 +36,7 @@ from catalogs.schema import (
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "varsky_dmdt_cnn"
 DEFAULT_ROWS_PER_PARTITION = 5000
-DEFAULT_BATCH_SIZE = 1024
+DEFAULT_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-        help=f"images per model call (default {DEFAULT_BATCH_SIZE})",
+        help=f"images per model call; outputs are bit-identical for a given batch size on any "
+        f"master and partitioning (default {DEFAULT_BATCH_SIZE})",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(

@@ -110,7 +110,11 @@ def test_bad_rows_are_rejected_and_counts_add_up(spark, sample_file, model_dir, 
     bad_lengths["mag"] = bad_lengths["mag"][:-1]
     bad_mags["mag"] = [float("nan")] * 10 + [float("inf")] * 5 + bad_mags["mag"][15:]
     bad_mags["catflags"] = [0] * len(bad_mags["mag"])
-    edited = pa.Table.from_pylist([bad_lengths, bad_mags] + rows[2:], schema=table.schema)
+    # IRSA's own files store hmjd as float64 (the sample has float32): both must work.
+    schema = table.schema.set(
+        table.schema.get_field_index("hmjd"), pa.field("hmjd", pa.list_(pa.float64()))
+    )
+    edited = pa.Table.from_pylist([bad_lengths, bad_mags] + rows[2:], schema=schema)
     path = tmp_path / "edited.parquet"
     pq.write_table(edited, path)
     out = tmp_path / "out"
@@ -161,6 +165,8 @@ def test_spark_submit_on_standalone_cluster_equals_local(local_run, sample_file,
                 "--executor-memory", "1g",
                 "--conf", "spark.ui.enabled=false",
                 "classify", "--input", str(sample_file), "--output", str(out),
+                # Other partitions and batches than the local run: rows must not change.
+                "--rows-per-partition", "400",
             ],
             capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )  # fmt: skip

@@ -474,7 +474,7 @@ class Classifier:
         return self._model
 
     def predict(
-        self, images: npt.NDArray[np.uint8], batch_size: int = 1024
+        self, images: npt.NDArray[np.uint8], batch_size: int = 256
     ) -> npt.NDArray[np.float32]:
         """Class probabilities of dm-dt images.
 
@@ -483,7 +483,11 @@ class Classifier:
         images : uint8 array, shape (n, n_dm, n_dt, n_bands)
             ``mahabal`` images on the card's grid.
         batch_size : int
-            Images per model call (``predict_on_batch``: compiled once, no progress bar).
+            Images per model call (``predict_on_batch``: compiled once, no progress bar). The
+            last batch is padded with blank images to this size, because oneDNN's results depend
+            in the last bits on the batch shape: with every call the same shape, an object's
+            probabilities are bit-identical whatever other objects share its batch, so outputs
+            do not depend on Spark's partitioning.
 
         Returns
         -------
@@ -505,5 +509,9 @@ class Classifier:
         out = np.empty((images.shape[0], len(self.classes)), dtype=np.float32)
         for lo in range(0, images.shape[0], batch_size):
             batch = images[lo : lo + batch_size]
-            out[lo : lo + batch.shape[0]] = self._model.predict_on_batch(batch)
+            n = batch.shape[0]
+            if n < batch_size:
+                pad = np.zeros((batch_size - n, *batch.shape[1:]), dtype=np.uint8)
+                batch = np.concatenate([batch, pad])
+            out[lo : lo + n] = np.asarray(self._model.predict_on_batch(batch))[:n]
         return out

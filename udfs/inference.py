@@ -91,7 +91,7 @@ def classify_batch(
     classifier,
     grid: DmDtGrid,
     norm: str = "mahabal",
-    batch_size: int = 1024,
+    batch_size: int = 256,
     times: StageTimes | None = None,
 ) -> pa.RecordBatch:
     """Classify every light curve of a batch.
