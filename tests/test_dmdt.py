@@ -247,10 +247,21 @@ def test_dm_lookup_table_equals_binary_search(grid_name):
     _check_dm_lookup(edges)
 
 
-def test_dm_lookup_table_capped_for_a_tiny_cell():
-    edges = np.array([-10.0, 0.0, 1e-7, 2e-7, 10.0])
+def test_tiny_cell_falls_back_to_binary_search():
+    edges = np.array([-10.0, 0.0, 1e-7, 2e-7, 10.0])  # a table would exceed 65536 entries
     lut, _ = _dm_lookup_table(edges)
-    assert lut.size == 1 << 16
+    assert lut.size == 0
+    _check_dm_lookup(edges)
+
+
+def test_dm_lookup_table_at_its_largest():
+    # Narrowest cell just wide enough for a table of at most 65536 entries: one correction
+    # each way must still be exact.
+    width = 20.0
+    narrow = 2 * width / ((1 << 16) - 2)
+    edges = np.array([-10.0, 0.0, narrow, 2 * narrow, 10.0])
+    lut, _ = _dm_lookup_table(edges)
+    assert 0 < lut.size <= 1 << 16
     _check_dm_lookup(edges)
 
 

@@ -204,15 +204,17 @@ class DmDtGrid:
 def _dm_lookup_table(dm_edges: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int32], float]:
     """Return (lut, inv_step): ``lut[q]`` is the cell of ``dm_edges[0] + q / inv_step``.
 
-    The step is half the narrowest cell (capped at ``_DM_LUT_MAX_SIZE`` entries), so the true cell
-    of any dm is ``lut[q]`` or a neighbour; ``_dm_cell`` walks to it against the true edges.
+    The step is half the narrowest cell, so at most one edge lies between any dm and the table
+    point below it: the true cell is ``lut[q]`` or a neighbour, and ``_dm_cell`` corrects it
+    against the true edges. A grid whose table would exceed ``_DM_LUT_MAX_SIZE`` entries (a dm
+    cell narrower than about 0.0005 mag on a 16 mag grid) gets an empty table, and ``_dm_cell``
+    falls back to a binary search.
     """
     width = dm_edges[-1] - dm_edges[0]
     step = float(np.min(np.diff(dm_edges))) / 2.0
     size = math.ceil(width / step) + 1
     if size > _DM_LUT_MAX_SIZE:
-        size = _DM_LUT_MAX_SIZE
-        step = width / (size - 1)
+        return np.empty(0, dtype=np.int32), 0.0
     x = dm_edges[0] + step * np.arange(size, dtype=np.float64)
     lut = np.searchsorted(dm_edges, x, side="right") - 1
     lut = np.clip(lut, 0, dm_edges.size - 2).astype(np.int32)
@@ -222,16 +224,14 @@ def _dm_lookup_table(dm_edges: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.
 @nb.njit(cache=True, nogil=True, inline="always")
 def _dm_cell(dm, dm_edges, lut, inv_step):
     """Cell b with dm_edges[b] <= dm < dm_edges[b + 1]; requires dm inside the grid."""
-    q = int((dm - dm_edges[0]) * inv_step)
-    if q < 0:
-        q = 0
-    elif q >= lut.size:
-        q = lut.size - 1
+    if lut.size == 0:
+        return np.searchsorted(dm_edges, dm, side="right") - 1
+    q = min(int((dm - dm_edges[0]) * inv_step), lut.size - 1)
     b = lut[q]
-    while dm < dm_edges[b]:
-        b -= 1
-    while dm >= dm_edges[b + 1]:
-        b += 1
+    # One exact correction each way, branchless: dm is random, so a branch here would
+    # mispredict about every other pair.
+    b -= np.int64(dm < dm_edges[b])
+    b += np.int64(dm >= dm_edges[b + 1])
     return b
 
 
@@ -314,29 +314,33 @@ def _group_by_channel(t, m, e, channel, n_channels, n_epochs):
 
 
 @nb.njit(cache=True, nogil=True)
-def _bin_pairs(t, m, dt_edges, dm_edges, lut, inv_step, hist, c):
-    """Add the pairs of one time-sorted channel to ``hist[:, :, c]`` (n_dm, n_dt, n_channels)."""
+def _bin_pairs(t, m, dt_edges, dm_edges, lut, inv_step, row_hist):
+    """Add the pairs of one time-sorted channel to ``row_hist`` (n_dt, n_dm), dt-major.
+
+    For each i the later epochs j fall in dt cells in order, so j is walked in segments, one per
+    dt cell: the inner loop only finds the dm cell and increments one row that stays in L1.
+    """
     n = t.size
+    n_dt = dt_edges.size - 1
     dt_lo = dt_edges[0]
-    dt_hi = dt_edges[-1]
     dm_lo = dm_edges[0]
     dm_hi = dm_edges[-1]
     for i in range(n - 1):
         ti = t[i]
         mi = m[i]
-        k = 0  # dt cell, walked forward: dt only grows with j
-        for j in range(i + 1, n):
-            dt = t[j] - ti
-            if dt >= dt_hi:
+        j = i + 1
+        while j < n and t[j] - ti < dt_lo:  # only when the first dt edge is above 0
+            j += 1
+        for k in range(n_dt):
+            edge = dt_edges[k + 1]
+            row = row_hist[k]
+            while j < n and t[j] - ti < edge:
+                dm = m[j] - mi
+                if dm >= dm_lo and dm < dm_hi:
+                    row[_dm_cell(dm, dm_edges, lut, inv_step)] += 1
+                j += 1
+            if j >= n:
                 break
-            if dt < dt_lo:
-                continue
-            while dt >= dt_edges[k + 1]:
-                k += 1
-            dm = m[j] - mi
-            if dm < dm_lo or dm >= dm_hi:
-                continue
-            hist[_dm_cell(dm, dm_edges, lut, inv_step), k, c] += 1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -404,12 +408,14 @@ def _counts_kernel(t, m, channel, offsets, n_channels, dt_edges, dm_edges, lut, 
         ts, ms, _, starts = _group_by_channel(
             t[lo:hi], m[lo:hi], no_err, channel[lo:hi], n_channels, n_epochs[k]
         )
-        hist = out[k]
+        row_hist = np.empty((n_dt, n_dm), dtype=np.int32)
         for c in range(n_channels):
             a = starts[c]
             b = starts[c + 1]
             if b - a > 1:
-                _bin_pairs(ts[a:b], ms[a:b], dt_edges, dm_edges, lut, inv_step, hist, c)
+                row_hist[:, :] = 0
+                _bin_pairs(ts[a:b], ms[a:b], dt_edges, dm_edges, lut, inv_step, row_hist)
+                out[k, :, :, c] = row_hist.T
     return out, n_epochs
 
 
