@@ -123,3 +123,40 @@ LIGHTCURVE_STRUCT = pa.struct(
         pa.field(BAND, pa.list_(pa.int8())),
     ]
 )
+
+
+# --- Detections: one row per single-epoch measurement (psfcat rows, generic long format) ---
+class DetColumn:
+    """Columns of the internal long-format detection table all detection readers produce."""
+
+    DETID = "detid"  # int64, unique per detection: (PID << 20) | sourceid for psfcat
+    RA = "ra"  # float64, degrees
+    DEC = "dec"  # float64, degrees
+    MJD = "mjd"  # float64, days: observation epoch (UTC MJD), never float32
+    BAND = "band"  # int8 image channel: 0 g, 1 r, 2 i
+    MAG = "mag"  # float32, mag (calibrated)
+    MAGERR = "magerr"  # float32, mag
+    FLAGS = "flags"  # int32, survey quality flags; 0 is good
+    FIELDID = "fieldid"  # int32
+    RCID = "rcid"  # int32, readout channel (CCD quadrant): 4 * (ccdid - 1) + (qid - 1)
+    OBJECTID = "objectid"  # int64, nullable: an object id given by the input, if any
+    SOURCE_FILE = SOURCE_FILE
+    SOURCE_ROW = SOURCE_ROW
+
+
+#: Bits of a detection's `sourceid` in its detid; the rest is the exposure-quadrant PID.
+DETID_SOURCEID_BITS = 20
+
+
+def make_detid(pid: int, sourceid: int) -> int:
+    """Detection id from the exposure-quadrant PID and the row's sourceid."""
+    return (int(pid) << DETID_SOURCEID_BITS) | int(sourceid)
+
+
+def rcid_of(ccdid: int, qid: int) -> int:
+    """ZTF readout-channel id (0..63) of a CCD (1..16) and quadrant (1..4)."""
+    return 4 * (int(ccdid) - 1) + (int(qid) - 1)
+
+
+#: Default association radius, arcsec.
+DEFAULT_RADIUS_ARCSEC = 1.5
