@@ -160,3 +160,33 @@ def rcid_of(ccdid: int, qid: int) -> int:
 
 #: Default association radius, arcsec.
 DEFAULT_RADIUS_ARCSEC = 1.5
+
+# --- The light-curve catalog `varsky ingest` writes (one row per sky object) ---
+N_EPOCHS = "n_epochs"
+SOURCE_IDS = "source_ids"  # list<int64>: reference ids or DR objectids merged into the object
+
+
+def n_epochs_column(band: str) -> str:
+    """Name of the per-band epoch count column of the light-curve catalog, e.g. ``n_epochs_g``."""
+    return f"n_epochs_{band}"
+
+
+#: Light curve of the ingest catalog: the classify struct plus each epoch's flags and detid
+#: (psfcat detid, the DR objectid the epoch came from, or the generated detection id).
+INGEST_LIGHTCURVE_STRUCT = pa.struct(
+    [
+        *LIGHTCURVE_STRUCT,
+        pa.field("flags", pa.list_(pa.int32())),
+        pa.field("detid", pa.list_(pa.int64())),
+    ]
+)
+
+
+class DetectionRejectReason:
+    """Reasons a detection (or DR epoch) goes to the ingest rejects table."""
+
+    FLAGGED = "flagged"  # survey flags (catflags != 0; psfcat flags or INFOBITS != 0)
+    NONFINITE = "nonfinite"  # non-finite time, position, mag or magerr
+    BAD_BAND = "unknown_band"
+    NO_OBJECT = "no_reference_within_radius"
+    DUPLICATE = "duplicate_epoch"  # same object, band and time (or same detid) as a kept epoch

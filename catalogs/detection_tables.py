@@ -1,0 +1,294 @@
+"""Every ingest input as one long table of detections (Arrow), with quality reasons.
+
+psfcat rows, DR light-curve epochs and generic detections all become rows of
+:data:`INGEST_DETECTION_SCHEMA`. A row with a ``reject_reason`` goes to the rejects table; the
+others are associated into objects. ``catalog`` names the catalog a row comes from (the exposure
+for psfcat and generic detections, the field-quadrant-filter file for DR epochs): two rows of one
+catalog never belong to the same object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from catalogs.errors import InputError
+from catalogs.healpix import healpix_29
+from catalogs.schema import (
+    CATFLAGS_GOOD,
+    HEALPIX_COLUMN,
+    REJECT_REASON,
+    Band,
+    DetColumn,
+    DetectionRejectReason,
+    DRColumn,
+)
+from catalogs.time_scales import heliocentric_mjd
+
+SOURCE_ID = "source_id"  # int64, nullable: the DR objectid of an epoch, or a reference id
+CATALOG = "catalog"  # int64
+HMJD = "hmjd"  # float64 days, heliocentric where the input allows
+#: Bits for the epoch index in the detid of a DR epoch: detid = (objectid << 12) | epoch.
+DR_EPOCH_BITS = 12
+
+INGEST_DETECTION_SCHEMA = pa.schema(
+    [
+        pa.field(DetColumn.DETID, pa.int64()),
+        pa.field(DetColumn.OBJECTID, pa.int64()),
+        pa.field(SOURCE_ID, pa.int64()),
+        pa.field(CATALOG, pa.int64()),
+        pa.field(DetColumn.RA, pa.float64()),
+        pa.field(DetColumn.DEC, pa.float64()),
+        pa.field(HEALPIX_COLUMN, pa.int64()),
+        pa.field(HMJD, pa.float64()),
+        pa.field(DetColumn.BAND, pa.int8()),
+        pa.field(DetColumn.MAG, pa.float32()),
+        pa.field(DetColumn.MAGERR, pa.float32()),
+        pa.field(DetColumn.FLAGS, pa.int32()),
+        pa.field(DetColumn.SOURCE_FILE, pa.string()),
+        pa.field(DetColumn.SOURCE_ROW, pa.int64()),
+        pa.field(REJECT_REASON, pa.string()),
+    ]
+)
+
+#: Sources to group into objects (reference sources, DR objectids): one row each.
+SOURCE_SCHEMA = pa.schema(
+    [
+        pa.field(SOURCE_ID, pa.int64()),
+        pa.field(CATALOG, pa.int64()),
+        pa.field(DetColumn.RA, pa.float64()),
+        pa.field(DetColumn.DEC, pa.float64()),
+        pa.field(HEALPIX_COLUMN, pa.int64()),
+    ]
+)
+
+
+def _reasons(flagged: np.ndarray, finite: np.ndarray, band_ok: np.ndarray) -> np.ndarray:
+    reason = np.full(flagged.size, None, dtype=object)
+    reason[flagged] = DetectionRejectReason.FLAGGED
+    reason[~band_ok] = DetectionRejectReason.BAD_BAND
+    reason[~finite] = DetectionRejectReason.NONFINITE
+    return reason
+
+
+def _table(columns: dict) -> pa.Table:
+    arrays = [pa.array(columns[f.name], f.type) for f in INGEST_DETECTION_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=INGEST_DETECTION_SCHEMA)
+
+
+def _healpix(ra: np.ndarray, dec: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    hp = np.zeros(ra.size, dtype=np.int64)
+    hp[finite] = healpix_29(ra[finite], dec[finite])
+    return hp
+
+
+def from_psfcat(table: pa.Table) -> pa.Table:
+    """Detections of a science psfcat table (:func:`catalogs.ztf_psfcat.read_psfcat`).
+
+    Times become heliocentric MJD of each detection's position; the catalog is the exposure
+    (the PID part of the detid). Flagged: psfcat flags != 0 or the exposure's INFOBITS != 0.
+    """
+    from catalogs.ztf_psfcat import psfcat_quality
+
+    def col(name, dtype):
+        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+    detid = col(DetColumn.DETID, np.int64)
+    ra, dec = col(DetColumn.RA, np.float64), col(DetColumn.DEC, np.float64)
+    mjd = col(DetColumn.MJD, np.float64)
+    mag, magerr = col(DetColumn.MAG, np.float64), col(DetColumn.MAGERR, np.float64)
+    band = col(DetColumn.BAND, np.int64)
+    finite = (
+        np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90) & np.isfinite(mjd)
+        & np.isfinite(mag) & np.isfinite(magerr)
+    )  # fmt: skip
+    good = psfcat_quality(col(DetColumn.FLAGS, np.int64), col("infobits", np.int64))
+    band_ok = (band >= 0) & (band < len(Band))
+    hmjd = np.where(
+        finite, heliocentric_mjd(mjd, np.where(finite, ra, 0), np.where(finite, dec, 0)), mjd
+    )
+    return _table(
+        {
+            DetColumn.DETID: detid,
+            DetColumn.OBJECTID: pa.nulls(table.num_rows, pa.int64()),
+            SOURCE_ID: pa.nulls(table.num_rows, pa.int64()),
+            CATALOG: detid >> 20,
+            DetColumn.RA: ra,
+            DetColumn.DEC: dec,
+            HEALPIX_COLUMN: _healpix(ra, dec, finite),
+            HMJD: hmjd,
+            DetColumn.BAND: band.astype(np.int8),
+            DetColumn.MAG: mag.astype(np.float32),
+            DetColumn.MAGERR: magerr.astype(np.float32),
+            DetColumn.FLAGS: col(DetColumn.FLAGS, np.int32),
+            DetColumn.SOURCE_FILE: table.column(DetColumn.SOURCE_FILE),
+            DetColumn.SOURCE_ROW: col(DetColumn.SOURCE_ROW, np.int64),
+            REJECT_REASON: _reasons(~good, finite, band_ok),
+        }
+    )
+
+
+def sources_from_refpsfcat(table: pa.Table) -> pa.Table:
+    """Reference sources (:func:`catalogs.ztf_psfcat.read_refpsfcat`) to group into objects."""
+    ref = table.column("refid").to_numpy(zero_copy_only=False).astype(np.int64)
+    ra = table.column(DetColumn.RA).to_numpy(zero_copy_only=False).astype(np.float64)
+    dec = table.column(DetColumn.DEC).to_numpy(zero_copy_only=False).astype(np.float64)
+    finite = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    return pa.Table.from_arrays(
+        [
+            pa.array(ref[finite]),
+            pa.array(ref[finite] >> 20),
+            pa.array(ra[finite]),
+            pa.array(dec[finite]),
+            pa.array(healpix_29(ra[finite], dec[finite])),
+        ],
+        schema=SOURCE_SCHEMA,
+    )
+
+
+def dr_catalog_key(fieldid: np.ndarray, rcid: np.ndarray, filterid: np.ndarray) -> np.ndarray:
+    """One int64 per DR field-quadrant-filter file."""
+    return (fieldid.astype(np.int64) * 100 + rcid.astype(np.int64)) * 10 + filterid.astype(np.int64)
+
+
+def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
+    """Epochs of DR light-curve rows (columns as read by catalogs.dr_lightcurves), one per row.
+
+    Each epoch keeps its row's objectid as source_id and position; hmjd is already heliocentric.
+    A row whose lists differ in length gives one rejected epoch per hmjd value.
+    """
+    col = batch.column
+    n_rows = batch.num_rows
+    objectid = col(DRColumn.OBJECTID).to_numpy(zero_copy_only=False).astype(np.int64)
+    filterid = pc.fill_null(col(DRColumn.FILTERID), 0).to_numpy(zero_copy_only=False)
+    lengths = {}
+    flat = {}
+    for name in (DRColumn.HMJD, DRColumn.MAG, DRColumn.MAGERR, DRColumn.CATFLAGS):
+        arr = col(name)
+        lengths[name] = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+        values = pc.list_flatten(arr)
+        fill = -1 if pa.types.is_integer(values.type) else np.nan
+        target = pa.int64() if pa.types.is_integer(values.type) else pa.float64()
+        flat[name] = pc.fill_null(pc.cast(values, target), fill).to_numpy(zero_copy_only=False)
+    n = lengths[DRColumn.HMJD]
+    same = np.ones(n_rows, dtype=bool)
+    for name in (DRColumn.MAG, DRColumn.MAGERR, DRColumn.CATFLAGS):
+        same &= lengths[name] == n
+    row = np.repeat(np.arange(n_rows), n)
+    epoch = np.arange(row.size) - np.repeat(np.cumsum(n) - n, n)
+    if np.any(epoch >= 1 << DR_EPOCH_BITS):
+        raise InputError(
+            str(col("source_file")[0]), f"more than {1 << DR_EPOCH_BITS} epochs in one row",
+            column=DRColumn.HMJD,
+        )  # fmt: skip
+
+    def per_epoch(name):
+        """Values of a list column, aligned with hmjd for rows whose lists agree."""
+        values = np.full(row.size, np.nan if name != DRColumn.CATFLAGS else -1)
+        ok_epochs = same[row]
+        starts = np.cumsum(lengths[name]) - lengths[name]
+        index = np.repeat(starts, n) + epoch
+        values[ok_epochs] = flat[name][index[ok_epochs]]
+        return values
+
+    hmjd = flat[DRColumn.HMJD]
+    mag, magerr, catflags = (
+        per_epoch(c) for c in (DRColumn.MAG, DRColumn.MAGERR, DRColumn.CATFLAGS)
+    )
+    ra = col(DRColumn.RA).to_numpy(zero_copy_only=False).astype(np.float64)[row]
+    dec = col(DRColumn.DEC).to_numpy(zero_copy_only=False).astype(np.float64)[row]
+    band = filterid.astype(np.int64)[row] - 1
+    finite = (
+        np.isfinite(hmjd) & np.isfinite(mag) & np.isfinite(magerr) & np.isfinite(ra)
+        & np.isfinite(dec) & (np.abs(dec) <= 90)
+    )  # fmt: skip
+    reason = _reasons(catflags != CATFLAGS_GOOD, finite, (band >= 0) & (band < len(Band)))
+    reason[~same[row]] = "array_length_mismatch"
+    catalog = dr_catalog_key(
+        pc.fill_null(col(DRColumn.FIELDID), 0).to_numpy(zero_copy_only=False),
+        pc.fill_null(col(DRColumn.RCID), 0).to_numpy(zero_copy_only=False),
+        filterid,
+    )[row]
+    return _table(
+        {
+            DetColumn.DETID: (objectid[row] << DR_EPOCH_BITS) | epoch,
+            DetColumn.OBJECTID: pa.nulls(row.size, pa.int64()),
+            SOURCE_ID: objectid[row],
+            CATALOG: catalog,
+            DetColumn.RA: ra,
+            DetColumn.DEC: dec,
+            HEALPIX_COLUMN: _healpix(
+                ra, dec, np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+            ),
+            HMJD: hmjd,
+            DetColumn.BAND: np.where(band >= 0, band, -1).astype(np.int8),
+            DetColumn.MAG: mag.astype(np.float32),
+            DetColumn.MAGERR: magerr.astype(np.float32),
+            DetColumn.FLAGS: catflags.astype(np.int32),
+            DetColumn.SOURCE_FILE: pc.take(col("source_file"), pa.array(row)),
+            DetColumn.SOURCE_ROW: col("source_row").to_numpy(zero_copy_only=False)[row],
+            REJECT_REASON: reason,
+        }
+    )
+
+
+#: Generic long-format detections: required columns; objectid and flags are optional.
+GENERIC_REQUIRED = ("ra", "dec", "mjd", "band", "mag", "magerr")
+_BAND_CODES = {b.name: b.value - 1 for b in Band}
+
+
+def from_generic(table: pa.Table, path: str, file_index: int) -> pa.Table:
+    """Detections of a generic long-format table.
+
+    Columns ra, dec (degrees), mjd (days, taken as given), band ('g'/'r'/'i' or the ZTF filterid
+    1/2/3), mag, magerr, and optionally flags and objectid. detid = (file_index << 40) | row.
+    Without objectid, the catalog of a detection is its exposure time.
+    """
+    for name in GENERIC_REQUIRED:
+        if name not in table.column_names:
+            raise InputError(
+                path, f"required column is missing; need {list(GENERIC_REQUIRED)}", column=name
+            )
+    n = table.num_rows
+
+    def col(name, dtype, fill=np.nan):
+        return pc.fill_null(table.column(name), fill).to_numpy(zero_copy_only=False).astype(dtype)
+
+    band_col = table.column("band")
+    if pa.types.is_string(band_col.type) or pa.types.is_large_string(band_col.type):
+        names = band_col.to_numpy(zero_copy_only=False)
+        band = np.array([_BAND_CODES.get(b, -1) if b is not None else -1 for b in names])
+    else:
+        band = pc.fill_null(band_col, 0).to_numpy(zero_copy_only=False).astype(np.int64) - 1
+    ra, dec, mjd = col("ra", np.float64), col("dec", np.float64), col("mjd", np.float64)
+    mag, magerr = col("mag", np.float64), col("magerr", np.float64)
+    flags = col("flags", np.int64, 0) if "flags" in table.column_names else np.zeros(n, np.int64)
+    finite = (
+        np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90) & np.isfinite(mjd)
+        & np.isfinite(mag) & np.isfinite(magerr)
+    )  # fmt: skip
+    objectid = (
+        table.column("objectid").cast(pa.int64())
+        if "objectid" in table.column_names
+        else pa.nulls(n, pa.int64())
+    )
+    return _table(
+        {
+            DetColumn.DETID: (np.int64(file_index) << 40) | np.arange(n, dtype=np.int64),
+            DetColumn.OBJECTID: objectid,
+            SOURCE_ID: objectid,
+            CATALOG: np.where(finite, mjd, 0).view(np.int64),
+            DetColumn.RA: ra,
+            DetColumn.DEC: dec,
+            HEALPIX_COLUMN: _healpix(ra, dec, finite),
+            HMJD: mjd,
+            DetColumn.BAND: np.where((band >= 0) & (band < 3), band, -1).astype(np.int8),
+            DetColumn.MAG: mag.astype(np.float32),
+            DetColumn.MAGERR: magerr.astype(np.float32),
+            DetColumn.FLAGS: flags.astype(np.int32),
+            DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
+            DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
+            REJECT_REASON: _reasons(flags != 0, finite, (band >= 0) & (band < 3)),
+        }
+    )

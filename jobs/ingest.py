@@ -1,0 +1,598 @@
+"""`varsky ingest`: survey catalogs in, a HATS light-curve catalog of sky objects out.
+
+Stages: read (files become Spark tasks) -> quality reasons -> adaptive HEALPix work tiles ->
+association per tile with a margin (reference sources merged across fields and filters, then
+detections to the nearest object; or DR objectids merged; or detections clustered) -> one light
+curve per object with all its epochs in g, r and i -> HATS catalog, and a rejects table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from catalogs.detection_tables import (
+    CATALOG,
+    INGEST_DETECTION_SCHEMA,
+    SOURCE_ID,
+    SOURCE_SCHEMA,
+)
+from catalogs.errors import InputError
+from catalogs.hats_tiles import Tiles
+from catalogs.healpix import healpix_29, tile_shift_bits
+from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
+from catalogs.schema import (
+    DEFAULT_RADIUS_ARCSEC,
+    HEALPIX_COLUMN,
+    N_EPOCHS,
+    REJECT_REASON,
+    SOURCE_IDS,
+    DetColumn,
+    DetectionRejectReason,
+)
+
+FORMATS = ("psfcat", "dr-parquet", "detections", "hats")
+DEFAULT_MAX_ROWS_PER_PIXEL = 50_000
+DEFAULT_WORK_ROWS = 1_000_000
+DEFAULT_HISTOGRAM_ORDER = 9
+#: Sources are grouped with a margin this many times the radius wide.
+LINK_MARGIN_FACTOR = 4.0
+#: Detections without a reference link to this many nearest neighbours.
+CLUSTER_NEIGHBOURS = 16
+TILE = "tile"
+IS_MARGIN = "is_margin"
+BUCKET = "bucket"
+OBJECT_RA = "object_ra"
+OBJECT_DEC = "object_dec"
+OBJECTID = "objectid"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything the ingest job needs, built from its command line."""
+
+    input_format: str
+    inputs: tuple[str, ...]
+    output: str
+    rejects: str
+    references: tuple[str, ...] = ()
+    radius_arcsec: float = DEFAULT_RADIUS_ARCSEC
+    max_rows_per_pixel: int = DEFAULT_MAX_ROWS_PER_PIXEL
+    work_rows: int = DEFAULT_WORK_ROWS
+    histogram_order: int = DEFAULT_HISTOGRAM_ORDER
+    catalog_name: str = "varsky_lightcurves"
+    overwrite: bool = False
+    master: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    """What went in, what came out, where, and how long each stage took."""
+
+    input_format: str
+    n_files: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    objects_out: int = 0
+    reference_sources: int = 0
+    reference_objects: int = 0
+    work_tiles: int = 0
+    output_tiles: int = 0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    output: str = ""
+    rejects: str = ""
+
+    @property
+    def rows_rejected(self) -> int:
+        """Detections or epochs that went to the rejects table."""
+        return sum(self.rejected_by_reason.values())
+
+    def format(self) -> str:
+        """A short report a person can read."""
+        lines = [f"varsky ingest: done in {sum(self.stage_s.values()):.1f} s"]
+        lines.append(f"  input       {self.n_files} {self.input_format} file(s)")
+        lines.append(f"  rows read   {self.rows_in:,} detections / epochs")
+        if self.reference_sources:
+            lines.append(
+                f"  references  {self.reference_sources:,} sources merged into "
+                f"{self.reference_objects:,} sky objects"
+            )
+        lines.append(f"  rejected    {self.rows_rejected:,} -> {self.rejects}")
+        for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
+            lines.append(f"                {reason:<28} {n:,}")
+        lines.append(
+            f"  written     {self.objects_out:,} objects with {self.rows_out:,} epochs in "
+            f"{self.output_tiles} HEALPix tiles -> {self.output}"
+        )
+        balance = "ok" if self.rows_in == self.rows_out + self.rows_rejected else "MISMATCH"
+        lines.append(
+            f"  rows in = in light curves + rejected: {self.rows_in:,} = {self.rows_out:,} + "
+            f"{self.rows_rejected:,} ({balance})"
+        )
+        lines.append(f"  work tiles  {self.work_tiles}")
+        lines.append(
+            "  time        " + " | ".join(f"{k} {v:.1f} s" for k, v in self.stage_s.items())
+        )
+        return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ingest job's options."""
+    parser.add_argument("--format", required=True, choices=FORMATS, dest="input_format")
+    parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                        help="input files or directories")  # fmt: skip
+    parser.add_argument("--output", required=True, metavar="DIR", help="HATS catalog to write")
+    parser.add_argument("--reference", nargs="*", default=[], metavar="PATH",
+                        help="reference catalogs (refpsfcat FITS) for --format psfcat")  # fmt: skip
+    parser.add_argument("--rejects", metavar="DIR", help="rejects (default: OUTPUT_rejects)")
+    parser.add_argument("--radius-arcsec", type=float, default=DEFAULT_RADIUS_ARCSEC,
+                        help=f"association radius (default {DEFAULT_RADIUS_ARCSEC})")  # fmt: skip
+    parser.add_argument("--max-rows-per-pixel", type=int, default=DEFAULT_MAX_ROWS_PER_PIXEL,
+                        help="objects per output HEALPix pixel at most")  # fmt: skip
+    parser.add_argument("--work-rows", type=int, default=DEFAULT_WORK_ROWS,
+                        help="detections per association task at most, roughly")  # fmt: skip
+    parser.add_argument("--catalog-name", default="varsky_lightcurves")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--master", help="Spark master when run in-process (default local[*])")
+
+
+def config_from_args(args: argparse.Namespace) -> IngestConfig:
+    """Build and validate the configuration."""
+    if args.radius_arcsec <= 0:
+        raise ValueError(f"--radius-arcsec must be positive, got {args.radius_arcsec}")
+    if args.reference and args.input_format != "psfcat":
+        raise ValueError("--reference applies to --format psfcat only")
+    output = args.output.rstrip("/")
+    return IngestConfig(
+        input_format=args.input_format,
+        inputs=tuple(args.input),
+        output=output,
+        rejects=(args.rejects or output + "_rejects").rstrip("/"),
+        references=tuple(args.reference),
+        radius_arcsec=args.radius_arcsec,
+        max_rows_per_pixel=args.max_rows_per_pixel,
+        work_rows=args.work_rows,
+        catalog_name=args.catalog_name,
+        overwrite=args.overwrite,
+        master=args.master,
+    )
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def expand_files(paths: tuple[str, ...] | list[str], suffixes: tuple[str, ...]) -> list[str]:
+    """Files under the paths with one of the suffixes, sorted; a missing path is an error."""
+    files: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(path, "input path does not exist")
+        if p.is_dir():
+            found = sorted(
+                str(f) for f in p.rglob("*")
+                if f.is_file() and f.name.endswith(suffixes) and not f.name.startswith(("_", "."))
+            )  # fmt: skip
+            if not found:
+                raise InputError(path, f"directory holds no {'/'.join(suffixes)} file")
+            files.extend(found)
+        else:
+            files.append(str(p))
+    return files
+
+
+def _files_frame(spark, files: list[str]):
+    rows = [(i, f) for i, f in enumerate(files)]
+    n = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
+    return spark.createDataFrame(rows, "file_index long, path string").repartition(n, "file_index")
+
+
+def _spark_schema(schema: pa.Schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+def read_detections(spark, config: IngestConfig):
+    """The detections (or DR epochs) of every input file, INGEST_DETECTION_SCHEMA rows."""
+    from catalogs.detection_tables import from_dr_rows, from_generic, from_psfcat
+
+    fmt = config.input_format
+    if fmt == "dr-parquet":
+        from catalogs.dr_lightcurves import check_dr_files, read_dr_dataframe
+
+        files = check_dr_files(list(config.inputs))
+
+        def flatten(batches):
+            for batch in batches:
+                yield from from_dr_rows(batch).to_batches()
+
+        df = read_dr_dataframe(spark, files).mapInArrow(
+            flatten, _spark_schema(INGEST_DETECTION_SCHEMA)
+        )
+        return df, len(files)
+    if fmt == "hats":
+        files = expand_files(config.inputs, (".parquet",))
+        files = [f for f in files if "Npix=" in f]
+
+        def read_hats(batches):
+            import pyarrow.parquet as pq
+            from catalogs.hats_input import dr_rows_of_hats_file
+
+            for batch in batches:
+                for path in batch.column("path").to_pylist():
+                    yield from from_dr_rows(
+                        dr_rows_of_hats_file(pq.read_table(path), path)
+                    ).to_batches()
+
+        return _files_frame(spark, files).mapInArrow(
+            read_hats, _spark_schema(INGEST_DETECTION_SCHEMA)
+        ), len(files)
+    if fmt == "psfcat":
+        files = expand_files(config.inputs, (".fits", ".fits.gz", ".fits.fz"))
+
+        def read_psf(batches):
+            from catalogs.ztf_psfcat import read_psfcat
+
+            for batch in batches:
+                for path in batch.column("path").to_pylist():
+                    yield from from_psfcat(read_psfcat(path)).to_batches()
+
+        return _files_frame(spark, files).mapInArrow(
+            read_psf, _spark_schema(INGEST_DETECTION_SCHEMA)
+        ), len(files)
+    files = expand_files(config.inputs, (".parquet",))
+
+    def read_generic(batches):
+        import pyarrow.parquet as pq
+
+        for batch in batches:
+            for index, path in zip(
+                batch.column("file_index").to_pylist(),
+                batch.column("path").to_pylist(),
+                strict=True,
+            ):
+                yield from from_generic(pq.read_table(path), path, index).to_batches()
+
+    return _files_frame(spark, files).mapInArrow(
+        read_generic, _spark_schema(INGEST_DETECTION_SCHEMA)
+    ), len(files)
+
+
+def read_reference_sources(spark, paths: tuple[str, ...]):
+    """Reference sources of refpsfcat files, SOURCE_SCHEMA rows."""
+    from catalogs.detection_tables import sources_from_refpsfcat
+
+    files = expand_files(paths, (".fits", ".fits.gz", ".fits.fz"))
+
+    def read_refs(batches):
+        from catalogs.ztf_psfcat import read_refpsfcat
+
+        for batch in batches:
+            for path in batch.column("path").to_pylist():
+                yield from sources_from_refpsfcat(read_refpsfcat(path)).to_batches()
+
+    return _files_frame(spark, files).mapInArrow(read_refs, _spark_schema(SOURCE_SCHEMA))
+
+
+# --- tiles -------------------------------------------------------------------------------------
+
+
+def cut_tiles(df, order: int, max_rows: int) -> Tiles:
+    """Adaptive tiles of at most ``max_rows`` rows of ``df`` (hats-import's rule)."""
+    from pyspark.sql import functions as F
+
+    pixel = F.shiftright(F.col(HEALPIX_COLUMN), tile_shift_bits(order)).alias("pixel")
+    rows = df.select(pixel).groupBy("pixel").count().collect()
+    counts = np.zeros(12 * 4**order, dtype=np.int64)
+    for r in rows:
+        counts[r["pixel"]] = r["count"]
+    return Tiles.from_counts(counts, order, max_rows)
+
+
+def with_tiles(df, tiles: Tiles, margin_arcsec: float | None):
+    """Add the tile of each row and, with a margin, copies of rows near a tile's edge."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType(
+        df.schema.fields
+        + [
+            T.StructField(TILE, T.LongType(), False),
+            T.StructField(IS_MARGIN, T.BooleanType(), False),
+        ]
+    )
+
+    def add(batches):
+        for batch in batches:
+            hp = batch.column(HEALPIX_COLUMN).to_numpy(zero_copy_only=False)
+            own = tiles.tile_index(hp)
+            out = batch.append_column(TILE, pa.array(own)).append_column(
+                IS_MARGIN, pa.array(np.zeros(batch.num_rows, dtype=bool))
+            )
+            yield out
+            if margin_arcsec:
+                rows, other = tiles.margin_tile_indices(hp, margin_arcsec)
+                if rows.size:
+                    copies = batch.take(pa.array(rows))
+                    yield copies.append_column(TILE, pa.array(other)).append_column(
+                        IS_MARGIN, pa.array(np.ones(rows.size, dtype=bool))
+                    )
+
+    return df.mapInArrow(add, schema)
+
+
+# --- association -------------------------------------------------------------------------------
+
+
+def link_by_tile(sources, tiles: Tiles, link_arcsec: float, max_neighbours: int | None):
+    """Membership rows (source_id, objectid, object_ra, object_dec), one per source."""
+    from udfs.tile_association import MEMBERSHIP_SCHEMA, link_in_tile
+
+    margin = LINK_MARGIN_FACTOR * link_arcsec
+
+    def link(key, table):
+        return link_in_tile(table, key[0].as_py(), tiles, link_arcsec, max_neighbours)
+
+    return (
+        with_tiles(sources.select(SOURCE_ID, CATALOG, "ra", "dec", HEALPIX_COLUMN), tiles, margin)
+        .groupBy(TILE)
+        .applyInArrow(link, _spark_schema(MEMBERSHIP_SCHEMA))
+    )
+
+
+def assign_by_tile(detections, objects, tiles: Tiles, radius_arcsec: float):
+    """Each detection with its nearest object within the radius (objectid -1 if none)."""
+    from pyspark.sql import types as T
+
+    from udfs.tile_association import assign_in_tile
+
+    out_schema = T.StructType(
+        [f for f in detections.schema.fields if f.name != OBJECTID]
+        + [
+            T.StructField(OBJECTID, T.LongType()),
+            T.StructField(OBJECT_RA, T.DoubleType()),
+            T.StructField(OBJECT_DEC, T.DoubleType()),
+        ]
+    )
+    names = [f.name for f in out_schema.fields]
+    obj_pos = objects.select(OBJECTID, OBJECT_RA, OBJECT_DEC).withColumn(
+        HEALPIX_COLUMN, _healpix_expr(OBJECT_RA, OBJECT_DEC)
+    )
+
+    def assign(key, dets, objs):
+        objectid, ra, dec, _ = assign_in_tile(dets, objs, radius_arcsec)
+        out = dets.drop_columns([c for c in (OBJECTID, TILE, IS_MARGIN) if c in dets.column_names])
+        out = out.append_column(OBJECTID, pa.array(objectid))
+        out = out.append_column(OBJECT_RA, pa.array(ra)).append_column(OBJECT_DEC, pa.array(dec))
+        return out.select(names)
+
+    return (
+        with_tiles(detections, tiles, None)
+        .groupBy(TILE)
+        .cogroup(with_tiles(obj_pos, tiles, radius_arcsec).groupBy(TILE))
+        .applyInArrow(assign, out_schema)
+    )
+
+
+def _healpix_expr(ra_col: str, dec_col: str):
+    """`_healpix_29` of two columns, computed in Python batches (cdshealpix)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    @F.pandas_udf(T.LongType())
+    def hp(ra, dec):
+        import pandas as pd
+
+        return pd.Series(healpix_29(ra.to_numpy(), dec.to_numpy()))
+
+    return hp(F.col(ra_col), F.col(dec_col))
+
+
+# --- light curves ------------------------------------------------------------------------------
+
+
+def build_by_bucket(epochs, n_buckets: int):
+    """Light-curve rows (and each object's duplicate detids) from epochs with their objectid."""
+    from pyspark.sql import functions as F
+
+    from udfs.lightcurve_building import (
+        BUILD_INPUT_COLUMNS,
+        LIGHTCURVE_CATALOG_SCHEMA,
+        build_lightcurves,
+    )
+
+    out_schema = _spark_schema(
+        LIGHTCURVE_CATALOG_SCHEMA.append(pa.field("duplicate_detids", pa.list_(pa.int64())))
+    )
+
+    def build(key, table):
+        lcs, dups = build_lightcurves(table.select(list(BUILD_INPUT_COLUMNS)))
+        dup_obj = dups.column(OBJECTID).to_numpy()
+        dup_det = dups.column(DetColumn.DETID).to_numpy()
+        objects = lcs.column(OBJECTID).to_numpy()
+        order = np.argsort(dup_obj, kind="stable")
+        pos = np.searchsorted(dup_obj[order], objects)
+        end = np.searchsorted(dup_obj[order], objects, side="right")
+        offsets = np.concatenate([[0], np.cumsum(end - pos)]).astype(np.int32)
+        take = np.concatenate([np.arange(a, b) for a, b in zip(pos, end, strict=True)] or [[]])
+        values = dup_det[order][take.astype(np.int64)]
+        return lcs.append_column(
+            "duplicate_detids",
+            pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64())),
+        )
+
+    return (
+        epochs.withColumn(BUCKET, F.pmod(F.xxhash64(OBJECTID), F.lit(n_buckets)))
+        .withColumnRenamed(SOURCE_ID, SOURCE_IDS)
+        .groupBy(BUCKET)
+        .applyInArrow(build, out_schema)
+    )
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
+    """Run the whole ingest job on ``spark``; return its summary."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from catalogs.hats_writer import write_hats_spark
+
+    summary = IngestSummary(config.input_format, output=config.output, rejects=config.rejects)
+    stage_s = summary.stage_s
+    t = time.perf_counter()
+    prepare_output_dir(config.output, config.overwrite)
+    prepare_output_dir(config.rejects, config.overwrite)
+    dets, summary.n_files = read_detections(spark, config)
+    dets = dets.persist(StorageLevel.MEMORY_AND_DISK)
+    by_reason = {
+        r[REJECT_REASON]: r["count"] for r in dets.groupBy(REJECT_REASON).count().collect()
+    }
+    summary.rows_in = sum(by_reason.values())
+    good = dets.where(F.col(REJECT_REASON).isNull())
+    n_good = by_reason.get(None, 0)
+    stage_s["read"] = time.perf_counter() - t
+    log(f"varsky ingest: {summary.n_files} file(s), {summary.rows_in:,} rows, {n_good:,} good")
+
+    t = time.perf_counter()
+    tiles = cut_tiles(good, config.histogram_order, config.work_rows)
+    summary.work_tiles = len(tiles)
+    unmatched = None
+    if config.input_format == "psfcat" and config.references:
+        refs = read_reference_sources(spark, config.references).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        summary.reference_sources = refs.count()
+        members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
+        objects = members.select(OBJECTID, OBJECT_RA, OBJECT_DEC).dropDuplicates([OBJECTID])
+        summary.reference_objects = objects.count()
+        _check_membership(members, summary.reference_sources, "reference sources")
+        assigned = assign_by_tile(good, objects, tiles, config.radius_arcsec).persist()
+        unmatched = assigned.where(F.col(OBJECTID) < 0)
+        epochs = assigned.where(F.col(OBJECTID) >= 0).drop(OBJECT_RA, OBJECT_DEC)
+        refs_of_object = members.groupBy(OBJECTID).agg(
+            F.sort_array(F.collect_list(SOURCE_ID)).alias("refs")
+        )
+    elif config.input_format in ("dr-parquet", "hats"):
+        sources = (
+            good.select(SOURCE_ID, CATALOG, "ra", "dec", HEALPIX_COLUMN).dropDuplicates([SOURCE_ID])
+        ).persist()
+        n_sources = sources.count()
+        members = link_by_tile(sources, tiles, config.radius_arcsec, None).persist()
+        _check_membership(members, n_sources, "DR objectids")
+        epochs = good.drop(OBJECTID).join(
+            members.select(SOURCE_ID, OBJECTID), on=SOURCE_ID, how="inner"
+        )
+        refs_of_object = None
+    else:
+        given = good.where(F.col(OBJECTID).isNotNull())
+        loose = good.where(F.col(OBJECTID).isNull())
+        n_loose = loose.count()
+        if n_loose:
+            members = link_by_tile(
+                loose.withColumn(SOURCE_ID, F.col(DetColumn.DETID)),
+                tiles, config.radius_arcsec, CLUSTER_NEIGHBOURS,
+            ).persist()  # fmt: skip
+            _check_membership(members, n_loose, "detections")
+            clustered = loose.drop(OBJECTID).join(
+                members.select(F.col(SOURCE_ID).alias(DetColumn.DETID), OBJECTID),
+                on=DetColumn.DETID,
+            )
+            epochs = given.unionByName(clustered)
+        else:
+            epochs = given
+        refs_of_object = None
+    stage_s["associate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    n_buckets = max(spark.sparkContext.defaultParallelism, math.ceil(n_good / config.work_rows))
+    lcs = build_by_bucket(epochs, n_buckets)
+    if refs_of_object is not None:
+        lcs = (
+            lcs.join(refs_of_object, on=OBJECTID, how="left")
+            .withColumn(SOURCE_IDS, F.coalesce(F.col("refs"), F.col(SOURCE_IDS)))
+            .drop("refs")
+        )
+    lcs = lcs.persist(StorageLevel.MEMORY_AND_DISK)
+    stats = lcs.agg(F.count(F.lit(1)).alias("n"), F.sum(N_EPOCHS).alias("e"),
+                    F.sum(F.size("duplicate_detids")).alias("d")).first()  # fmt: skip
+    summary.objects_out, summary.rows_out = stats["n"], stats["e"] or 0
+    stage_s["light curves"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out_tiles = cut_tiles(lcs, config.histogram_order, config.max_rows_per_pixel)
+    catalog = lcs.drop("duplicate_detids")
+    written = write_hats_spark(
+        catalog, config.output, config.catalog_name, out_tiles, "ra", "dec",
+        max_rows=config.max_rows_per_pixel,
+        extra_properties={"varsky_input_format": config.input_format,
+                          "varsky_radius_arcsec": str(config.radius_arcsec)},
+    )  # fmt: skip
+    summary.output_tiles = len(written)
+    stage_s["write catalog"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rejects = dets.where(F.col(REJECT_REASON).isNotNull())
+    if unmatched is not None:
+        rejects = rejects.unionByName(
+            unmatched.drop(OBJECTID, OBJECT_RA, OBJECT_DEC)
+            .withColumn(OBJECTID, F.lit(None).cast("long"))
+            .withColumn(REJECT_REASON, F.lit(DetectionRejectReason.NO_OBJECT)),
+            allowMissingColumns=True,
+        )
+    dup_ids = lcs.select(F.explode("duplicate_detids").alias(DetColumn.DETID))
+    if stats["d"]:
+        rejects = rejects.unionByName(
+            good.join(dup_ids, on=DetColumn.DETID, how="left_semi").withColumn(
+                REJECT_REASON, F.lit(DetectionRejectReason.DUPLICATE)
+            )
+        )
+    rejects.write.mode("overwrite").parquet(config.rejects)
+    remove_spark_sidecar_files(config.rejects)
+    summary.rejected_by_reason = {
+        r[REJECT_REASON]: r["count"]
+        for r in spark.read.parquet(config.rejects).groupBy(REJECT_REASON).count().collect()
+    }
+    stage_s["write rejects"] = time.perf_counter() - t
+    for df in (dets, lcs):
+        df.unpersist()
+    if summary.rows_in != summary.rows_out + summary.rows_rejected:
+        raise RuntimeError(
+            f"rows in ({summary.rows_in}) != epochs in light curves ({summary.rows_out}) + "
+            f"rows rejected ({summary.rows_rejected}): a bug in varsky, please report it"
+        )
+    return summary
+
+
+def _check_membership(members, n_sources: int, what: str) -> None:
+    """Every source must belong to exactly one object: margins wide enough, groups consistent."""
+    from pyspark.sql import functions as F
+
+    row = members.agg(F.count(F.lit(1)).alias("n"), F.countDistinct(SOURCE_ID).alias("d")).first()
+    if row["n"] != n_sources or row["d"] != n_sources:
+        raise RuntimeError(
+            f"association of {what}: {n_sources} in, {row['d']} assigned ({row['n']} rows); "
+            f"a group wider than the {LINK_MARGIN_FACTOR} x radius margin crossed a tile edge"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `varsky ingest`."""
+    from jobs.session import build_spark_session
+
+    config = config_from_args(args)
+    t = time.perf_counter()
+    spark = build_spark_session("varsky ingest", master=config.master)
+    startup_s = time.perf_counter() - t
+    summary = run_ingest(spark, config)
+    summary.stage_s = {"spark start": startup_s, **summary.stage_s}
+    print(summary.format(), flush=True)
+    return 0

@@ -1,0 +1,160 @@
+"""Assemble per-object light curves from associated detections (Arrow and numpy, no Spark).
+
+Input: one row per detection with its object id. Output: one row per object, its epochs sorted
+by time as a struct of lists (the nested layout lsdb loads lazily). A detection that repeats an
+epoch already kept (same object, band and time, or the same detid) is returned as a duplicate,
+not dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from catalogs.healpix import healpix_29
+from catalogs.schema import (
+    BAND_NAMES,
+    DEC,
+    HEALPIX_COLUMN,
+    INGEST_LIGHTCURVE_STRUCT,
+    LIGHTCURVE,
+    N_EPOCHS,
+    RA,
+    SOURCE_IDS,
+    DetColumn,
+    n_epochs_column,
+)
+from udfs.association import mean_positions
+
+OBJECTID = "objectid"
+HMJD = "hmjd"
+
+#: Columns :func:`build_lightcurves` needs.
+BUILD_INPUT_COLUMNS = (OBJECTID, DetColumn.DETID, DetColumn.RA, DetColumn.DEC, HMJD,
+                       DetColumn.BAND, DetColumn.MAG, DetColumn.MAGERR, DetColumn.FLAGS,
+                       SOURCE_IDS)  # fmt: skip
+
+#: Arrow schema of the light-curve catalog rows.
+LIGHTCURVE_CATALOG_SCHEMA = pa.schema(
+    [
+        pa.field(OBJECTID, pa.int64()),
+        pa.field(RA, pa.float64()),
+        pa.field(DEC, pa.float64()),
+        pa.field(HEALPIX_COLUMN, pa.int64()),
+        pa.field(N_EPOCHS, pa.int32()),
+        *[pa.field(n_epochs_column(b), pa.int32()) for b in BAND_NAMES],
+        pa.field(SOURCE_IDS, pa.list_(pa.int64())),
+        pa.field(LIGHTCURVE, INGEST_LIGHTCURVE_STRUCT),
+    ]
+)
+
+
+def _lists(offsets: np.ndarray, values: np.ndarray, dtype: pa.DataType) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, dtype))
+
+
+#: The duplicates :func:`build_lightcurves` leaves out.
+DUPLICATES_SCHEMA = pa.schema(
+    [pa.field(OBJECTID, pa.int64()), pa.field(DetColumn.DETID, pa.int64())]
+)
+
+
+def build_lightcurves(detections: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """One light-curve row per object, and the duplicate epochs left out.
+
+    Parameters
+    ----------
+    detections : pyarrow.Table
+        Columns :data:`BUILD_INPUT_COLUMNS`: objectid (int64), detid (int64), ra, dec (degrees),
+        hmjd (float64 days), band (int8 channel), mag, magerr (mag), flags, and source_ids
+        (int64: the reference or DR source each detection was matched through, or null).
+
+    Returns
+    -------
+    (pyarrow.Table, pyarrow.Table)
+        Rows of :data:`LIGHTCURVE_CATALOG_SCHEMA` sorted by objectid (ra, dec are the mean of the
+        kept detections), and the (objectid, detid) of the duplicates left out
+        (:data:`DUPLICATES_SCHEMA`).
+    """
+    if detections.num_rows == 0:
+        return LIGHTCURVE_CATALOG_SCHEMA.empty_table(), DUPLICATES_SCHEMA.empty_table()
+
+    def col(name, dtype):
+        return detections.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+    obj = col(OBJECTID, np.int64)
+    detid = col(DetColumn.DETID, np.int64)
+    t = col(HMJD, np.float64)
+    band = col(DetColumn.BAND, np.int8)
+    order = np.lexsort((detid, t, band, obj))
+    obj, detid, t, band = obj[order], detid[order], t[order], band[order]
+    # Duplicates: the same detid twice, or the same object, band and time as the row before.
+    repeat_epoch = np.zeros(obj.size, dtype=bool)
+    repeat_epoch[1:] = (obj[1:] == obj[:-1]) & (band[1:] == band[:-1]) & (t[1:] == t[:-1])
+    _, first_of_detid = np.unique(detid, return_index=True)
+    repeat_detid = np.ones(obj.size, dtype=bool)
+    repeat_detid[first_of_detid] = False
+    duplicate = repeat_epoch | repeat_detid
+    duplicates = pa.Table.from_arrays(
+        [pa.array(obj[duplicate]), pa.array(detid[duplicate])], schema=DUPLICATES_SCHEMA
+    )
+    keep = order[~duplicate]
+
+    # Kept epochs, by object then time.
+    obj, t = col(OBJECTID, np.int64)[keep], col(HMJD, np.float64)[keep]
+    by_time = np.lexsort((col(DetColumn.DETID, np.int64)[keep], t, obj))
+    keep = keep[by_time]
+    obj = obj[by_time]
+    objects, starts, counts = np.unique(obj, return_index=True, return_counts=True)
+    offsets = np.zeros(objects.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+
+    ra, dec = col(DetColumn.RA, np.float64)[keep], col(DetColumn.DEC, np.float64)[keep]
+    _, mean_ra, mean_dec = mean_positions(obj, ra, dec)
+    kept_band = col(DetColumn.BAND, np.int8)[keep]
+    per_band = {
+        n_epochs_column(name): np.bincount(
+            np.repeat(np.arange(objects.size), counts)[kept_band == c], minlength=objects.size
+        ).astype(np.int32)
+        for c, name in enumerate(BAND_NAMES)
+    }
+    # Distinct non-null source ids per object, without a Python loop over objects.
+    sources = detections.column(SOURCE_IDS).take(pa.array(keep))
+    valid = pc.is_valid(sources).to_numpy(zero_copy_only=False)
+    owner = np.repeat(np.arange(objects.size), counts)[valid]
+    src = pc.fill_null(sources, 0).to_numpy(zero_copy_only=False).astype(np.int64)[valid]
+    pair_order = np.lexsort((src, owner))
+    owner, src = owner[pair_order], src[pair_order]
+    distinct = np.ones(owner.size, dtype=bool)
+    distinct[1:] = (owner[1:] != owner[:-1]) | (src[1:] != src[:-1])
+    owner, src = owner[distinct], src[distinct]
+    source_offsets = np.zeros(objects.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=objects.size), out=source_offsets[1:])
+    source_ids = _lists(source_offsets, src, pa.int64())
+
+    lightcurve = pa.StructArray.from_arrays(
+        [
+            _lists(offsets, col(HMJD, np.float64)[keep], pa.float64()),
+            _lists(offsets, col(DetColumn.MAG, np.float32)[keep], pa.float32()),
+            _lists(offsets, col(DetColumn.MAGERR, np.float32)[keep], pa.float32()),
+            _lists(offsets, kept_band, pa.int8()),
+            _lists(offsets, col(DetColumn.FLAGS, np.int32)[keep], pa.int32()),
+            _lists(offsets, col(DetColumn.DETID, np.int64)[keep], pa.int64()),
+        ],
+        fields=list(INGEST_LIGHTCURVE_STRUCT),
+    )
+    table = pa.Table.from_arrays(
+        [
+            pa.array(objects),
+            pa.array(mean_ra),
+            pa.array(mean_dec),
+            pa.array(healpix_29(mean_ra, mean_dec)),
+            pa.array(counts.astype(np.int32)),
+            *[pa.array(v) for v in per_band.values()],
+            source_ids,
+            lightcurve,
+        ],
+        schema=LIGHTCURVE_CATALOG_SCHEMA,
+    )
+    return table, duplicates

@@ -1,0 +1,114 @@
+"""Association within one HEALPix tile plus its margin (Arrow in, Arrow out; no Spark).
+
+The ingest job groups rows by tile, copying rows near a tile's edge into the neighbouring tiles
+(the margin), and calls these functions once per tile. A group of sources belongs to the tile that
+holds its mean position, and each tile emits only its own groups, so every source comes out once
+as long as the margin is wider than any group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from catalogs.hats_tiles import Tiles
+from catalogs.healpix import healpix_29
+from udfs.association import assign_nearest, link_sources, mean_positions
+
+SOURCE_ID = "source_id"  # int64 id of a source to group (refid, DR objectid, detid)
+CATALOG = "catalog"  # int64: sources of one catalog never share an object
+OBJECTID = "objectid"
+OBJECT_RA = "object_ra"  # degrees
+OBJECT_DEC = "object_dec"  # degrees
+TILE = "tile"  # index into the job's Tiles
+IS_MARGIN = "is_margin"
+
+#: Output of :func:`link_in_tile`: one row per source of a group owned by the tile.
+MEMBERSHIP_SCHEMA = pa.schema(
+    [
+        pa.field(SOURCE_ID, pa.int64()),
+        pa.field(OBJECTID, pa.int64()),
+        pa.field(OBJECT_RA, pa.float64()),
+        pa.field(OBJECT_DEC, pa.float64()),
+    ]
+)
+
+
+def _np(table: pa.Table, name: str, dtype) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def link_in_tile(
+    table: pa.Table,
+    tile: int,
+    tiles: Tiles,
+    link_arcsec: float,
+    max_neighbours: int | None = None,
+) -> pa.Table:
+    """Group the sources of a tile and its margin; return the members of the tile's own groups.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Columns source_id, ra, dec (degrees), catalog: the tile's rows and its margin rows.
+    tile : int
+        Index of this tile in ``tiles``.
+    tiles : Tiles
+    link_arcsec : float
+        Link length (see :func:`udfs.association.link_sources`).
+    max_neighbours : int, optional
+        Link each source only to its nearest neighbours (for dense detection sets).
+
+    Returns
+    -------
+    pyarrow.Table
+        :data:`MEMBERSHIP_SCHEMA`: source_id, objectid (the group's smallest source id) and the
+        group's mean position, for every source whose group's mean lies in this tile.
+    """
+    if table.num_rows == 0:
+        return MEMBERSHIP_SCHEMA.empty_table()
+    ids = _np(table, SOURCE_ID, np.int64)
+    ra = _np(table, "ra", np.float64)
+    dec = _np(table, "dec", np.float64)
+    groups = link_sources(ra, dec, _np(table, CATALOG, np.int64), ids, link_arcsec, max_neighbours)
+    group_ids, group_ra, group_dec = mean_positions(groups, ra, dec)
+    owned = tiles.tile_index(healpix_29(group_ra, group_dec)) == tile
+    row_group = np.searchsorted(group_ids, groups)
+    mine = owned[row_group]
+    return pa.Table.from_arrays(
+        [
+            pa.array(ids[mine]),
+            pa.array(groups[mine]),
+            pa.array(group_ra[row_group][mine]),
+            pa.array(group_dec[row_group][mine]),
+        ],
+        schema=MEMBERSHIP_SCHEMA,
+    )
+
+
+def assign_in_tile(
+    detections: pa.Table, objects: pa.Table, radius_arcsec: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest object within the radius for each detection of a tile.
+
+    ``objects`` holds the objects of the tile and its margin (objectid, object_ra, object_dec).
+    Returns (objectid, object_ra, object_dec, distance_arcsec) per detection; objectid is -1 and
+    the rest NaN where no object is within the radius.
+    """
+    n = detections.num_rows
+    if objects.num_rows == 0 or n == 0:
+        return np.full(n, -1, np.int64), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    obj_ra = _np(objects, OBJECT_RA, np.float64)
+    obj_dec = _np(objects, OBJECT_DEC, np.float64)
+    index, dist = assign_nearest(
+        obj_ra, obj_dec, _np(detections, "ra", np.float64), _np(detections, "dec", np.float64),
+        radius_arcsec,
+    )  # fmt: skip
+    found = index >= 0
+    objectid = np.full(n, -1, np.int64)
+    objectid[found] = _np(objects, OBJECTID, np.int64)[index[found]]
+    ra = np.full(n, np.nan)
+    dec = np.full(n, np.nan)
+    ra[found] = obj_ra[index[found]]
+    dec[found] = obj_dec[index[found]]
+    return objectid, ra, dec, dist
