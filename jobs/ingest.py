@@ -224,6 +224,7 @@ def read_detections(spark, config: IngestConfig):
 
         def read_hats(batches):
             import pyarrow.parquet as pq
+
             from catalogs.hats_input import dr_rows_of_hats_file
 
             for batch in batches:
