@@ -189,4 +189,4 @@ class DetectionRejectReason:
     NONFINITE = "nonfinite"  # non-finite time, position, mag or magerr
     BAD_BAND = "unknown_band"
     NO_OBJECT = "no_reference_within_radius"
-    DUPLICATE = "duplicate_epoch"  # same object, band and time (or same detid) as a kept epoch
+    DUPLICATE = "duplicate_epoch"  # same detid, or same object, band, time and mag, as a kept one

@@ -1,9 +1,9 @@
 """Assemble per-object light curves from associated detections (Arrow and numpy, no Spark).
 
 Input: one row per detection with its object id. Output: one row per object, its epochs sorted
-by time as a struct of lists (the nested layout lsdb loads lazily). A detection that repeats an
-epoch already kept (same object, band and time, or the same detid) is returned as a duplicate,
-not dropped.
+by time as a struct of lists (the nested layout lsdb loads lazily). A detection that repeats one
+already kept (the same detid, or the same object, band, time and magnitude) is returned as a
+duplicate, not dropped.
 """
 
 from __future__ import annotations
@@ -87,11 +87,16 @@ def build_lightcurves(detections: pa.Table) -> tuple[pa.Table, pa.Table]:
     detid = col(DetColumn.DETID, np.int64)
     t = col(HMJD, np.float64)
     band = col(DetColumn.BAND, np.int8)
-    order = np.lexsort((detid, t, band, obj))
-    obj, detid, t, band = obj[order], detid[order], t[order], band[order]
-    # Duplicates: the same detid twice, or the same object, band and time as the row before.
+    mag = col(DetColumn.MAG, np.float32)
+    order = np.lexsort((detid, mag, t, band, obj))
+    obj, detid, t, band, mag = obj[order], detid[order], t[order], band[order], mag[order]
+    # Duplicates: the same detid twice, or an exact repeat of a measurement (same object, band,
+    # time and mag). Distinct measurements at one time stay: float32 copies of DR files round
+    # epochs minutes apart to the same time.
     repeat_epoch = np.zeros(obj.size, dtype=bool)
-    repeat_epoch[1:] = (obj[1:] == obj[:-1]) & (band[1:] == band[:-1]) & (t[1:] == t[:-1])
+    repeat_epoch[1:] = (
+        (obj[1:] == obj[:-1]) & (band[1:] == band[:-1]) & (t[1:] == t[:-1]) & (mag[1:] == mag[:-1])
+    )
     _, first_of_detid = np.unique(detid, return_index=True)
     repeat_detid = np.ones(obj.size, dtype=bool)
     repeat_detid[first_of_detid] = False

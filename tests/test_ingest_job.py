@@ -1,0 +1,176 @@
+"""`varsky ingest` end to end with Spark: the real DR5 sample and edited copies of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lsdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.ingest import IngestConfig, run_ingest
+
+
+def _config(fmt, inputs, out: Path, **kw) -> IngestConfig:
+    return IngestConfig(
+        input_format=fmt,
+        inputs=tuple(str(p) for p in inputs),
+        output=str(out),
+        rejects=str(out) + "_rejects",
+        **kw,
+    )
+
+
+def _good_epochs_by_object(sample_file) -> dict[int, int]:
+    t = pq.read_table(sample_file).to_pydict()
+    return {
+        oid: sum(1 for f in flags if f == 0)
+        for oid, flags in zip(t["objectid"], t["catflags"], strict=True)
+    }
+
+
+@pytest.fixture(scope="module")
+def dr_ingest(spark, sample_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dr") / "lightcurves"
+    summary = run_ingest(spark, _config("dr-parquet", [sample_file], out), log=lambda *_: None)
+    return summary, out
+
+
+def test_dr_sample_accounting_and_lsdb(dr_ingest, sample_file):
+    summary, out = dr_ingest
+    good = _good_epochs_by_object(sample_file)
+    assert summary.rows_in == 106_588
+    assert summary.rejected_by_reason == {"flagged": 8422}
+    assert summary.rows_out == sum(good.values()) == 98_166
+    catalog = lsdb.open_catalog(out)
+    df = catalog.compute()
+    assert len(df) == summary.objects_out == sum(1 for n in good.values() if n > 0)
+    # All sample rows come from one DR file: no two may merge.
+    assert df["objectid"].is_unique
+    assert set(df["objectid"]) == {oid for oid, n in good.items() if n > 0}
+    counts = dict(zip(df["objectid"], df["n_epochs_g"], strict=True))
+    assert all(counts[oid] == n for oid, n in good.items() if n > 0)
+    rejects = pq.read_table(str(out) + "_rejects")
+    assert rejects.num_rows == 8422 and set(rejects.column("flags").to_pylist()) != {0}
+
+
+def test_dr_light_curves_are_time_sorted_float64(dr_ingest):
+    _, out = dr_ingest
+    table = pq.read_table(next(Path(out, "dataset").rglob("Npix=*.parquet")))
+    lc = table.column("lightcurve").combine_chunks()
+    assert lc.type.field("hmjd").type == pa.list_(pa.float64())
+    for row in lc.slice(0, 200).to_pylist():
+        assert row["hmjd"] == sorted(row["hmjd"])
+
+
+def test_dr_cone_search_equals_brute_force(dr_ingest):
+    _, out = dr_ingest
+    catalog = lsdb.open_catalog(out)
+    all_rows = catalog.compute()
+    ra0, dec0, radius_arcsec = 41.7, -26.6, 900.0
+    cone = catalog.cone_search(ra0, dec0, radius_arcsec).compute()
+    ra, dec = np.radians(all_rows["ra"]), np.radians(all_rows["dec"])
+    cos_d = np.sin(dec) * np.sin(np.radians(dec0)) + np.cos(dec) * np.cos(
+        np.radians(dec0)
+    ) * np.cos(ra - np.radians(ra0))
+    sep_arcsec = np.degrees(np.arccos(np.clip(cos_d, -1, 1))) * 3600
+    assert set(cone["objectid"]) == set(all_rows["objectid"][sep_arcsec <= radius_arcsec])
+    assert len(cone) > 100
+
+
+def _shifted_times(hmjd: pa.ListArray, days: float) -> pa.ListArray:
+    values = pc.add(pc.cast(hmjd.flatten(), pa.float64()), days)
+    return pa.ListArray.from_arrays(pc.subtract(hmjd.offsets, hmjd.offsets[0]), values)
+
+
+def _second_field_copy(sample_file, path: Path) -> dict[int, int]:
+    """The sample as if seen again in r by another field: new ids, positions moved ~0.1 arcsec."""
+    table = pq.read_table(sample_file)
+    rng = np.random.default_rng(7)
+    n = table.num_rows
+    dec = table.column("objdec").to_numpy().astype(np.float64)
+    shift = rng.normal(0, 0.1 / 3600, (2, n))
+    ra = table.column("objra").to_numpy() + shift[0] / np.cos(np.radians(dec))
+    new_ids = table.column("objectid").to_numpy() + 10**14
+    edits = {
+        "objectid": pa.array(new_ids),
+        "fieldid": pa.array(np.full(n, 1250, np.int16)),
+        "filterid": pa.array(np.full(n, 2, np.uint8)),
+        "objra": pa.array(ra.astype(np.float32)),
+        "objdec": pa.array((dec + shift[1]).astype(np.float32)),
+        # Other exposures, stored as float64 (IRSA's own type) beside the float32 sample.
+        "hmjd": _shifted_times(table.column("hmjd").combine_chunks(), 0.01),
+    }
+    for name, values in edits.items():
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    pq.write_table(table, path)
+    return dict(zip(new_ids.tolist(), table.column("objectid").to_numpy() - 10**14, strict=True))
+
+
+def test_objects_merge_across_fields_and_bands(spark, sample_file, tmp_path):
+    copy = tmp_path / "ztf_001250_zr_c01_q1_dr5.parquet"
+    partner = _second_field_copy(sample_file, copy)
+    out = tmp_path / "merged"
+    summary = run_ingest(
+        spark, _config("dr-parquet", [sample_file, copy], out), log=lambda *_: None
+    )
+    df = lsdb.open_catalog(out).compute()
+    good = _good_epochs_by_object(sample_file)
+    n_with_epochs = sum(1 for n in good.values() if n > 0)
+    assert len(df) == summary.objects_out == n_with_epochs
+    assert summary.rows_out == 2 * 98_166
+    for sources, n_g, n_r in zip(df["source_ids"], df["n_epochs_g"], df["n_epochs_r"], strict=True):
+        sources = list(sources)
+        assert len(sources) == 2, sources
+        a, b = sorted(sources)
+        assert partner[b] == a
+        assert n_g == n_r == good[a]
+
+
+def test_detections_without_objectid_are_clustered(spark, sample_file, tmp_path):
+    table = pq.read_table(sample_file).to_pydict()
+    rng = np.random.default_rng(3)
+    rows = {k: [] for k in ("ra", "dec", "mjd", "band", "mag", "magerr", "flags", "truth")}
+    for oid, ra, dec, hmjd, mag, err, flags in zip(
+        table["objectid"], table["objra"], table["objdec"], table["hmjd"], table["mag"],
+        table["magerr"], table["catflags"], strict=True,
+    ):  # fmt: skip
+        seen = set()
+        for k in range(len(hmjd)):
+            # One detection per exposure: the float32 sample rounds some distinct exposures to
+            # one time, which would look like one object seen twice in one exposure.
+            if hmjd[k] in seen:
+                continue
+            seen.add(hmjd[k])
+            rows["ra"].append(ra + rng.normal(0, 0.1 / 3600) / np.cos(np.radians(dec)))
+            rows["dec"].append(dec + rng.normal(0, 0.1 / 3600))
+            rows["mjd"].append(hmjd[k])
+            rows["band"].append("g")
+            rows["mag"].append(mag[k])
+            rows["magerr"].append(err[k])
+            rows["flags"].append(flags[k])
+            rows["truth"].append(oid)
+    path = tmp_path / "detections.parquet"
+    pq.write_table(pa.table(rows), path)
+    out = tmp_path / "clustered"
+    summary = run_ingest(spark, _config("detections", [path], out), log=lambda *_: None)
+    assert summary.rows_in == len(rows["ra"])
+    assert summary.rows_in == summary.rows_out + summary.rows_rejected
+    df = lsdb.open_catalog(out).compute()
+    truth = np.asarray(rows["truth"])
+    truth_of_detid = {}
+    for detids, oid in zip(df["lightcurve"], df["objectid"], strict=True):
+        for d in detids["detid"]:
+            truth_of_detid[int(d)] = (truth[int(d) & ((1 << 40) - 1)], oid)
+    pairs = set(truth_of_detid.values())
+    objects_per_truth = {}
+    truths_per_object = {}
+    for t, o in pairs:
+        objects_per_truth.setdefault(t, set()).add(o)
+        truths_per_object.setdefault(o, set()).add(t)
+    split = sum(len(v) > 1 for v in objects_per_truth.values())
+    merged = sum(len(v) > 1 for v in truths_per_object.values())
+    assert split == 0 and merged == 0
