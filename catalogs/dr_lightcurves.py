@@ -168,3 +168,22 @@ def read_dr_dataframe(spark, files: list[DRFile]):
         .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
         .withColumn(SOURCE_ROW, F.col("_metadata.row_index"))
     )
+
+
+def is_hats_catalog(path: str) -> bool:
+    """True for a local directory holding a HATS catalog (a properties file and dataset/)."""
+    from pathlib import Path
+
+    p = Path(path[len("file://") :] if path.startswith("file://") else path)
+    has_properties = (p / "hats.properties").is_file() or (p / "properties").is_file()
+    return p.is_dir() and has_properties and (p / "dataset").is_dir()
+
+
+def hats_partition_files(path: str) -> list[str]:
+    """The pixel files (Norder=K/Dir=D/Npix=N.parquet) of a local HATS catalog, sorted."""
+    from pathlib import Path
+
+    files = sorted(str(f) for f in Path(path, "dataset").rglob("Npix=*.parquet"))
+    if not files:
+        raise InputError(path, "HATS catalog holds no Npix=*.parquet file")
+    return files

@@ -12,7 +12,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalogs.dr_lightcurves import DRFile, check_dr_files, read_dr_dataframe
+import pyarrow.parquet as pq
+
+from catalogs.dr_lightcurves import (
+    DRFile,
+    check_dr_files,
+    hats_partition_files,
+    is_hats_catalog,
+    read_dr_dataframe,
+)
 from catalogs.healpix import tile_shift_bits
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
@@ -30,6 +38,7 @@ from catalogs.schema import (
     PREDICTED_CLASS,
     REJECT_REASON,
     SOURCE_FILE,
+    SOURCE_ROW,
     VARSKY_VERSION_COLUMN,
     DRColumn,
 )
@@ -122,7 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the classify job's options."""
     parser.add_argument(
         "--input", nargs="+", required=True, metavar="PATH",
-        help="IRSA DR light-curve Parquet files or directories of them",
+        help="IRSA DR light-curve Parquet files or directories of them, or HATS light-curve "
+        "catalogs written by `varsky ingest`",
     )  # fmt: skip
     parser.add_argument("--output", required=True, metavar="DIR", help="output catalog directory")
     parser.add_argument(
@@ -221,6 +231,30 @@ def cut_lightcurves(df, min_epochs: int):
     return df.mapInArrow(cut, from_arrow_schema(CUT_SCHEMA))
 
 
+def read_lightcurve_catalog(spark, files: list[DRFile]):
+    """The rows of a varsky light-curve catalog's pixel files, with source_file and source_row."""
+    from pyspark.sql import functions as F
+
+    return (
+        spark.read.parquet(*[f.path for f in files])
+        .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
+        .withColumn(SOURCE_ROW, F.col("_metadata.row_index"))
+    )
+
+
+def cut_catalog_lightcurves(df, min_epochs: int):
+    """Light-curve catalog rows as cut rows (min epochs; the rest was done by ingest)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from udfs.lightcurve_cuts import CUT_SCHEMA, cut_lightcurve_catalog
+
+    def cut(batches):
+        for batch in batches:
+            yield cut_lightcurve_catalog(batch, min_epochs)
+
+    return df.mapInArrow(cut, from_arrow_schema(CUT_SCHEMA))
+
+
 def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, order: int, acc):
     """Group kept light curves by HEALPix tile, then images and CNN per partition."""
     import pyarrow as pa
@@ -262,7 +296,14 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
 
     stage_s: dict[str, float] = {}
     t = time.perf_counter()
-    files = check_dr_files(list(config.inputs))
+    catalogs = [p for p in config.inputs if is_hats_catalog(p)]
+    if catalogs and len(catalogs) != len(config.inputs):
+        raise ValueError("--input: give either HATS light-curve catalogs or DR Parquet, not both")
+    if catalogs:
+        files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double")
+                 for c in catalogs for f in hats_partition_files(c)]  # fmt: skip
+    else:
+        files = check_dr_files(list(config.inputs))
     ref, card = model_ref(spark, config.model_dir, config.grid)
     prepare_output_dir(config.output, config.overwrite)
     prepare_output_dir(config.rejects, config.overwrite)
@@ -273,7 +314,10 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
 
     t = time.perf_counter()
-    cut = cut_lightcurves(read_dr_dataframe(spark, files), config.min_epochs)
+    if catalogs:
+        cut = cut_catalog_lightcurves(read_lightcurve_catalog(spark, files), config.min_epochs)
+    else:
+        cut = cut_lightcurves(read_dr_dataframe(spark, files), config.min_epochs)
     cut = cut.persist(StorageLevel.MEMORY_AND_DISK)
     counts = (
         cut.groupBy(REJECT_REASON)

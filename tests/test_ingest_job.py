@@ -174,3 +174,24 @@ def test_detections_without_objectid_are_clustered(spark, sample_file, tmp_path)
     split = sum(len(v) > 1 for v in objects_per_truth.values())
     merged = sum(len(v) > 1 for v in truths_per_object.values())
     assert split == 0 and merged == 0
+
+
+def test_classify_reads_the_ingest_catalog_like_the_dr_file(
+    spark, dr_ingest, sample_file, model_dir, tmp_path
+):
+    from jobs.classify import ClassifyConfig, run_classify
+
+    _, catalog = dr_ingest
+    outputs = {}
+    for name, inputs in (("from_hats", [catalog]), ("from_dr", [sample_file])):
+        out = tmp_path / name
+        config = ClassifyConfig(
+            inputs=tuple(str(p) for p in inputs), output=str(out),
+            rejects=str(out) + "_rejects", model_dir=str(model_dir),
+        )  # fmt: skip
+        run_classify(spark, config, log=lambda *_: None)
+        outputs[name] = pq.read_table(out).sort_by("objectid")
+    a, b = outputs["from_hats"], outputs["from_dr"]
+    assert a.num_rows == b.num_rows == 1363
+    for column in ("objectid", "n_good", "n_good_g", "p_constant", "p_rrab", "predicted_class"):
+        assert a.column(column).equals(b.column(column)), column

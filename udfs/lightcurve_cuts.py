@@ -200,3 +200,45 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
         LIGHTCURVE: lightcurve,
     }
     return pa.RecordBatch.from_arrays(list(columns.values()), schema=CUT_SCHEMA)
+
+
+def cut_lightcurve_catalog(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch:
+    """Rows of a varsky light-curve catalog (from `varsky ingest`) as :data:`CUT_SCHEMA` rows.
+
+    Ingest has already removed flagged and non-finite epochs; here an object with fewer than
+    ``min_epochs`` epochs is rejected, and the light curve keeps the fields classify uses.
+    """
+    n = batch.num_rows
+    lightcurve = batch.column(LIGHTCURVE)
+    if isinstance(lightcurve, pa.ChunkedArray):
+        lightcurve = lightcurve.combine_chunks()
+    n_good = _numpy(batch.column("n_epochs"), 0, np.int32)
+    reason = np.where(n_good < min_epochs, RejectReason.TOO_FEW_EPOCHS, None).astype(object)
+    kept = np.equal(reason, None)
+    slim = pa.StructArray.from_arrays(
+        [lightcurve.field(f.name) for f in LIGHTCURVE_STRUCT],
+        fields=list(LIGHTCURVE_STRUCT),
+        mask=pa.array(~kept),
+    )
+    nulls = pa.nulls(n, pa.int32())
+    columns = {
+        DRColumn.OBJECTID: pc.cast(batch.column(DRColumn.OBJECTID), pa.int64()),
+        DRColumn.FILTERID: nulls,
+        DRColumn.FIELDID: nulls,
+        DRColumn.RCID: nulls,
+        RA: pc.cast(batch.column(RA), pa.float64()),
+        DEC: pc.cast(batch.column(DEC), pa.float64()),
+        HEALPIX_COLUMN: pc.cast(batch.column(HEALPIX_COLUMN), pa.int64()),
+        SOURCE_FILE: pc.cast(batch.column(SOURCE_FILE), pa.string()),
+        SOURCE_ROW: pc.cast(batch.column(SOURCE_ROW), pa.int64()),
+        N_EPOCHS_IN: pa.array(n_good),
+        N_FLAGGED: pa.array(np.zeros(n, np.int32)),
+        N_NONFINITE: pa.array(np.zeros(n, np.int32)),
+        N_GOOD: pa.array(n_good),
+        **{
+            n_good_column(b): pc.cast(batch.column(f"n_epochs_{b}"), pa.int32()) for b in BAND_NAMES
+        },
+        REJECT_REASON: pa.array(reason, pa.string()),
+        LIGHTCURVE: slim,
+    }
+    return pa.RecordBatch.from_arrays(list(columns.values()), schema=CUT_SCHEMA)
