@@ -1,0 +1,835 @@
+"""Write HATS catalogs (as hats-import 0.11 does), from an Arrow table or from Spark tasks.
+
+Layout under the catalog's base directory ``BASE``::
+
+    BASE/hats.properties, BASE/properties       catalog properties (hats writes both names)
+    BASE/partition_info.csv                     Norder,Npix of every data file
+    BASE/skymap.fits, BASE/point_map.fits       row counts per pixel at the skymap order
+    BASE/dataset/_common_metadata               the schema
+    BASE/dataset/_metadata                      every file's footer, paths relative to dataset/
+    BASE/dataset/Norder=K/Dir=D/Npix=N.parquet  one file per tile, rows sorted by _healpix_29
+
+with ``D = (N // 10000) * 10000``. Data files go through ``pyarrow.fs`` (local paths and URIs such
+as ``s3://``); the properties, partition list and skymaps through hats' own writers.
+
+A margin catalog (``dataproduct_type=margin``) has the same layout: its file for tile (K, N) holds
+the rows of other tiles lying within the margin of (K, N). `write_collection_properties` ties a
+catalog and its margins into a HATS collection that ``lsdb.open_catalog`` loads together.
+
+Spark's Python workers import this module to run the write tasks. hats takes seconds to import
+and the tasks need none of it, so hats (and astropy) are imported inside the driver-side
+functions only; the few path names the tasks use are spelled here and pinned to hats' own
+constants by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from catalogs.hats_tiles import DEFAULT_HISTOGRAM_ORDER, Tiles, histogram, n_pixels
+from catalogs.provenance import VARSKY_VERSION
+from catalogs.schema import HEALPIX_COLUMN, HEALPIX_ORDER
+
+if TYPE_CHECKING:
+    from hats.catalog import TableProperties
+    from hats.catalog.dataset.collection_properties import CollectionProperties
+
+#: hats-import's default ``pixel_threshold``: most rows in one data file.
+DEFAULT_MAX_ROWS = 1_000_000
+#: Order of the skymap written beside the catalog (786,432 pixels).
+DEFAULT_SKYMAP_ORDER = 8
+#: A data file's row group is closed after this many rows (Arrow's own ceiling) ...
+ROW_GROUP_MAX_ROWS = 1_048_576
+#: ... or this many bytes of Arrow data, whichever comes first.
+ROW_GROUP_MAX_BYTES = 512 * 1024 * 1024
+#: Name of the helper column holding a row's tile index inside the Spark plan (never written).
+TILE_COLUMN = "_hats_tile"
+#: Threads reading file footers on the driver.
+_FOOTER_THREADS = 16
+
+# HATS path names (hats.io.paths), spelled here so that write tasks need not import hats.
+DATASET_DIR = "dataset"
+PARTITION_ORDER = "Norder"
+PARTITION_DIR = "Dir"
+PARTITION_PIXEL = "Npix"
+#: Pixels per ``Dir=D`` directory: D = (N // PIXELS_PER_DIR) * PIXELS_PER_DIR.
+PIXELS_PER_DIR = 10_000
+
+#: One written data file: its tile and its row count.
+WrittenTile = tuple[int, int, int]
+
+
+# --- paths and file systems ---
+def partition_relative_path(order: int, pixel: int) -> str:
+    """Path of a tile's data file relative to ``BASE/dataset``: Norder=K/Dir=D/Npix=N.parquet."""
+    directory = (pixel // PIXELS_PER_DIR) * PIXELS_PER_DIR
+    return (
+        f"{PARTITION_ORDER}={order}/{PARTITION_DIR}={directory}/{PARTITION_PIXEL}={pixel}.parquet"
+    )
+
+
+def _filesystem(base: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow file system of ``base`` and ``base``'s path on it."""
+    base = os.fspath(base)
+    if "://" in base:
+        return pafs.FileSystem.from_uri(base)
+    return pafs.LocalFileSystem(), os.path.abspath(base)
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def _check_empty_output(base: str | os.PathLike) -> None:
+    fs, root = _filesystem(base)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        raise FileExistsError(f"HATS output {os.fspath(base)} is a file")
+    if info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(root)):
+        raise FileExistsError(
+            f"HATS output {os.fspath(base)} is not empty; write a catalog into a new directory"
+        )
+
+
+# --- data files ---
+def _write_kwargs(schema: pa.Schema) -> dict:
+    """Parquet settings of hats (zstd, byte-stream-split floats, page index), sorted by hp29."""
+    from hats.io.file_io.file_io import get_parquet_write_table_kwargs
+
+    sorting = [pq.SortingColumn(schema.get_field_index(HEALPIX_COLUMN))]
+    kwargs = get_parquet_write_table_kwargs(schema, write_table_kwargs={"sorting_columns": sorting})
+    kwargs.pop("row_group_size")
+    return kwargs
+
+
+def _healpix_values(data: pa.Table | pa.RecordBatch) -> npt.NDArray[np.int64]:
+    """The `_healpix_29` column as int64 numpy; nulls are refused."""
+    column = data.column(HEALPIX_COLUMN)
+    if column.null_count:
+        raise ValueError(f"{HEALPIX_COLUMN} has {column.null_count} nulls; every row needs one")
+    return column.to_numpy()
+
+
+def _check_schema(schema: pa.Schema) -> None:
+    if schema.get_field_index(HEALPIX_COLUMN) < 0:
+        raise ValueError(f"a HATS table needs a {HEALPIX_COLUMN} column, got {schema.names}")
+    if not pa.types.is_int64(schema.field(HEALPIX_COLUMN).type):
+        raise ValueError(f"{HEALPIX_COLUMN} must be int64, got {schema.field(HEALPIX_COLUMN).type}")
+
+
+def _sort_by_healpix(table: pa.Table) -> pa.Table:
+    hp29 = _healpix_values(table)
+    if hp29.size < 2 or np.all(hp29[1:] >= hp29[:-1]):
+        return table
+    return table.take(np.argsort(hp29, kind="stable"))
+
+
+class _TileFileWriter:
+    """Streams one tile's Arrow batches into its data file, in row groups of bounded size."""
+
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        root: str,
+        order: int,
+        pixel: int,
+        schema: pa.Schema,
+        write_kwargs: dict,
+    ):
+        self.path = _join(root, DATASET_DIR, partition_relative_path(order, pixel))
+        fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        self._writer = pq.ParquetWriter(self.path, schema, filesystem=fs, **write_kwargs)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self.n_rows = 0
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
+        for batch in batches:
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
+            self._pending_bytes += batch.nbytes
+            self.n_rows += batch.num_rows
+            if (
+                self._pending_rows >= ROW_GROUP_MAX_ROWS
+                or self._pending_bytes >= ROW_GROUP_MAX_BYTES
+            ):
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._pending_rows:
+            table = pa.Table.from_batches(self._pending).combine_chunks()
+            self._writer.write_table(table, row_group_size=ROW_GROUP_MAX_ROWS)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def write_partition(table: pa.Table, base: str | os.PathLike, order: int, pixel: int) -> str:
+    """Write one tile's rows, sorted by `_healpix_29`, to its file under BASE/dataset.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The tile's rows, with an int64 `_healpix_29` column.
+    base : str or os.PathLike
+        Catalog base directory: a local path or a URI pyarrow understands.
+    order, pixel : int
+        The tile.
+
+    Returns
+    -------
+    str
+        Path of the file written, on the base's file system.
+    """
+    _check_schema(table.schema)
+    fs, root = _filesystem(base)
+    writer = _TileFileWriter(fs, root, order, pixel, table.schema, _write_kwargs(table.schema))
+    writer.write(_sort_by_healpix(table))
+    writer.close()
+    return writer.path
+
+
+# --- catalog metadata ---
+def _read_footers(
+    fs: pafs.FileSystem, root: str, tiles: Sequence[WrittenTile]
+) -> list[pq.FileMetaData]:
+    def read(tile: WrittenTile) -> pq.FileMetaData:
+        order, pixel, n_rows = tile
+        relative = partition_relative_path(order, pixel)
+        path = _join(root, DATASET_DIR, relative)
+        with fs.open_input_file(path) as f:
+            footer = pq.read_metadata(f)
+        if footer.num_rows != n_rows:
+            raise ValueError(f"{path} holds {footer.num_rows} rows, {n_rows} expected")
+        footer.set_file_path(relative)
+        return footer
+
+    with ThreadPoolExecutor(_FOOTER_THREADS) as pool:
+        return list(pool.map(read, tiles))
+
+
+def _skymap_from_files(
+    fs: pafs.FileSystem, root: str, tiles: Sequence[WrittenTile], order: int
+) -> npt.NDArray[np.int64]:
+    shift = np.int64(2 * (HEALPIX_ORDER - order))
+
+    def count(tile: WrittenTile) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        path = _join(root, DATASET_DIR, partition_relative_path(*tile[:2]))
+        hp29 = pq.read_table(path, columns=[HEALPIX_COLUMN], filesystem=fs)[HEALPIX_COLUMN]
+        return np.unique(hp29.to_numpy() >> shift, return_counts=True)
+
+    total = np.zeros(n_pixels(order), dtype=np.int64)
+    with ThreadPoolExecutor(_FOOTER_THREADS) as pool:
+        for pixels, counts in pool.map(count, tiles):
+            total[pixels] += counts
+    return total
+
+
+def _sorted_tiles(tiles_with_rows: Iterable[WrittenTile]) -> list[WrittenTile]:
+    """Written tiles in breadth-first order; refuse empty, duplicate or overlapping tiles."""
+    rows = [(int(o), int(p), int(n)) for o, p, n in tiles_with_rows]
+    if not rows:
+        raise ValueError("tiles_with_rows is empty: a HATS catalog needs at least one data file")
+    empty = [(o, p) for o, p, n in rows if n <= 0]
+    if empty:
+        raise ValueError(f"tiles_with_rows lists tiles without rows (order, pixel): {empty[:5]}")
+    tiles = Tiles(*np.array(rows, dtype=np.int64).T)
+    return [
+        (int(o), int(p), int(n))
+        for o, p, n in zip(tiles.orders, tiles.pixels, tiles.row_counts, strict=True)
+    ]
+
+
+def write_catalog_metadata(
+    base: str | os.PathLike,
+    catalog_name: str,
+    tiles_with_rows: Iterable[WrittenTile],
+    ra_column: str,
+    dec_column: str,
+    max_rows: int,
+    extra_properties: dict[str, str] | None = None,
+    catalog_type: str = "object",
+    margin_arcsec: float | None = None,
+    primary_catalog: str | None = None,
+    skymap: npt.NDArray[np.int64] | None = None,
+) -> TableProperties:
+    """Write the catalog-level files once every data file is written.
+
+    Writes ``dataset/_common_metadata``, ``dataset/_metadata`` (the listed files' footers, in
+    breadth-first order, paths relative to ``dataset/``), ``partition_info.csv``, the skymaps
+    (object and source catalogs) and the properties.
+
+    Parameters
+    ----------
+    base : str or os.PathLike
+        Catalog base directory.
+    catalog_name : str
+        Name of the catalog (``obs_collection``).
+    tiles_with_rows : iterable of (int, int, int)
+        ``(order, pixel, n_rows)`` of every data file written; each must have rows.
+    ra_column, dec_column : str
+        Columns holding the position, degrees.
+    max_rows : int
+        Row threshold the tiles were cut with (``hats_max_rows``).
+    extra_properties : dict of str to str, optional
+        More properties, by their on-disk key (e.g. ``varsky_schema_version``).
+    catalog_type : str
+        ``object``, ``source`` or ``margin``.
+    margin_arcsec : float, optional
+        Margin width, arcsec (``hats_margin_threshold``); margin catalogs only.
+    primary_catalog : str, optional
+        Path or URL of the catalog a margin belongs to (``hats_primary_table_url``).
+    skymap : numpy.ndarray of int64, shape (12 * 4**order,), optional
+        Rows per pixel at some order, for ``skymap.fits``; read from the files when not given.
+
+    Returns
+    -------
+    hats.catalog.TableProperties
+        The properties written.
+    """
+    from hats.catalog import CatalogType, PartitionInfo, TableProperties
+    from hats.io import file_io, paths
+    from hats.io.skymap import write_skymap
+    from hats.pixel_math import HealpixPixel
+    from hats.pixel_math.healpix_shim import npix2order
+
+    catalog_type = CatalogType(catalog_type)
+    if catalog_type not in (CatalogType.OBJECT, CatalogType.SOURCE, CatalogType.MARGIN):
+        raise ValueError(f"catalog_type must be object, source or margin, got {catalog_type}")
+    if catalog_type == CatalogType.MARGIN and (margin_arcsec is None or primary_catalog is None):
+        raise ValueError("a margin catalog needs margin_arcsec and primary_catalog")
+    tiles = _sorted_tiles(tiles_with_rows)
+    fs, root = _filesystem(base)
+
+    footers = _read_footers(fs, root, tiles)
+    schema = footers[0].schema.to_arrow_schema()
+    for (order, pixel, _), footer in zip(tiles, footers, strict=True):
+        if not footer.schema.to_arrow_schema().equals(schema):
+            raise ValueError(
+                f"{partition_relative_path(order, pixel)} has a schema different from "
+                f"{partition_relative_path(*tiles[0][:2])}'s"
+            )
+    dataset_dir = _join(root, DATASET_DIR)
+    pq.write_metadata(
+        schema,
+        _join(dataset_dir, paths.PARQUET_METADATA_FILENAME),
+        metadata_collector=footers,
+        filesystem=fs,
+        write_statistics=True,
+    )
+    pq.write_metadata(
+        schema, _join(dataset_dir, paths.PARQUET_COMMON_METADATA_FILENAME), filesystem=fs
+    )
+
+    partition_info = PartitionInfo([HealpixPixel(o, p) for o, p, _ in tiles])
+    partition_info.write_to_file(paths.get_partition_info_pointer(base))
+
+    info: dict = {
+        "catalog_name": catalog_name,
+        "catalog_type": catalog_type,
+        "total_rows": sum(n for _, _, n in tiles),
+        "ra_column": ra_column,
+        "dec_column": dec_column,
+        "healpix_column": HEALPIX_COLUMN,
+        "healpix_order": HEALPIX_ORDER,
+        "hats_max_rows": int(max_rows),
+        "hats_order": partition_info.get_highest_order(),
+        "moc_sky_fraction": f"{partition_info.calculate_fractional_coverage():0.5f}",
+    }
+    if catalog_type == CatalogType.MARGIN:
+        info |= {"margin_threshold": float(margin_arcsec), "primary_catalog": primary_catalog}
+    else:
+        if skymap is None:
+            skymap = _skymap_from_files(fs, root, tiles, DEFAULT_SKYMAP_ORDER)
+        skymap = np.asarray(skymap, dtype=np.int64)
+        file_io.write_fits_image(skymap, paths.get_point_map_file_pointer(base))
+        write_skymap(histogram=skymap, catalog_dir=base)
+        info["skymap_order"] = int(npix2order(skymap.size))
+    # Provenance last, so that hats_estsize counts every file but the properties.
+    provenance = TableProperties.new_provenance_dict(base, builder=f"varsky {VARSKY_VERSION}")
+    properties = TableProperties(**(provenance | info | dict(extra_properties or {})))
+    properties.to_properties_file(base)
+    return properties
+
+
+# --- in-memory tables ---
+def _with_healpix(table: pa.Table, ra_column: str, dec_column: str) -> pa.Table:
+    if HEALPIX_COLUMN in table.column_names:
+        return table
+    for column in (ra_column, dec_column):
+        if column not in table.column_names:
+            raise ValueError(f"table has no {column!r} column (columns: {table.column_names})")
+    from catalogs.healpix import healpix_29
+
+    hp29 = healpix_29(
+        table.column(ra_column).to_numpy(zero_copy_only=False),
+        table.column(dec_column).to_numpy(zero_copy_only=False),
+    )
+    return table.add_column(0, HEALPIX_COLUMN, pa.array(hp29, pa.int64()))
+
+
+def _write_tiles_of_sorted(
+    table: pa.Table, base: str | os.PathLike, tiles: Tiles, tile_of_row: npt.NDArray[np.int64]
+) -> list[WrittenTile]:
+    """Write each tile's run of a table sorted by (tile, _healpix_29); return the files."""
+    fs, root = _filesystem(base)
+    write_kwargs = _write_kwargs(table.schema)
+    bounds = np.flatnonzero(np.diff(tile_of_row)) + 1
+    starts = np.concatenate([[0], bounds])
+    stops = np.concatenate([bounds, [tile_of_row.size]])
+    written = []
+    for start, stop in zip(starts, stops, strict=True):
+        order, pixel = tiles.order_pixel(int(tile_of_row[start]))
+        writer = _TileFileWriter(fs, root, order, pixel, table.schema, write_kwargs)
+        writer.write(table.slice(start, stop - start))
+        writer.close()
+        written.append((order, pixel, writer.n_rows))
+    return written
+
+
+def write_hats_table(
+    table: pa.Table,
+    base: str | os.PathLike,
+    catalog_name: str,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    max_rows: int = DEFAULT_MAX_ROWS,
+    extra_properties: dict[str, str] | None = None,
+    histogram_order: int = DEFAULT_HISTOGRAM_ORDER,
+) -> Tiles:
+    """Write an in-memory table as a HATS catalog (tests and small outputs).
+
+    Adds `_healpix_29` (first column) from ``ra_column``/``dec_column`` when the table has none,
+    cuts tiles of at most ``max_rows`` rows from a histogram at ``histogram_order``, and writes
+    one file per non-empty tile, then the catalog metadata. ``base`` must be empty or absent.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Rows to write; `_healpix_29` (int64, no nulls) or finite ICRS degrees in the position
+        columns.
+    base : str or os.PathLike
+        Catalog base directory: a local path or a URI pyarrow and fsspec understand.
+    catalog_name : str
+        Name of the catalog (``obs_collection``).
+    ra_column, dec_column : str
+        Columns holding the position, degrees.
+    max_rows : int
+        Most rows in a tile (unless a histogram pixel alone holds more).
+    extra_properties : dict of str to str, optional
+        More properties, by their on-disk key (e.g. ``varsky_schema_version``).
+    histogram_order : int
+        Order of the count histogram, the finest tile order.
+
+    Returns
+    -------
+    Tiles
+        The tiles written, with their row counts.
+    """
+    _check_empty_output(base)
+    table = _with_healpix(table, ra_column, dec_column)
+    _check_schema(table.schema)
+    if table.num_rows == 0:
+        raise ValueError("table is empty: a HATS catalog needs at least one row")
+    table = _sort_by_healpix(table)
+    hp29 = _healpix_values(table)
+    tiles = Tiles.from_hp29(hp29, max_rows=max_rows, histogram_order=histogram_order)
+    written = _write_tiles_of_sorted(table, base, tiles, tiles.tile_index(hp29))
+    write_catalog_metadata(
+        base,
+        catalog_name,
+        written,
+        ra_column,
+        dec_column,
+        max_rows,
+        extra_properties,
+        skymap=histogram(hp29, DEFAULT_SKYMAP_ORDER),
+    )
+    return tiles
+
+
+def write_margin_table(
+    table: pa.Table,
+    base: str | os.PathLike,
+    catalog_name: str,
+    tiles: Tiles,
+    margin_arcsec: float,
+    primary_catalog: str,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    extra_properties: dict[str, str] | None = None,
+) -> list[WrittenTile]:
+    """Write the margin catalog of an in-memory table partitioned by ``tiles``.
+
+    The file of tile (K, N) holds every row of another tile within ``margin_arcsec`` of it (a
+    superset, see `Tiles.margin_tile_indices`). Rows are sorted by `_healpix_29` in each file.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The primary catalog's rows (all of them, or at least those near tile edges).
+    base : str or os.PathLike
+        Margin catalog base directory, empty or absent.
+    catalog_name : str
+        Name of the margin catalog.
+    tiles : Tiles
+        The primary catalog's tiles.
+    margin_arcsec : float
+        Margin width, arcsec (``hats_margin_threshold``).
+    primary_catalog : str
+        The primary catalog's path (``hats_primary_table_url``), e.g. relative to a collection.
+    ra_column, dec_column : str
+        Columns holding the position, degrees.
+    extra_properties : dict of str to str, optional
+        More properties, by their on-disk key.
+
+    Returns
+    -------
+    list of (int, int, int)
+        ``(order, pixel, n_rows)`` of the margin files written. An empty margin is an error.
+    """
+    _check_empty_output(base)
+    table = _with_healpix(table, ra_column, dec_column)
+    _check_schema(table.schema)
+    hp29 = _healpix_values(table)
+    rows, margin_tiles = tiles.margin_tile_indices(hp29, margin_arcsec)
+    order_by = np.lexsort((hp29[rows], margin_tiles))
+    margin = table.take(rows[order_by])
+    if margin.num_rows == 0:
+        raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
+    written = _write_tiles_of_sorted(margin, base, tiles, margin_tiles[order_by])
+    write_catalog_metadata(
+        base,
+        catalog_name,
+        written,
+        ra_column,
+        dec_column,
+        max(n for _, _, n in written),
+        extra_properties,
+        catalog_type="margin",
+        margin_arcsec=margin_arcsec,
+        primary_catalog=primary_catalog,
+    )
+    return written
+
+
+def write_collection_properties(
+    collection_base: str | os.PathLike,
+    collection_name: str,
+    primary_subdir: str,
+    margin_subdirs: Sequence[str] = (),
+    extra_properties: dict[str, str] | None = None,
+) -> CollectionProperties:
+    """Write ``collection.properties`` tying a catalog and its margins (subdirectories of it).
+
+    Parameters
+    ----------
+    collection_base : str or os.PathLike
+        Collection directory, holding the catalogs.
+    collection_name : str
+        Name of the collection (``obs_collection``).
+    primary_subdir : str
+        The primary catalog's directory, relative to ``collection_base``.
+    margin_subdirs : sequence of str
+        Margin catalogs' directories; the first is the default one ``lsdb.open_catalog`` loads.
+    extra_properties : dict of str to str, optional
+        More properties, by their on-disk key.
+
+    Returns
+    -------
+    hats.catalog.dataset.collection_properties.CollectionProperties
+        The properties written.
+    """
+    from hats.catalog.dataset.collection_properties import CollectionProperties
+
+    info = {
+        "name": collection_name,
+        "hats_primary_table_url": primary_subdir,
+        "all_margins": list(margin_subdirs) or None,
+        "default_margin": margin_subdirs[0] if margin_subdirs else None,
+    }
+    properties = CollectionProperties(**(info | dict(extra_properties or {})))
+    properties.to_properties_file(collection_base)
+    return properties
+
+
+# --- Spark ---
+_RESULT_DDL = (
+    "order int, pixel long, nrows long, skymap_pixels array<long>, skymap_counts array<long>"
+)
+
+
+def _tile_adder(tiles: Tiles) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function appending each row's tile index (int64) as TILE_COLUMN."""
+
+    def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            hp29 = _healpix_values(batch)
+            index = tiles.tile_index(hp29)
+            if np.any(index < 0):
+                raise ValueError(
+                    f"{int(np.sum(index < 0))} rows lie in no tile, e.g. "
+                    f"{HEALPIX_COLUMN}={int(hp29[index < 0][0])}"
+                )
+            yield _append_tile(batch, index)
+
+    return add_tile
+
+
+def _margin_adder(
+    tiles: Tiles, margin_arcsec: float
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function emitting each row once per other tile within the margin."""
+
+    def add_margin_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            hp29 = _healpix_values(batch)
+            rows, margin_tiles = tiles.margin_tile_indices(hp29, margin_arcsec)
+            if rows.size:
+                yield _append_tile(batch.take(pa.array(rows)), margin_tiles)
+
+    return add_margin_tiles
+
+
+def _append_tile(batch: pa.RecordBatch, index: npt.NDArray[np.int64]) -> pa.RecordBatch:
+    field = pa.field(TILE_COLUMN, pa.int64(), nullable=False)
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, pa.array(index, pa.int64())],
+        schema=batch.schema.append(field),
+    )
+
+
+def _tile_writer(
+    base: str, tiles: Tiles, skymap_order: int, write_kwargs: dict
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function writing the batches of a partition sorted by (tile, hp29).
+
+    Yields one row per file: (order, pixel, nrows) and its sparse histogram at skymap_order.
+    ``write_kwargs`` (Parquet settings) come from the driver, so tasks never import hats.
+    """
+    shift = np.int64(2 * (HEALPIX_ORDER - skymap_order))
+
+    def write_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs, root = _filesystem(base)
+        writer: _TileFileWriter | None = None
+        current = -1
+        counted: list[npt.NDArray[np.int64]] = []
+
+        def finish() -> pa.RecordBatch:
+            writer.close()
+            cells, counts = np.unique(np.concatenate(counted), return_counts=True)
+            order, pixel = tiles.order_pixel(current)
+            return pa.RecordBatch.from_pydict(
+                {
+                    "order": pa.array([order], pa.int32()),
+                    "pixel": pa.array([pixel], pa.int64()),
+                    "nrows": pa.array([writer.n_rows], pa.int64()),
+                    "skymap_pixels": pa.array([cells], pa.list_(pa.int64())),
+                    "skymap_counts": pa.array([counts.astype(np.int64)], pa.list_(pa.int64())),
+                }
+            )
+
+        for batch in batches:
+            tile = batch.column(TILE_COLUMN).to_numpy(zero_copy_only=False)
+            data = batch.drop_columns([TILE_COLUMN])
+            bounds = np.concatenate([[0], np.flatnonzero(np.diff(tile)) + 1, [tile.size]])
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                if tile[start] != current:
+                    if writer is not None:
+                        yield finish()
+                    current = int(tile[start])
+                    order, pixel = tiles.order_pixel(current)
+                    writer = _TileFileWriter(fs, root, order, pixel, data.schema, write_kwargs)
+                    counted = []
+                part = data.slice(start, stop - start)
+                writer.write(part)
+                hp29 = part.column(HEALPIX_COLUMN).to_numpy()
+                counted.append(hp29 >> shift)
+        if writer is not None:
+            yield finish()
+
+    return write_tiles
+
+
+def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions):
+    """Shuffle rows by tile, sort each partition, write files in the tasks; collect results."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    data_schema = to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema)
+    _check_schema(data_schema)
+    write_kwargs = _write_kwargs(data_schema)
+    if n_partitions is None:
+        shuffle = int(df_with_tile.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+        n_partitions = max(1, min(len(tiles), shuffle))
+    written = (
+        df_with_tile.repartition(n_partitions, F.col(TILE_COLUMN))
+        .sortWithinPartitions(TILE_COLUMN, HEALPIX_COLUMN)
+        .mapInArrow(_tile_writer(base, tiles, skymap_order, write_kwargs), _RESULT_DDL)
+        .collect()
+    )
+    skymap = np.zeros(n_pixels(skymap_order), dtype=np.int64)
+    for row in written:
+        np.add.at(skymap, np.asarray(row.skymap_pixels, dtype=np.int64), row.skymap_counts)
+    return [(row.order, row.pixel, row.nrows) for row in written], skymap
+
+
+def spark_histogram(df, order: int = DEFAULT_HISTOGRAM_ORDER) -> npt.NDArray[np.int64]:
+    """Rows per HEALPix pixel at ``order`` of a Spark DataFrame with a `_healpix_29` column.
+
+    The Spark twin of `catalogs.hats_tiles.histogram`, to pass to ``Tiles.from_counts``. Only
+    non-empty pixels travel to the driver; the dense result holds ``12 * 4**order`` int64.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (12 * 4**order,)
+        Rows per nested pixel at ``order``.
+    """
+    from pyspark.sql import functions as F
+
+    from catalogs.healpix import tile_shift_bits
+
+    pixel = F.shiftright(F.col(HEALPIX_COLUMN), tile_shift_bits(order)).alias("pixel")
+    counts = np.zeros(n_pixels(order), dtype=np.int64)
+    rows = df.select(pixel).groupBy("pixel").count().collect()
+    if rows:
+        pixels, n_rows = np.array([(r["pixel"], r["count"]) for r in rows], dtype=np.int64).T
+        counts[pixels] = n_rows
+    return counts
+
+
+def _schema_with_tile(df):
+    """The Spark schema of ``df`` plus the tile column (a new StructType; df.schema is shared)."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    return StructType([*df.schema.fields, StructField(TILE_COLUMN, LongType(), False)])
+
+
+def _spark_base(base: str | os.PathLike) -> str:
+    """``base`` as tasks on any executor can open it (absolute local path or URI)."""
+    base = os.fspath(base)
+    return base if "://" in base else os.path.abspath(base)
+
+
+def write_hats_spark(
+    df,
+    base: str | os.PathLike,
+    catalog_name: str,
+    tiles: Tiles,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    max_rows: int = DEFAULT_MAX_ROWS,
+    extra_properties: dict[str, str] | None = None,
+    n_partitions: int | None = None,
+    skymap_order: int = DEFAULT_SKYMAP_ORDER,
+) -> list[WrittenTile]:
+    """Write a Spark DataFrame as a HATS catalog cut into ``tiles``.
+
+    Each row gets its tile index (mapInArrow), rows are shuffled by tile into ``n_partitions``
+    partitions (default: ``spark.sql.shuffle.partitions``, at most one per tile) and sorted by
+    (tile, `_healpix_29`); each task streams its tiles' rows into their files and returns one
+    small row per file. The driver then writes the catalog metadata. Every row must lie in a
+    tile; empty tiles get no file. ``base`` must be empty or absent, and reachable from every
+    executor (a shared file system or an object store URI).
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        Rows to write, with an int64 `_healpix_29` column.
+    base : str or os.PathLike
+        Catalog base directory.
+    catalog_name : str
+        Name of the catalog.
+    tiles : Tiles
+        Tiles covering every row, e.g. ``Tiles.from_counts`` on a histogram of ``df``.
+    ra_column, dec_column : str
+        Columns holding the position, degrees.
+    max_rows : int
+        Row threshold the tiles were cut with (recorded as ``hats_max_rows``).
+    extra_properties : dict of str to str, optional
+        More properties, by their on-disk key.
+    n_partitions : int, optional
+        Spark partitions of the write.
+    skymap_order : int
+        Order of ``skymap.fits``.
+
+    Returns
+    -------
+    list of (int, int, int)
+        ``(order, pixel, n_rows)`` of every file written, in breadth-first order.
+    """
+    if HEALPIX_COLUMN not in df.columns:
+        raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
+    base = _spark_base(base)
+    _check_empty_output(base)
+    with_tile = df.mapInArrow(_tile_adder(tiles), _schema_with_tile(df))
+    written, skymap = _write_spark_tiles(with_tile, base, tiles, skymap_order, n_partitions)
+    written = _sorted_tiles(written)
+    write_catalog_metadata(
+        base,
+        catalog_name,
+        written,
+        ra_column,
+        dec_column,
+        max_rows,
+        extra_properties,
+        skymap=skymap,
+    )
+    return written
+
+
+def write_margin_spark(
+    df,
+    base: str | os.PathLike,
+    catalog_name: str,
+    tiles: Tiles,
+    margin_arcsec: float,
+    primary_catalog: str,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    extra_properties: dict[str, str] | None = None,
+    n_partitions: int | None = None,
+) -> list[WrittenTile]:
+    """Write the margin catalog of a Spark DataFrame partitioned by ``tiles``.
+
+    As `write_margin_table`, with the shuffle and writes of `write_hats_spark`. Returns
+    ``(order, pixel, n_rows)`` of the margin files written.
+    """
+    if HEALPIX_COLUMN not in df.columns:
+        raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
+    base = _spark_base(base)
+    _check_empty_output(base)
+    with_tile = df.mapInArrow(
+        _margin_adder(tiles, margin_arcsec),
+        _schema_with_tile(df),
+    )
+    written, _ = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
+    if not written:
+        raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
+    written = _sorted_tiles(written)
+    write_catalog_metadata(
+        base,
+        catalog_name,
+        written,
+        ra_column,
+        dec_column,
+        max(n for _, _, n in written),
+        extra_properties,
+        catalog_type="margin",
+        margin_arcsec=margin_arcsec,
+        primary_catalog=primary_catalog,
+    )
+    return written
