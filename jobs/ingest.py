@@ -85,6 +85,7 @@ class IngestSummary:
     reference_objects: int = 0
     work_tiles: int = 0
     output_tiles: int = 0
+    tiles: Tiles | None = None
     stage_s: dict[str, float] = field(default_factory=dict)
     output: str = ""
     rejects: str = ""
@@ -466,6 +467,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     t = time.perf_counter()
     tiles = cut_tiles(good, config.histogram_order, config.work_rows)
     summary.work_tiles = len(tiles)
+    summary.tiles = tiles
     unmatched = None
     if config.input_format == "psfcat" and config.references:
         refs = read_reference_sources(spark, config.references).persist(
