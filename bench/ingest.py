@@ -43,17 +43,18 @@ def _children(pid: int) -> list[int]:
 
 
 class MemorySampler(threading.Thread):
-    """Peak RSS of this process tree, and of the largest Python child, while running."""
+    """Peak RSS of this process tree, of the largest Python worker and of the JVM."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak_tree = 0
         self.peak_python_worker = 0
-        self._stop = threading.Event()
+        self.peak_jvm = 0
+        self._done = threading.Event()
 
     def run(self) -> None:
         me = os.getpid()
-        while not self._stop.is_set():
+        while not self._done.is_set():
             tree, stack = 0, [me]
             while stack:
                 pid = stack.pop()
@@ -63,16 +64,20 @@ class MemorySampler(threading.Thread):
                 stack += kids
                 if pid != me:
                     try:
-                        cmd = open(f"/proc/{pid}/cmdline").read()
+                        with open(f"/proc/{pid}/cmdline") as f:
+                            exe = os.path.basename(f.read().split("\0")[0])
                     except OSError:
-                        cmd = ""
-                    if "pyspark" in cmd or "python" in cmd.split("\0")[0]:
+                        exe = ""
+                    # Spark's Python workers; the JVM (java ... pyspark-shell) is counted apart.
+                    if exe.startswith("python"):
                         self.peak_python_worker = max(self.peak_python_worker, rss)
+                    elif exe == "java":
+                        self.peak_jvm = max(self.peak_jvm, rss)
             self.peak_tree = max(self.peak_tree, tree)
             time.sleep(0.2)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
@@ -102,6 +107,7 @@ def measure(spark, config) -> dict:
         "wall_s": wall,
         "peak_tree_mib": sampler.peak_tree / 2**20,
         "peak_python_worker_mib": sampler.peak_python_worker / 2**20,
+        "peak_jvm_mib": sampler.peak_jvm / 2**20,
         "stage_s": summary.stage_s,
     }
 
@@ -111,6 +117,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, nargs="+", default=[20_000, 200_000])
     parser.add_argument("--workdir", default=str(REPO / "build" / "bench_ingest"))
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--formats", nargs="+", default=["psfcat", "dr-parquet"])
+    parser.add_argument("--work-rows", type=int, default=None, help="the job's --work-rows")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -130,33 +138,37 @@ def main() -> None:
             ("psfcat", [sky / "psfcat"], [sky / "refpsfcat"]),
             ("dr-parquet", [sky / "dr_parquet"], []),
         ):
+            if fmt not in args.formats:
+                continue
             out = workdir / f"out_{n}_{fmt}"
             config = IngestConfig(
                 input_format=fmt, inputs=tuple(map(str, inputs)), output=str(out),
                 rejects=str(out) + "_rejects", references=tuple(map(str, refs)), overwrite=True,
+                **({"work_rows": args.work_rows} if args.work_rows else {}),
             )  # fmt: skip
             r = measure(spark, config)
             if fmt == "dr-parquet":
                 import pyarrow.dataset as ds
 
                 r["dr_rows"] = ds.dataset(sky / "dr_parquet").count_rows()
-            r.update(sky_objects=n, format=fmt, cores=cores)
+            r.update(sky_objects=n, format=fmt, cores=cores, work_rows=config.work_rows)
             results.append(r)
             print(json.dumps(r), flush=True)
 
     print(f"\nvarsky ingest on simulated skies, Spark local[*] with {cores} cores")
-    print("| sky objects | input | rows in | objects out | wall s | rate per core | "
-          "peak memory, all processes | peak memory, one Python worker |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| sky objects | input | work rows | rows in | objects out | wall s | rate per core | "
+          "peak memory: all processes | JVM | largest Python worker |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         if r["format"] == "psfcat":
             rate = f"{r['rows_in'] / r['wall_s'] / cores:,.0f} detections/s"
         else:
             rate = f"{r['dr_rows'] / r['wall_s'] / cores:,.0f} light curves/s"
         print(
-            f"| {r['sky_objects']:,} | {r['format']} | {r['rows_in']:,} | {r['objects_out']:,} "
+            f"| {r['sky_objects']:,} | {r['format']} | {r['work_rows']:,} | {r['rows_in']:,} "
+            f"| {r['objects_out']:,} "
             f"| {r['wall_s']:.0f} | {rate} | {r['peak_tree_mib']:,.0f} MiB "
-            f"| {r['peak_python_worker_mib']:,.0f} MiB |"
+            f"| {r['peak_jvm_mib']:,.0f} MiB | {r['peak_python_worker_mib']:,.0f} MiB |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

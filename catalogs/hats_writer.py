@@ -50,7 +50,7 @@ DEFAULT_SKYMAP_ORDER = 8
 #: A data file's row group is closed after this many rows (Arrow's own ceiling) ...
 ROW_GROUP_MAX_ROWS = 1_048_576
 #: ... or this many bytes of Arrow data, whichever comes first.
-ROW_GROUP_MAX_BYTES = 512 * 1024 * 1024
+ROW_GROUP_MAX_BYTES = 128 * 1024 * 1024
 #: Name of the helper column holding a row's tile index inside the Spark plan (never written).
 TILE_COLUMN = "_hats_tile"
 #: Threads reading file footers on the driver.

@@ -109,3 +109,21 @@ def test_dr_parquet_objects_merge_across_fields_and_bands(spark, sky, tmp_path):
     multi_band = ((df["n_epochs_g"] > 0) & (df["n_epochs_r"] > 0)).mean()
     assert multi_band > 0.5
     assert summary.rows_in == summary.rows_out + summary.rows_rejected
+
+
+def test_lsdb_crossmatch_pairs_the_same_true_objects(spark, sky, psfcat_run, tmp_path):
+    summary, _ = psfcat_run
+    dr_out = tmp_path / "dr_for_crossmatch"
+    _ingest(spark, "dr-parquet", [sky / "dr_parquet"], dr_out)
+    left = lsdb.open_catalog(summary.output)
+    right = lsdb.open_catalog(dr_out)
+    matched = left.crossmatch(right, radius_arcsec=1.0, n_neighbors=1, suffixes=("_psf", "_dr"))
+    pairs = matched.compute()
+    ref_truth = pq.read_table(sky / "truth" / "reference.parquet", columns=["refid", "truth_id"])
+    ref_truth = ref_truth.to_pandas().set_index("refid")["truth_id"]
+    dr_truth = pq.read_table(sky / "truth" / "dr_objects.parquet", columns=["objectid", "truth_id"])
+    dr_truth = dr_truth.to_pandas().set_index("objectid")["truth_id"]
+    truth_left = ref_truth.loc[pairs["objectid_psf"].to_numpy()].to_numpy()
+    truth_right = dr_truth.loc[pairs["objectid_dr"].to_numpy()].to_numpy()
+    assert len(pairs) > 0.9 * len(left.compute())
+    assert (truth_left == truth_right).mean() >= 0.999
