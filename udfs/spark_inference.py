@@ -2,7 +2,7 @@
 
 The model is loaded once per Python worker (Spark reuses workers across tasks) and kept in a
 module-level cache keyed by the model file's sha256. TensorFlow's threads are set to the task's
-CPUs (``spark.task.cpus``), so Spark's task slots, not TensorFlow, divide the cores.
+CPUs (``spark.task.cpus``), and so are numba's, so Spark's task slots divide the cores.
 """
 
 from __future__ import annotations
@@ -104,8 +104,13 @@ def classify_partitions(
     """
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import numba
+
         from udfs.inference import StageTimes, classify_batch
 
+        # Spark's task slots divide the cores: numba's kernel, like TensorFlow, gets the
+        # task's CPUs, not every core of the machine.
+        numba.set_num_threads(min(_task_cpus(), numba.config.NUMBA_NUM_THREADS))
         t0 = time.perf_counter()
         classifier = cached_classifier(ref)
         card = classifier.card
