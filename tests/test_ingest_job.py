@@ -195,3 +195,29 @@ def test_classify_reads_the_ingest_catalog_like_the_dr_file(
     assert a.num_rows == b.num_rows == 1363
     for column in ("objectid", "n_good", "n_good_g", "p_constant", "p_rrab", "predicted_class"):
         assert a.column(column).equals(b.column(column)), column
+
+
+def test_hats_input_in_irsa_layout(spark, sample_file, tmp_path):
+    """The sample as IRSA publishes ZTF DR light curves in HATS: a nested lightcurve column."""
+    from catalogs.hats_writer import write_hats_table
+
+    t = pq.read_table(sample_file)
+    nested = pa.StructArray.from_arrays(
+        [t[c].combine_chunks() for c in ("hmjd", "mag", "magerr", "clrcoeff", "catflags")],
+        names=["hmjd", "mag", "magerr", "clrcoeff", "catflags"],
+    )
+    table = pa.table(
+        {c: t[c] for c in ("objectid", "objra", "objdec", "filterid", "fieldid", "rcid", "nepochs")}
+        | {"lightcurve": nested}
+    )
+    irsa = tmp_path / "ztf_dr5_lc"
+    write_hats_table(
+        table, irsa, "ztf_dr5_lc", ra_column="objra", dec_column="objdec", max_rows=2000
+    )
+    assert len(list(irsa.rglob("Npix=*.parquet"))) > 1
+    out = tmp_path / "from_hats"
+    summary = run_ingest(spark, _config("hats", [irsa], out), log=lambda *_: None)
+    assert summary.rows_in == 106_588
+    assert summary.rejected_by_reason == {"flagged": 8422}
+    assert summary.rows_out == 98_166
+    assert len(lsdb.open_catalog(out).compute()) == summary.objects_out == 5301
