@@ -461,6 +461,24 @@ def write_hats_table(
     return tiles
 
 
+def _write_margin_metadata(
+    base, catalog_name, written, ra_column, dec_column, extra_properties, margin_arcsec, primary
+) -> None:
+    """Metadata of a margin catalog; its max rows is its largest file's."""
+    write_catalog_metadata(
+        base,
+        catalog_name,
+        written,
+        ra_column,
+        dec_column,
+        max(n for _, _, n in written),
+        extra_properties,
+        catalog_type="margin",
+        margin_arcsec=margin_arcsec,
+        primary_catalog=primary,
+    )
+
+
 def write_margin_table(
     table: pa.Table,
     base: str | os.PathLike,
@@ -511,18 +529,10 @@ def write_margin_table(
     if margin.num_rows == 0:
         raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
     written = _write_tiles_of_sorted(margin, base, tiles, margin_tiles[order_by])
-    write_catalog_metadata(
-        base,
-        catalog_name,
-        written,
-        ra_column,
-        dec_column,
-        max(n for _, _, n in written),
-        extra_properties,
-        catalog_type="margin",
-        margin_arcsec=margin_arcsec,
-        primary_catalog=primary_catalog,
-    )
+    _write_margin_metadata(
+        base, catalog_name, written, ra_column, dec_column, extra_properties,
+        margin_arcsec, primary_catalog,
+    )  # fmt: skip
     return written
 
 
@@ -820,16 +830,8 @@ def write_margin_spark(
     if not written:
         raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
     written = _sorted_tiles(written)
-    write_catalog_metadata(
-        base,
-        catalog_name,
-        written,
-        ra_column,
-        dec_column,
-        max(n for _, _, n in written),
-        extra_properties,
-        catalog_type="margin",
-        margin_arcsec=margin_arcsec,
-        primary_catalog=primary_catalog,
-    )
+    _write_margin_metadata(
+        base, catalog_name, written, ra_column, dec_column, extra_properties,
+        margin_arcsec, primary_catalog,
+    )  # fmt: skip
     return written

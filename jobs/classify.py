@@ -397,13 +397,9 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `varsky classify` (in-process or under spark-submit)."""
-    from jobs.session import build_spark_session
+    from jobs.session import run_spark_job
 
     config = config_from_args(args)
-    t = time.perf_counter()
-    spark = build_spark_session("varsky classify", master=config.master)
-    startup_s = time.perf_counter() - t
-    summary = run_classify(spark, config)
-    summary.stage_s = {"spark start": startup_s, **summary.stage_s}
-    print(summary.format(), flush=True)
-    return 0
+    return run_spark_job(
+        "varsky classify", config.master, lambda spark: run_classify(spark, config)
+    )

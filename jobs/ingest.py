@@ -419,12 +419,13 @@ def build_by_bucket(epochs, n_buckets: int):
         dup_obj = dups.column(OBJECTID).to_numpy()
         dup_det = dups.column(DetColumn.DETID).to_numpy()
         objects = lcs.column(OBJECTID).to_numpy()
+        # Duplicates sorted by object line up with the (sorted) objects they repeat.
         order = np.argsort(dup_obj, kind="stable")
-        pos = np.searchsorted(dup_obj[order], objects)
-        end = np.searchsorted(dup_obj[order], objects, side="right")
-        offsets = np.concatenate([[0], np.cumsum(end - pos)]).astype(np.int32)
-        take = np.concatenate([np.arange(a, b) for a, b in zip(pos, end, strict=True)] or [[]])
-        values = dup_det[order][take.astype(np.int64)]
+        counts = np.searchsorted(dup_obj[order], objects, side="right") - np.searchsorted(
+            dup_obj[order], objects
+        )
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        values = dup_det[order][np.isin(dup_obj[order], objects)]
         return lcs.append_column(
             "duplicate_detids",
             pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64())),
@@ -455,6 +456,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     prepare_output_dir(config.rejects, config.overwrite)
     dets, summary.n_files = read_detections(spark, config)
     dets = dets.persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [dets]
     by_reason = {
         r[REJECT_REASON]: r["count"] for r in dets.groupBy(REJECT_REASON).count().collect()
     }
@@ -473,12 +475,15 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         refs = read_reference_sources(spark, config.references).persist(
             StorageLevel.MEMORY_AND_DISK
         )
+        cached.append(refs)
         summary.reference_sources = refs.count()
         members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
+        cached.append(members)
         objects = members.select(OBJECTID, OBJECT_RA, OBJECT_DEC).dropDuplicates([OBJECTID])
         summary.reference_objects = objects.count()
         _check_membership(members, summary.reference_sources, "reference sources")
         assigned = assign_by_tile(good, objects, tiles, config.radius_arcsec).persist()
+        cached.append(assigned)
         unmatched = assigned.where(F.col(OBJECTID) < 0)
         epochs = assigned.where(F.col(OBJECTID) >= 0).drop(OBJECT_RA, OBJECT_DEC)
         refs_of_object = members.groupBy(OBJECTID).agg(
@@ -490,6 +495,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         ).persist()
         n_sources = sources.count()
         members = link_by_tile(sources, tiles, config.radius_arcsec, None).persist()
+        cached += [sources, members]
         _check_membership(members, n_sources, "DR objectids")
         epochs = good.drop(OBJECTID).join(
             members.select(SOURCE_ID, OBJECTID), on=SOURCE_ID, how="inner"
@@ -504,6 +510,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
                 loose.withColumn(SOURCE_ID, F.col(DetColumn.DETID)),
                 tiles, config.radius_arcsec, CLUSTER_NEIGHBOURS,
             ).persist()  # fmt: skip
+            cached.append(members)
             _check_membership(members, n_loose, "detections")
             clustered = loose.drop(OBJECTID).join(
                 members.select(F.col(SOURCE_ID).alias(DetColumn.DETID), OBJECTID),
@@ -525,6 +532,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
             .drop("refs")
         )
     lcs = lcs.persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(lcs)
     stats = lcs.agg(F.count(F.lit(1)).alias("n"), F.sum(N_EPOCHS).alias("e"),
                     F.sum(F.size("duplicate_detids")).alias("d")).first()  # fmt: skip
     summary.objects_out, summary.rows_out = stats["n"], stats["e"] or 0
@@ -565,7 +573,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         for r in spark.read.parquet(config.rejects).groupBy(REJECT_REASON).count().collect()
     }
     stage_s["write rejects"] = time.perf_counter() - t
-    for df in (dets, lcs):
+    for df in cached:
         df.unpersist()
     if summary.rows_in != summary.rows_out + summary.rows_rejected:
         raise RuntimeError(
@@ -588,14 +596,8 @@ def _check_membership(members, n_sources: int, what: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of `varsky ingest`."""
-    from jobs.session import build_spark_session
+    """Entry point of `varsky ingest` (in-process or under spark-submit)."""
+    from jobs.session import run_spark_job
 
     config = config_from_args(args)
-    t = time.perf_counter()
-    spark = build_spark_session("varsky ingest", master=config.master)
-    startup_s = time.perf_counter() - t
-    summary = run_ingest(spark, config)
-    summary.stage_s = {"spark start": startup_s, **summary.stage_s}
-    print(summary.format(), flush=True)
-    return 0
+    return run_spark_job("varsky ingest", config.master, lambda spark: run_ingest(spark, config))

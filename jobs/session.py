@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -77,3 +78,18 @@ def build_spark_session(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
+
+
+def run_spark_job(app_name: str, master: str | None, job) -> int:
+    """Build the session, run ``job(spark)`` and print the summary it returns.
+
+    ``job`` returns a summary with a ``stage_s`` dict and a ``format()`` method; the session's
+    start-up time is reported as its first stage.
+    """
+    t = time.perf_counter()
+    spark = build_spark_session(app_name, master=master)
+    startup_s = time.perf_counter() - t
+    summary = job(spark)
+    summary.stage_s = {"spark start": startup_s, **summary.stage_s}
+    print(summary.format(), flush=True)
+    return 0
