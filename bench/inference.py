@@ -1,10 +1,11 @@
-"""CNN inference: images per second standalone versus inside the Spark classify stage.
+"""Model inference: objects per second standalone versus inside the Spark classify stage.
 
 Same light curves (simulated, all classes), same model (the shipped one), same batch size.
-Standalone: `Classifier.predict` on images made beforehand, TensorFlow using every core.
-Inside Spark: the classify job's own mapInArrow stage (dm-dt images and CNN in each Python
-worker, model loaded once per worker, TF threads = spark.task.cpus), local[*], timed end to end
-on a warm second run (workers and model already loaded) and on the cold first run.
+Standalone: `Classifier.predict` on inputs made beforehand (dm-dt images, periodograms,
+features), TensorFlow using every core; the inputs are timed separately. Inside Spark: the
+classify job's own mapInArrow stage (inputs and network in each Python worker, model loaded once
+per worker, TF threads = spark.task.cpus), local[*], timed end to end on a warm run (workers and
+model already loaded) and on the cold first run.
 
     .venv/bin/python bench/inference.py [--objects-per-class 1500] [--batch-size 256]
 """
@@ -69,23 +70,25 @@ def lightcurve_table(n_per_class: int, seed: int) -> pa.Table:
 
 def standalone(table: pa.Table, batch_size: int, repeats: int) -> dict:
     from udfs.classifier import Classifier, ModelCard, configure_tensorflow_threads
-    from udfs.dmdt import dmdt_images
     from udfs.inference import flat_lightcurves
 
     configure_tensorflow_threads(os.cpu_count() or 1)
     card = ModelCard.read(MODEL_DIR)
     classifier = Classifier.load(MODEL_DIR / "model.keras", card)
-    t, mag, channel, offsets = flat_lightcurves(table.column("lightcurve").combine_chunks())
-    dmdt_images(t[:100], mag[:100], channel[:100], np.array([0, 100]), card.grid, 3)  # warm up
-    images_s = min(
-        _timed(lambda: dmdt_images(t, mag, channel, offsets, card.grid, 3)) for _ in range(repeats)
-    )
-    images = dmdt_images(t, mag, channel, offsets, card.grid, 3)
-    classifier.predict(images[:batch_size], batch_size)  # warm up
+    flat = flat_lightcurves(table.column("lightcurve").combine_chunks())
+    card.model_inputs(flat_lightcurves(table.column("lightcurve").slice(0, 10)))  # compile
+    runs = []
+    for _ in range(repeats):
+        seconds: dict[str, float] = {}
+        inputs = card.model_inputs(flat, seconds)
+        runs.append(seconds)
+    inputs_s = {k: min(r[k] for r in runs) for k in runs[0]}
+    first = {k: v[:batch_size] for k, v in inputs.items()}
+    classifier.predict(first, batch_size)  # warm up
     best = min(
-        _timed(lambda: classifier.predict(images, batch_size=batch_size)) for _ in range(repeats)
+        _timed(lambda: classifier.predict(inputs, batch_size=batch_size)) for _ in range(repeats)
     )
-    return {"n": len(images), "predict_s": best, "images_s": images_s}
+    return {"n": flat.n_lightcurves, "predict_s": best, "inputs_s": inputs_s}
 
 
 def _timed(fn) -> float:
@@ -112,7 +115,7 @@ def inside_spark(path: Path, n: int, batch_size: int) -> dict:
     schema = from_arrow_schema(output_schema(card.classes, carried))
     runs = []
     for _ in range(3):  # the first is cold: worker start, imports, model load
-        acc = {k: spark.sparkContext.accumulator(0.0) for k in ("load_s", "images_s", "predict_s")}
+        acc = {k: spark.sparkContext.accumulator(0.0) for k in ("load_s", "inputs_s", "predict_s")}
         plan = df.mapInArrow(classify_partitions(ref, batch_size, acc), schema)
         t0 = time.perf_counter()
         plan.write.format("noop").mode("overwrite").save()
@@ -148,18 +151,20 @@ def main() -> None:
         f"\n{n:,} light curves, batch size {args.batch_size}, shipped model, "
         f"{spark_result['cores']} cores"
     )
-    print("| where | what is timed | seconds | images/s | vs standalone |")
+    print("| where | what is timed | seconds | objects/s | vs standalone |")
     print("|---|---|---:|---:|---:|")
     print(f"| standalone | model.predict, TF on all cores | {alone['predict_s']:.2f} "
           f"| {rate_alone:,.0f} | 1.00 |")  # fmt: skip
-    print(f"| standalone | dm-dt images (numba, all cores) | {alone['images_s']:.2f} "
-          f"| {n / alone['images_s']:,.0f} | |")  # fmt: skip
-    both = alone["images_s"] + alone["predict_s"]
-    print(f"| standalone | dm-dt images + model.predict | {both:.2f} | {n / both:,.0f} | |")
+    for name, seconds in alone["inputs_s"].items():
+        print(f"| standalone | input {name} (numba, all cores) | {seconds:.2f} "
+              f"| {n / seconds:,.0f} | |")  # fmt: skip
+    both = sum(alone["inputs_s"].values()) + alone["predict_s"]
+    print(f"| standalone | all inputs + model.predict | {both:.2f} | {n / both:,.0f} | |")
     for label, r in (("Spark, warm", warm), ("Spark, cold", cold)):
         rate = n / r["wall_s"]
-        print(f"| {label} | whole stage: Arrow in, images, CNN, Arrow out | {r['wall_s']:.2f} "
-              f"| {rate:,.0f} | {rate / rate_alone:.2f} |")  # fmt: skip
+        vs = rate * both / n
+        print(f"| {label} | whole stage: Arrow in, inputs, network, Arrow out "
+              f"| {r['wall_s']:.2f} | {rate:,.0f} | {vs:.2f} (vs inputs + predict) |")  # fmt: skip
     predict_wall = warm["predict_s"] / spark_result["cores"]
     print(f"| Spark, warm | model.predict inside tasks (task seconds / cores) | {predict_wall:.2f} "
           f"| {n / predict_wall:,.0f} | {n / predict_wall / rate_alone:.2f} |")  # fmt: skip

@@ -73,8 +73,6 @@ from udfs.classifier import CLASS_NAMES
 from udfs.lightcurve_simulator import (
     _CLASS_MODELS,
     _MAGERR_LOG_SCATTER,
-    _OUTLIER_FRACTION,
-    _OUTLIER_MAG,
     SURVEY_START_HMJD,
     _Epochs,
     median_magerr,
@@ -83,6 +81,9 @@ from udfs.lightcurve_simulator import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+#: Fraction of detections given a random outlier, and its size range (mag).
+_OUTLIER_FRACTION = 0.002
+_OUTLIER_MAG = (0.3, 2.0)
 #: No two objects are closer than this, arcsec.
 MIN_SEPARATION_ARCSEC = 1.5
 #: Range of the separation of the objects placed in pairs, arcsec.

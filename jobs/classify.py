@@ -1,7 +1,8 @@
 """`varsky classify`: DR light-curve Parquet in, a Parquet classification catalog out.
 
 Stages: check inputs (footers) -> read -> quality cuts and `_healpix_29` -> partition by coarse
-HEALPix tile -> dm-dt images and CNN in the same Python worker -> Parquet, plus a rejects table.
+HEALPix tile -> model inputs (dm-dt images, periodograms, features) and the network in the same
+Python worker -> Parquet, plus a rejects table.
 """
 
 from __future__ import annotations
@@ -255,8 +256,33 @@ def cut_catalog_lightcurves(df, min_epochs: int):
     return df.mapInArrow(cut, from_arrow_schema(CUT_SCHEMA))
 
 
+def lightcurve_reader(inputs: list[str]):
+    """Check the input light curves and return (files, read_cut(spark, min_epochs) -> DataFrame).
+
+    ``inputs`` are either HATS light-curve catalogs (from `varsky ingest`) or IRSA DR Parquet
+    files and folders, not both. ``read_cut`` gives one row per light curve with the cut schema
+    (``udfs.lightcurve_cuts.CUT_SCHEMA``): kept rows have a null reject reason.
+    """
+    catalogs = [p for p in inputs if is_hats_catalog(p)]
+    if catalogs and len(catalogs) != len(inputs):
+        raise ValueError("--input: give either HATS light-curve catalogs or DR Parquet, not both")
+    if catalogs:
+        files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double")
+                 for c in catalogs for f in hats_partition_files(c)]  # fmt: skip
+
+        def read_cut(spark, min_epochs: int):
+            return cut_catalog_lightcurves(read_lightcurve_catalog(spark, files), min_epochs)
+    else:
+        files = check_dr_files(inputs)
+
+        def read_cut(spark, min_epochs: int):
+            return cut_lightcurves(read_dr_dataframe(spark, files), min_epochs)
+
+    return files, read_cut
+
+
 def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, order: int, acc):
-    """Group kept light curves by HEALPix tile, then images and CNN per partition."""
+    """Group kept light curves by HEALPix tile, then model inputs and network per partition."""
     import pyarrow as pa
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -296,14 +322,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
 
     stage_s: dict[str, float] = {}
     t = time.perf_counter()
-    catalogs = [p for p in config.inputs if is_hats_catalog(p)]
-    if catalogs and len(catalogs) != len(config.inputs):
-        raise ValueError("--input: give either HATS light-curve catalogs or DR Parquet, not both")
-    if catalogs:
-        files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double")
-                 for c in catalogs for f in hats_partition_files(c)]  # fmt: skip
-    else:
-        files = check_dr_files(list(config.inputs))
+    files, read_cut = lightcurve_reader(list(config.inputs))
     ref, card = model_ref(spark, config.model_dir, config.grid)
     prepare_output_dir(config.output, config.overwrite)
     prepare_output_dir(config.rejects, config.overwrite)
@@ -314,11 +333,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
 
     t = time.perf_counter()
-    if catalogs:
-        cut = cut_catalog_lightcurves(read_lightcurve_catalog(spark, files), config.min_epochs)
-    else:
-        cut = cut_lightcurves(read_dr_dataframe(spark, files), config.min_epochs)
-    cut = cut.persist(StorageLevel.MEMORY_AND_DISK)
+    cut = read_cut(spark, config.min_epochs).persist(StorageLevel.MEMORY_AND_DISK)
     counts = (
         cut.groupBy(REJECT_REASON)
         .agg(
@@ -356,7 +371,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     stage_s["write rejects"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    acc = {k: spark.sparkContext.accumulator(0.0) for k in ("load_s", "images_s", "predict_s")}
+    acc = {k: spark.sparkContext.accumulator(0.0) for k in ("load_s", "inputs_s", "predict_s")}
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
     )
@@ -373,11 +388,11 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         config.output
     )
     remove_spark_sidecar_files(config.output)
-    stage_s["images + CNN + write"] = time.perf_counter() - t
+    stage_s["inputs + network + write"] = time.perf_counter() - t
     summary.task_s = {
         "model load": acc["load_s"].value,
-        "dm-dt images": acc["images_s"].value,
-        "CNN": acc["predict_s"].value,
+        "model inputs": acc["inputs_s"].value,
+        "network": acc["predict_s"].value,
     }
 
     t = time.perf_counter()

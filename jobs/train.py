@@ -1,14 +1,19 @@
-"""`varsky train`: train the dm-dt CNN on simulated labelled light curves.
+"""`varsky train`: train the classifier on labelled light curves; write a model directory.
 
-Simulate light curves of every class (:mod:`udfs.lightcurve_simulator`), turn them into dm-dt
-images (:mod:`udfs.dmdt`), split by object into train, validation and test sets (stratified by
-class), train the CNN of :mod:`udfs.classifier` with class weights and early stopping on the
-validation loss, then write the model directory: the model, its card (with the test-split metrics
-of the written file) and a confusion-matrix plot. Pure numpy and Keras; no Spark.
+Training set: simulated light curves of every class (:mod:`udfs.lightcurve_simulator`), or a
+user's labelled table (``objectid``, ``label``) joined to a light-curve catalog (IRSA DR Parquet
+or a HATS catalog from `varsky ingest`). The model inputs (dm-dt images, binned periodograms,
+summary features) are made with Spark by the same code that classify uses
+(:func:`udfs.model_inputs.model_inputs`). Objects are split into train, validation and test sets
+(stratified by class); training objects with several bands also get band-dropped copies. The
+network of :mod:`udfs.classifier` is trained with class weights, early stopping on the validation
+loss and fixed seeds; the job writes the model, its card (with the test-split metrics of the
+written file) and a confusion-matrix plot.
 
 Example::
 
     varsky train --output models/varsky_dmdt_cnn
+    varsky train --output my_model --labels labels.parquet --input data/sample
 """
 
 from __future__ import annotations
@@ -16,20 +21,30 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from catalogs.errors import InputError
 from catalogs.provenance import file_sha256
-from catalogs.schema import BAND_NAMES
+from catalogs.schema import (
+    DEFAULT_MIN_EPOCHS,
+    LIGHTCURVE,
+    LIGHTCURVE_STRUCT,
+    REJECT_REASON,
+    DRColumn,
+)
 from udfs.classifier import (
     CLASS_NAMES,
     MODEL_FILE,
-    MODEL_NORM,
     Classifier,
     ModelCard,
     TestMetrics,
@@ -38,8 +53,10 @@ from udfs.classifier import (
     classification_metrics,
     configure_tensorflow_threads,
 )
-from udfs.dmdt import DmDtGrid, dmdt_images
-from udfs.lightcurve_simulator import simulate_lightcurves
+from udfs.dmdt import DmDtGrid
+from udfs.lightcurve_features import FEATURE_NAMES
+from udfs.model_inputs import FEATURES_INPUT
+from udfs.periodogram import PeriodogramGrid
 
 #: The confusion-matrix plot written beside the model.
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
@@ -47,6 +64,9 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The real ZTF DR5 light curves whose epochs some simulated objects use as their cadence.
 DEFAULT_CADENCE_SAMPLE = _REPO_ROOT / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
 GRID_NAMES = ("mahabal2017", "scope")
+#: Columns of a labelled table.
+LABEL = "label"
+SPLIT = "split"
 
 #: Split codes stored in the checksum of the training arrays.
 TRAIN, VALIDATION, TEST = 0, 1, 2
@@ -65,11 +85,11 @@ class TrainConfig:
     max_epochs : int
         Most training epochs; early stopping usually ends sooner.
     seed : int
-        Seed of the simulation, the split and Keras.
+        Seed of the simulation, the split, band dropout and Keras.
     grid_name : str
         Built-in dm-dt grid (``mahabal2017`` or ``scope``).
     batch_size : int
-        Images per gradient step.
+        Objects per gradient step.
     val_fraction, test_fraction : float
         Fractions of each class's objects held out for validation and test.
     patience : int
@@ -80,24 +100,45 @@ class TrainConfig:
     cadence_sample : Path or None
         DR file of real cadences; None for synthetic cadences only.
     real_cadence_fraction : float
-        Fraction of objects given a real cadence.
+        Fraction of simulated objects given a real cadence.
     threads : int
         TensorFlow intra-op threads.
+    labels : Path or None
+        A labelled table (Parquet or CSV with ``objectid`` and ``label``) to train on instead of
+        simulated light curves; needs ``inputs``.
+    inputs : tuple of str
+        Light-curve catalogs (DR Parquet or a HATS catalog) holding the labelled objects.
+    min_epochs : int
+        Labelled light curves with fewer good epochs are left out (and counted).
+    band_dropout : float
+        Probability that a multi-band training object gets a copy with one band removed.
+    periodogram, features : bool
+        Whether the network takes the binned periodogram and the summary features besides the
+        dm-dt image (turn off to measure what each adds).
+    master : str or None
+        Spark master (default local[*]).
     """
 
     output: Path
-    objects_per_class: int = 1200
-    max_epochs: int = 40
+    objects_per_class: int = 1500
+    max_epochs: int = 60
     seed: int = 42
     grid_name: str = "mahabal2017"
     batch_size: int = 128
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    patience: int = 5
+    patience: int = 6
     learning_rate: float = 2e-3
     cadence_sample: Path | None = DEFAULT_CADENCE_SAMPLE
     real_cadence_fraction: float = 0.25
     threads: int = os.cpu_count() or 1
+    labels: Path | None = None
+    inputs: tuple[str, ...] = ()
+    min_epochs: int = DEFAULT_MIN_EPOCHS
+    band_dropout: float = 0.3
+    periodogram: bool = True
+    features: bool = True
+    master: str | None = None
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -116,6 +157,10 @@ class TrainConfig:
             and self.val_fraction + self.test_fraction < 1
         ):
             raise ValueError("train: need 0 < val_fraction, test_fraction and their sum < 1")
+        if (self.labels is None) != (not self.inputs):
+            raise ValueError("train: --labels and --input go together")
+        if not 0.0 <= self.band_dropout <= 1.0:
+            raise ValueError(f"train: --band-dropout must be in [0, 1], got {self.band_dropout}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -132,10 +177,17 @@ class TrainConfig:
             cadence_sample=sample,
             real_cadence_fraction=args.real_cadence_fraction,
             threads=args.threads,
+            labels=Path(args.labels) if args.labels else None,
+            inputs=tuple(args.input or ()),
+            min_epochs=args.min_epochs,
+            band_dropout=args.band_dropout,
+            periodogram=not args.no_periodogram,
+            features=not args.no_features,
+            master=args.master,
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainResult:
     """What a training run wrote and measured."""
 
@@ -146,6 +198,21 @@ class TrainResult:
     model_sha256: str
     seconds: dict[str, float]
     best_val_loss: float
+    n_band_dropped: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def format(self) -> str:
+        """The readable end-of-job summary."""
+        return format_summary(self)
+
+    @property
+    def stage_s(self) -> dict[str, float]:
+        """Seconds per stage (for the job runner)."""
+        return self.seconds
+
+    @stage_s.setter
+    def stage_s(self, value: dict[str, float]) -> None:
+        self.seconds = value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,11 +268,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of objects with a real cadence (default %(default)s)",
     )
     parser.add_argument(
+        "--labels",
+        metavar="TABLE",
+        help="train on a labelled table (Parquet or CSV: objectid, label) instead of simulated "
+        "light curves; needs --input",
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        metavar="LC_CATALOG",
+        help="light curves of the labelled objects: DR Parquet files or folders, or a HATS "
+        "catalog from varsky ingest (repeatable)",
+    )
+    parser.add_argument(
+        "--min-epochs",
+        type=int,
+        default=defaults.min_epochs,
+        help="fewest good epochs a labelled light curve needs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--band-dropout",
+        type=float,
+        default=defaults.band_dropout,
+        metavar="P",
+        help="probability a multi-band training object gets a copy with one band removed "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-periodogram",
+        action="store_true",
+        help="leave out the binned-periodogram input (to measure what it adds)",
+    )
+    parser.add_argument(
+        "--no-features",
+        action="store_true",
+        help="leave out the summary-feature input (to measure what it adds)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=defaults.threads,
         help="TensorFlow intra-op threads (default: all cores, %(default)s)",
     )
+    parser.add_argument("--master", help="Spark master URL (default: local[*])")
 
 
 def split_by_object(
@@ -238,11 +343,18 @@ def split_by_object(
 
 
 def training_arrays_sha256(
-    images: npt.NDArray[np.uint8], labels: npt.NDArray[np.int16], split: npt.NDArray[np.int8]
+    inputs: dict[str, np.ndarray], labels: npt.NDArray[np.int16], split: npt.NDArray[np.int8]
 ) -> str:
-    """Hex sha256 of the images, then the labels, then the split codes (C-order bytes)."""
+    """Hex sha256 of the training arrays.
+
+    Each input in name order (name, then C-order bytes), then the labels (int16), then the split
+    codes (int8).
+    """
     digest = hashlib.sha256()
-    for array, dtype in ((images, np.uint8), (labels, np.int16), (split, np.int8)):
+    for name in sorted(inputs):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(inputs[name]).tobytes())
+    for array, dtype in ((labels, np.int16), (split, np.int8)):
         digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
     return digest.hexdigest()
 
@@ -266,7 +378,9 @@ def _data_description(config: TrainConfig) -> str:
     return (
         f"udfs.lightcurve_simulator light curves, {config.objects_per_class} per class: "
         f"{cadences}; g+r, g-only, r-only and g+r+i band subsets; noise from the DR5 "
-        "error-magnitude relation. Split by object, stratified by class."
+        "error-magnitude relation with underestimated errors, calibration scatter and outliers; "
+        "variables bright enough to be detected (amplitude >= 4 median magerr). Split by "
+        "object, stratified by class."
     )
 
 
@@ -276,9 +390,10 @@ def _class_weights(labels: npt.NDArray[np.integer], n_classes: int) -> dict[int,
     return {k: float(w) for k, w in enumerate(weights)}
 
 
-def _plot_confusion_matrix(
+def plot_confusion_matrix(
     metrics: TestMetrics, classes: tuple[str, ...], path: Path, title: str
 ) -> None:
+    """Write the confusion matrix (fractions of each true class, counts written in) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,59 +421,279 @@ def _plot_confusion_matrix(
     plt.close(fig)
 
 
-def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
-    """Simulate, train, evaluate and write the model directory.
+def simulated_lightcurve_table(config: TrainConfig) -> tuple[pa.Table, str]:
+    """Simulated labelled light curves as a light-curve table, and a description of them."""
+    from udfs.lightcurve_simulator import simulate_lightcurves
+
+    sim = simulate_lightcurves(
+        config.objects_per_class,
+        config.seed,
+        CLASS_NAMES,
+        cadence_sample_path=config.cadence_sample,
+        real_cadence_fraction=config.real_cadence_fraction,
+    )
+    offsets = pa.array(sim.offsets.astype(np.int32))
+    lightcurve = pa.StructArray.from_arrays(
+        [
+            pa.ListArray.from_arrays(offsets, pa.array(sim.t_hmjd)),
+            pa.ListArray.from_arrays(offsets, pa.array(sim.mag)),
+            pa.ListArray.from_arrays(offsets, pa.array(sim.magerr)),
+            pa.ListArray.from_arrays(offsets, pa.array(sim.channel)),
+        ],
+        fields=list(LIGHTCURVE_STRUCT),
+    )
+    table = pa.table(
+        {
+            DRColumn.OBJECTID: pa.array(np.arange(sim.n_lightcurves, dtype=np.int64)),
+            LABEL: pa.array([CLASS_NAMES[k] for k in sim.labels], pa.string()),
+            LIGHTCURVE: lightcurve,
+        }
+    )
+    return table, _data_description(config)
+
+
+def read_labels(path: Path) -> pa.Table:
+    """The labelled table: ``objectid`` (int64) and ``label`` (string), one row per object.
+
+    Raises InputError naming the file, column and row for a missing column, a null, a label that
+    cannot be a column name, or an object labelled twice.
+    """
+    import re
+
+    import pyarrow.csv as pacsv
+
+    if not path.is_file():
+        raise InputError(str(path), "no such file")
+    try:
+        table = pacsv.read_csv(path) if path.suffix.lower() == ".csv" else pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(str(path), f"not a Parquet or CSV table ({err})") from err
+    for column in (DRColumn.OBJECTID, LABEL):
+        if column not in table.column_names:
+            raise InputError(str(path), "missing column", column=column)
+    try:
+        ids = table.column(DRColumn.OBJECTID).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise InputError(str(path), f"not integers ({err})", column=DRColumn.OBJECTID) from err
+    labels = table.column(LABEL).cast(pa.string())
+    for column, values in ((DRColumn.OBJECTID, ids), (LABEL, labels)):
+        nulls = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))
+        if nulls.size:
+            raise InputError(str(path), "null value", column=column, row=int(nulls[0]))
+    names = labels.to_pylist()
+    for row, name in enumerate(names):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise InputError(
+                str(path),
+                f"label {name!r} must be lower-case letters, digits and _ (it names an output "
+                "column p_<label>)",
+                column=LABEL,
+                row=row,
+            )
+    id_values = ids.to_numpy()
+    _, first, counts = np.unique(id_values, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        repeated = np.flatnonzero(np.isin(id_values, id_values[first[counts > 1]]))
+        raise InputError(
+            str(path), "object labelled more than once", column=DRColumn.OBJECTID,
+            row=int(repeated[1]),
+        )  # fmt: skip
+    return pa.table({DRColumn.OBJECTID: ids, LABEL: labels})
+
+
+def label_classes(labels: list[str]) -> tuple[str, ...]:
+    """Classes of a labelled set: taxonomy order when every label is a varsky class, else sorted."""
+    present = set(labels)
+    if present <= set(CLASS_NAMES):
+        return tuple(c for c in CLASS_NAMES if c in present)
+    return tuple(sorted(present))
+
+
+def split_table(ids: np.ndarray, classes: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Split codes of objects in object-id order (so that they do not depend on read order)."""
+    order = np.argsort(ids, kind="stable")
+    split = np.empty(ids.size, np.int8)
+    split[order] = split_by_object(
+        classes[order], config.val_fraction, config.test_fraction, config.seed
+    )
+    return split
+
+
+def make_training_set(spark, lightcurves, card: ModelCard, config: TrainConfig):
+    """Model inputs of every labelled light curve and its band-dropped copies, made with Spark.
 
     Parameters
     ----------
+    spark : SparkSession
+    lightcurves : DataFrame
+        ``objectid``, ``label``, ``split`` and ``lightcurve`` per object.
+    card : ModelCard
+        Says which inputs to make.
     config : TrainConfig
-    log : callable
-        Receives progress lines.
 
     Returns
     -------
-    TrainResult
+    pyarrow.Table
+        ``objectid``, ``label``, ``split``, ``variant`` (0 original, 1 band-dropped copy) and one
+        column per model input, sorted by objectid then variant.
     """
+    import json
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from udfs.band_dropout import VARIANT
+    from udfs.inference import model_input_schema
+    from udfs.spark_inference import band_dropout_partitions, model_input_partitions
+
+    base = lightcurves.select(DRColumn.OBJECTID, LABEL, SPLIT, LIGHTCURVE)
+    arrow_schema = pa.schema(
+        [
+            pa.field(DRColumn.OBJECTID, pa.int64()),
+            pa.field(LABEL, pa.string()),
+            pa.field(SPLIT, pa.int8()),
+            pa.field(LIGHTCURVE, LIGHTCURVE_STRUCT),
+            pa.field(VARIANT, pa.int8()),
+        ]
+    )
+    copies = base.where(F.col(SPLIT) == TRAIN).mapInArrow(
+        band_dropout_partitions(config.band_dropout, config.seed, config.min_epochs),
+        from_arrow_schema(arrow_schema),
+    )
+    everything = base.withColumn(VARIANT, F.lit(0).cast("byte"))
+    if config.band_dropout > 0:
+        everything = everything.unionByName(copies)
+    carried = (DRColumn.OBJECTID, LABEL, SPLIT, VARIANT)
+    out_schema = model_input_schema(card, pa.schema([arrow_schema.field(c) for c in carried]))
+    inputs = everything.mapInArrow(
+        model_input_partitions(json.dumps(card.to_dict()), carried),
+        from_arrow_schema(out_schema),
+    )
+    table = inputs.toArrow()
+    return table.sort_by([(DRColumn.OBJECTID, "ascending"), (VARIANT, "ascending")])
+
+
+def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict[str, int], str]:
+    """The labelled objects' light curves (after the classify cuts) and what was left out."""
+    from pyspark.sql import functions as F
+
+    from jobs.classify import lightcurve_reader
+
+    assert config.labels is not None
+    labels = read_labels(config.labels)
+    files, read_cut = lightcurve_reader(list(config.inputs))
+    log(f"[train] {labels.num_rows} labels; light curves from {len(files)} file(s)")
+    cut = read_cut(spark, config.min_epochs)
+    label_df = spark.createDataFrame(labels.to_pandas())
+    joined = label_df.join(
+        cut.select(DRColumn.OBJECTID, LIGHTCURVE, REJECT_REASON), DRColumn.OBJECTID, "left"
+    )
+    joined = joined.persist()
+    reasons = joined.groupBy(REJECT_REASON, F.col(LIGHTCURVE).isNull().alias("missing")).count()
+    left_out: dict[str, int] = {}
+    for row in reasons.collect():
+        if row["missing"] and row[REJECT_REASON] is None:
+            left_out["not in the light-curve catalog"] = row["count"]
+        elif row[REJECT_REASON] is not None:
+            left_out[row[REJECT_REASON]] = row["count"]
+    kept = joined.where(F.col(REJECT_REASON).isNull() & F.col(LIGHTCURVE).isNotNull())
+    description = (
+        f"labelled table {config.labels.name} ({labels.num_rows} objects) joined to "
+        f"{', '.join(Path(p).name for p in config.inputs)}; light curves with at least "
+        f"{config.min_epochs} good epochs. Split by object, stratified by class."
+    )
+    return kept.select(DRColumn.OBJECTID, LABEL, LIGHTCURVE), left_out, description
+
+
+def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    """Build the training set with Spark, train, evaluate and write the model directory."""
+    from pyspark.sql import functions as F
+
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     configure_tensorflow_threads(config.threads)
     import keras
 
-    classes = CLASS_NAMES
     grid = DmDtGrid.named(config.grid_name)
+    periodogram = PeriodogramGrid() if config.periodogram else None
+    features = FEATURE_NAMES if config.features else ()
+    left_out: dict[str, int] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="varsky_train_"))
+    try:
+        t0 = time.perf_counter()
+        if config.labels is None:
+            log(
+                f"[train] simulating {config.objects_per_class} light curves x "
+                f"{len(CLASS_NAMES)} classes (seed {config.seed})"
+            )
+            table, description = simulated_lightcurve_table(config)
+            pq.write_table(table, workdir / "lightcurves.parquet", row_group_size=2000)
+            lightcurves = spark.read.parquet(str(workdir / "lightcurves.parquet"))
+        else:
+            lightcurves, left_out, description = _labelled_lightcurves(spark, config, log)
+        ids_labels = lightcurves.select(DRColumn.OBJECTID, LABEL).toArrow()
+        ids = ids_labels.column(DRColumn.OBJECTID).to_numpy()
+        names = ids_labels.column(LABEL).to_pylist()
+        classes = label_classes(names)
+        if len(classes) < 2:
+            raise ValueError(f"train: need at least 2 classes, found {list(classes)}")
+        class_of = np.array([classes.index(n) for n in names], dtype=np.int16)
+        counts = np.bincount(class_of, minlength=len(classes))
+        if counts.min() < 3:
+            raise ValueError(
+                "train: every class needs at least 3 objects (one per split); "
+                f"{classes[int(counts.argmin())]!r} has {int(counts.min())}"
+            )
+        split = split_table(ids, class_of, config)
+        split_df = spark.createDataFrame(
+            pa.table({DRColumn.OBJECTID: ids, SPLIT: split}).to_pandas()
+        ).withColumn(SPLIT, F.col(SPLIT).cast("byte"))
+        lightcurves = lightcurves.join(split_df, DRColumn.OBJECTID)
+        seconds["light curves"] = time.perf_counter() - t0
+        log(
+            f"[train] {ids.size} labelled light curves, {len(classes)} classes; making model "
+            f"inputs with Spark ({grid.name} dm-dt"
+            f"{', periodogram' if periodogram else ''}{', features' if features else ''})"
+        )
+        card = ModelCard.for_grid(grid, classes, periodogram=periodogram, features=features)
+        t0 = time.perf_counter()
+        table = make_training_set(spark, lightcurves, card, config)
+        seconds["inputs"] = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    from udfs.band_dropout import VARIANT
+    from udfs.inference import model_input_arrays
+
+    arrays = model_input_arrays(table, card)
+    labels = np.array([classes.index(n) for n in table.column(LABEL).to_pylist()], dtype=np.int16)
+    split_all = table.column(SPLIT).to_numpy().astype(np.int8)
+    variant = table.column(VARIANT).to_numpy()
+    original = variant == 0
+    data_sha256 = training_arrays_sha256(arrays, labels, split_all)
+    train_ = split_all == TRAIN
+    val = (split_all == VALIDATION) & original
+    test = (split_all == TEST) & original
+    n_dropped = int((train_ & ~original).sum())
     log(
-        f"[train] simulating {config.objects_per_class} light curves x {len(classes)} classes "
-        f"(seed {config.seed})"
-    )
-    t0 = time.perf_counter()
-    sim = simulate_lightcurves(
-        config.objects_per_class,
-        config.seed,
-        classes,
-        cadence_sample_path=config.cadence_sample,
-        real_cadence_fraction=config.real_cadence_fraction,
-    )
-    seconds["simulate"] = time.perf_counter() - t0
-    log(
-        f"[train] {sim.n_lightcurves} light curves, {sim.t_hmjd.size} epochs in "
-        f"{seconds['simulate']:.1f} s; making {grid.name} dm-dt images"
-    )
-    t0 = time.perf_counter()
-    images = dmdt_images(
-        sim.t_hmjd, sim.mag, sim.channel, sim.offsets, grid, len(BAND_NAMES), norm=MODEL_NORM
-    )
-    seconds["images"] = time.perf_counter() - t0
-    labels = sim.labels
-    split = split_by_object(labels, config.val_fraction, config.test_fraction, config.seed)
-    data_sha256 = training_arrays_sha256(images, labels, split)
-    train_, val, test = (split == s for s in (TRAIN, VALIDATION, TEST))
-    log(
-        f"[train] images {images.shape} in {seconds['images']:.1f} s; split by object: "
-        f"train {train_.sum()}, validation {val.sum()}, test {test.sum()}"
+        f"[train] inputs in {seconds['inputs']:.1f} s; split by object: train "
+        f"{int((train_ & original).sum())} (+{n_dropped} band-dropped copies), validation "
+        f"{int(val.sum())}, test {int(test.sum())}"
     )
 
+    feature_mean = feature_variance = None
+    if FEATURES_INPUT in arrays:
+        feature_mean = arrays[FEATURES_INPUT][train_].mean(axis=0)
+        feature_variance = np.maximum(arrays[FEATURES_INPUT][train_].var(axis=0), 1e-6)
+    shapes = card.input_shapes
+
+    def network():
+        return build_model(
+            shapes, len(classes), feature_mean=feature_mean, feature_variance=feature_variance
+        )
+
     keras.utils.set_random_seed(config.seed)
-    model = build_model(images.shape[1:], len(classes))
+    model = network()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
@@ -373,12 +708,17 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             monitor="val_loss", patience=config.patience, restore_best_weights=True
         ),
     ]
+    order = list(shapes)
+
+    def pick(mask):
+        return [arrays[k][mask] for k in order]
+
     log(f"[train] training {model.count_params()} parameters, up to {config.max_epochs} epochs")
     t0 = time.perf_counter()
     history = model.fit(
-        images[train_],
+        pick(train_),
         one_hot[train_],
-        validation_data=(images[val], one_hot[val]),
+        validation_data=(pick(val), one_hot[val]),
         epochs=config.max_epochs,
         batch_size=config.batch_size,
         class_weight=_class_weights(labels[train_], len(classes)),
@@ -392,7 +732,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     # Save an uncompiled copy: no optimizer state in the file, which stays small.
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
-    exported = build_model(images.shape[1:], len(classes))
+    exported = network()
     exported.set_weights(model.get_weights())
     model_path = output / MODEL_FILE
     partial = output / f".{MODEL_FILE}.partial.keras"
@@ -400,22 +740,26 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     os.replace(partial, model_path)
 
     record = TrainingRecord(
-        description=_data_description(config),
+        description=description,
         seed=config.seed,
         sha256=data_sha256,
-        objects_per_class=config.objects_per_class,
-        n_train=int(train_.sum()),
+        objects_per_class=config.objects_per_class if config.labels is None else 0,
+        n_train=int((train_ & original).sum()),
         n_val=int(val.sum()),
         n_test=int(test.sum()),
         epochs_run=epochs_run,
         max_epochs=config.max_epochs,
         batch_size=config.batch_size,
-        cadence_sample=_portable_path(config.cadence_sample) if config.cadence_sample else None,
+        cadence_sample=_portable_path(config.cadence_sample)
+        if config.cadence_sample and config.labels is None
+        else None,
+        band_dropout=config.band_dropout,
+        n_band_dropped=n_dropped,
     )
-    card = ModelCard.for_grid(grid, classes, training=record)
+    card = replace(card, training=record)
     # Score the written file, not the in-memory model: the card describes what is on disk.
     classifier = Classifier.load(model_path, card)
-    probabilities = classifier.predict(images[test])
+    probabilities = classifier.predict({k: arrays[k][test] for k in order})
     metrics = classification_metrics(labels[test], probabilities.argmax(axis=1), classes)
     seconds["total"] = time.perf_counter() - start
     card = replace(
@@ -423,7 +767,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     )
     card_path = card.write(output)
     confusion_path = output / CONFUSION_MATRIX_FILE
-    _plot_confusion_matrix(
+    plot_confusion_matrix(
         metrics,
         classes,
         confusion_path,
@@ -437,6 +781,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         model_sha256=file_sha256(model_path),
         seconds=seconds,
         best_val_loss=best_val_loss,
+        n_band_dropped=n_dropped,
+        left_out=left_out,
     )
 
 
@@ -444,18 +790,23 @@ def format_summary(result: TrainResult) -> str:
     """The readable end-of-job summary."""
     card, record, metrics = result.card, result.card.training, result.card.test_metrics
     assert record is not None and metrics is not None
-    n_dm, n_dt, n_bands = card.input_shape
     minutes, secs = divmod(result.seconds["total"], 60)
     size_mb = result.model_path.stat().st_size / 1e6
+    inputs = ", ".join(
+        f"{name} {'x'.join(map(str, shape))}" for name, shape in card.input_shapes.items()
+    )
     lines = [
         f"varsky train: done in {int(minutes)}m{secs:04.1f}s",
-        f"  simulated    {record.objects_per_class} objects per class x {len(card.classes)} classes"
-        f" = {record.objects_per_class * len(card.classes)} light curves "
-        f"(seed {record.seed}, {result.seconds['simulate']:.1f} s)",
-        f"  images       {card.grid_name} grid, {n_dm} dm x {n_dt} dt x {n_bands} bands "
-        f"({result.seconds['images']:.1f} s)",
-        f"  split        train {record.n_train}, validation {record.n_val}, test {record.n_test}"
-        " (by object, stratified by class)",
+        f"  data         {record.description}",
+        f"  light curves {record.n_train + record.n_val + record.n_test} in "
+        f"{len(card.classes)} classes ({result.seconds['light curves']:.1f} s)",
+    ]
+    for reason, count in sorted(result.left_out.items()):
+        lines.append(f"    left out   {count} labelled objects: {reason}")
+    lines += [
+        f"  inputs       {inputs}, made with Spark ({result.seconds['inputs']:.1f} s)",
+        f"  split        train {record.n_train} (+{result.n_band_dropped} band-dropped copies), "
+        f"validation {record.n_val}, test {record.n_test} (by object, stratified by class)",
         f"  training     {record.epochs_run} of {record.max_epochs} epochs, best validation loss "
         f"{result.best_val_loss:.4f} ({result.seconds['fit']:.1f} s)",
         f"  test split   accuracy {metrics.accuracy:.3f}, macro F1 {metrics.macro_f1:.3f}",
@@ -476,7 +827,7 @@ def format_summary(result: TrainResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the train job from parsed arguments; return the exit status."""
+    from jobs.session import run_spark_job
+
     config = TrainConfig.from_args(args)
-    result = train(config)
-    print(format_summary(result))
-    return 0
+    return run_spark_job("varsky-train", config.master, lambda spark: train(spark, config))

@@ -7,7 +7,14 @@ import pytest
 
 from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
 from udfs.dmdt import dmdt_images
-from udfs.inference import CARRIED_COLUMNS, StageTimes, classify_batch, flat_lightcurves
+from udfs.inference import (
+    CARRIED_COLUMNS,
+    StageTimes,
+    classify_batch,
+    flat_lightcurves,
+    model_input_arrays,
+    model_input_batch,
+)
 from udfs.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
 
 
@@ -27,25 +34,33 @@ def classifier(model_dir):
 
 
 def test_flat_lightcurves_follow_the_arrow_offsets(kept_batch):
-    t, mag, channel, offsets = flat_lightcurves(kept_batch.column("lightcurve"))
-    assert t.dtype == np.float64 and channel.dtype == np.int8
-    assert offsets[-1] == t.size == mag.size
+    flat = flat_lightcurves(kept_batch.column("lightcurve"))
+    t, offsets = flat.t_days, flat.offsets
+    assert t.dtype == np.float64 and flat.channel.dtype == np.int8
+    assert offsets[-1] == t.size == flat.mag.size == flat.magerr.size
     first = kept_batch.column("lightcurve")[1].as_py()
     np.testing.assert_array_equal(t[offsets[1] : offsets[2]], first["hmjd"])
+    np.testing.assert_allclose(flat.magerr[offsets[1] : offsets[2]], first["magerr"])
     # A slice of the batch starts at a non-zero offset in the child arrays.
-    t2, _, _, offsets2 = flat_lightcurves(kept_batch.column("lightcurve").slice(1, 2))
-    np.testing.assert_array_equal(t2[offsets2[0] : offsets2[1]], first["hmjd"])
+    sliced = flat_lightcurves(kept_batch.column("lightcurve").slice(1, 2))
+    np.testing.assert_array_equal(
+        sliced.t_days[sliced.offsets[0] : sliced.offsets[1]], first["hmjd"]
+    )
 
 
-def test_classify_batch_equals_images_then_model(kept_batch, classifier):
+def test_classify_batch_equals_inputs_then_model(kept_batch, classifier):
     card = classifier.card
     times = StageTimes()
-    out = classify_batch(kept_batch, classifier, card.grid, card.norm, batch_size=64, times=times)
+    out = classify_batch(kept_batch, classifier, batch_size=64, times=times)
     assert out.num_rows == kept_batch.num_rows > 10
-    assert times.n_objects == kept_batch.num_rows and times.images_s > 0
-    t, mag, channel, offsets = flat_lightcurves(kept_batch.column("lightcurve"))
-    images = dmdt_images(t, mag, channel, offsets, card.grid, 3, norm="mahabal")
-    expected = classifier.predict(images, batch_size=64)
+    assert times.n_objects == kept_batch.num_rows and times.inputs_s > 0
+    flat = flat_lightcurves(kept_batch.column("lightcurve"))
+    inputs = card.model_inputs(flat)
+    images = dmdt_images(
+        flat.t_days, flat.mag, flat.channel, flat.offsets, card.grid, 3, norm="mahabal"
+    )
+    np.testing.assert_array_equal(inputs["dmdt_image"], images)
+    expected = classifier.predict(inputs, batch_size=64)
     got = np.column_stack([out.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
     np.testing.assert_array_equal(got, expected)
     assert out.column("objectid").equals(kept_batch.column("objectid"))
@@ -55,17 +70,27 @@ def test_classify_batch_equals_images_then_model(kept_batch, classifier):
 
 
 def test_predictions_do_not_depend_on_batch_composition(kept_batch, classifier):
-    card = classifier.card
     # Bit-identical: the output must not depend on how Spark cuts partitions and batches.
-    whole = classify_batch(kept_batch, classifier, card.grid, card.norm, batch_size=16)
-    part = classify_batch(kept_batch.slice(5, 7), classifier, card.grid, card.norm, batch_size=16)
+    whole = classify_batch(kept_batch, classifier, batch_size=16)
+    part = classify_batch(kept_batch.slice(5, 7), classifier, batch_size=16)
     for c in CLASS_NAMES:
         assert part.column(f"p_{c}").equals(whole.column(f"p_{c}").slice(5, 7))
 
 
 def test_empty_batch(kept_batch, classifier):
-    card = classifier.card
-    out = classify_batch(kept_batch.slice(0, 0), classifier, card.grid, card.norm)
+    out = classify_batch(kept_batch.slice(0, 0), classifier)
     assert out.num_rows == 0
     assert out.schema.field("p_constant").type == pa.float32()
     assert set(CUT_SCHEMA.names) >= set(CARRIED_COLUMNS)
+
+
+def test_model_input_batch_round_trips_through_arrow(kept_batch, classifier):
+    card = classifier.card
+    batch = kept_batch.slice(0, 12)
+    arrow = model_input_batch(batch, card, ("objectid",))
+    assert arrow.column("objectid").equals(batch.column("objectid"))
+    back = model_input_arrays(pa.Table.from_batches([arrow]), card)
+    expected = card.model_inputs(flat_lightcurves(batch.column("lightcurve")))
+    assert set(back) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(back[name], values)

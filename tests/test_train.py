@@ -1,11 +1,16 @@
+"""`varsky train`: simulated and labelled training sets built with Spark; the model directory."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from catalogs.errors import InputError
 from jobs.cli import build_parser
 from jobs.train import (
     CONFUSION_MATRIX_FILE,
@@ -13,26 +18,31 @@ from jobs.train import (
     TRAIN,
     VALIDATION,
     TrainConfig,
+    format_summary,
+    label_classes,
+    read_labels,
     run,
     split_by_object,
+    train,
     training_arrays_sha256,
 )
 from udfs.classifier import CLASS_NAMES, MODEL_CARD_FILE, MODEL_FILE, Classifier, ModelCard
+from udfs.lightcurve_features import FEATURE_NAMES
+from udfs.model_inputs import DMDT_INPUT, FEATURES_INPUT, PERIOD_SHAPE_INPUT, PERIODOGRAM_INPUT
 
 TINY = ["--objects-per-class", "8", "--epochs", "1", "--batch-size", "32", "--seed", "3"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Run `varsky train` on a tiny configuration; return the model directory and its output."""
+def trained(spark, tmp_path_factory):
+    """Train on a tiny simulated set; return the model directory and the result."""
     output = tmp_path_factory.mktemp("train") / "model"
     args = build_parser().parse_args(["train", "--output", str(output), *TINY])
-    return output, run(args)
+    return output, train(spark, TrainConfig.from_args(args), log=lambda line: None)
 
 
 def test_train_writes_the_model_directory(trained):
-    output, status = trained
-    assert status == 0
+    output, result = trained
     for name in (MODEL_FILE, MODEL_CARD_FILE, CONFUSION_MATRIX_FILE):
         assert (output / name).is_file(), name
     assert (output / CONFUSION_MATRIX_FILE).read_bytes()[:4] == b"\x89PNG"
@@ -40,6 +50,7 @@ def test_train_writes_the_model_directory(trained):
         [MODEL_FILE, MODEL_CARD_FILE, CONFUSION_MATRIX_FILE]
     )
     assert (output / MODEL_FILE).stat().st_size < 3_000_000
+    assert result.n_band_dropped > 0
 
 
 def test_card_holds_everything_the_contract_names(trained):
@@ -50,10 +61,11 @@ def test_card_holds_everything_the_contract_names(trained):
     assert len(data["grid"]["dt_edges_days"]) == 25 and len(data["grid"]["dm_edges_mag"]) == 23
     assert data["norm"] == "mahabal" and data["bands"] == ["g", "r", "i"]
     assert data["input_shape"] == [22, 24, 3]
+    assert data["periodogram"]["n_bins"] == 64 and data["features"] == list(FEATURE_NAMES)
     assert data["varsky_version"] and data["created"].endswith("+00:00")
     training = data["training"]
     assert training["seed"] == 3 and len(training["sha256"]) == 64 and training["description"]
-    assert training["objects_per_class"] == 8
+    assert training["objects_per_class"] == 8 and training["band_dropout"] == 0.3
     assert training["cadence_sample"] == "data/sample/ztf_000250_zg_c01_q1_dr5.parquet"
     assert training["n_train"] + training["n_val"] + training["n_test"] == 8 * len(CLASS_NAMES)
     metrics = data["test_metrics"]
@@ -64,13 +76,96 @@ def test_card_holds_everything_the_contract_names(trained):
     assert 0.0 <= metrics["macro_f1"] <= 1.0
 
 
-def test_trained_model_loads_and_predicts(trained):
+def test_trained_model_loads_in_safe_mode_and_predicts(trained):
     output, _ = trained
     card = ModelCard.read(output)
     classifier = Classifier.load(output / MODEL_FILE, card)
-    images = np.random.default_rng(0).integers(0, 256, (5, *card.input_shape), dtype=np.uint8)
-    probabilities = classifier.predict(images)
+    rng = np.random.default_rng(0)
+    shapes = card.input_shapes
+    assert set(shapes) == {DMDT_INPUT, PERIODOGRAM_INPUT, PERIOD_SHAPE_INPUT, FEATURES_INPUT}
+    inputs = {
+        name: rng.integers(0, 256, (5, *shape), dtype=np.uint8)
+        if name == DMDT_INPUT
+        else rng.random((5, *shape), dtype=np.float32)
+        for name, shape in shapes.items()
+    }
+    probabilities = classifier.predict(inputs)
     assert probabilities.shape == (5, 15) and probabilities.dtype == np.float32
+    with pytest.raises(ValueError, match="need inputs"):
+        classifier.predict(inputs[DMDT_INPUT])
+
+
+def test_the_summary_is_readable(trained):
+    _, result = trained
+    text = format_summary(result)
+    for part in ("light curves", "band-dropped", "made with Spark", "macro F1", "bogus"):
+        assert part in text
+
+
+def test_cli_run_image_only_model_on_the_scope_grid(spark, tmp_path, capsys):
+    # The seed paper's network alone: no periodogram, no features.
+    args = build_parser().parse_args(
+        ["train", "--output", str(tmp_path / "m"), *TINY, "--grid", "scope",
+         "--cadence-sample", "none", "--no-periodogram", "--no-features", "--band-dropout", "0"]
+    )  # fmt: skip
+    assert run(args) == 0
+    out = capsys.readouterr().out
+    assert "macro F1" in out and "+0 band-dropped" in out
+    card = ModelCard.read(tmp_path / "m")
+    assert card.input_shape == (26, 26, 3) and list(card.input_shapes) == [DMDT_INPUT]
+
+
+def test_training_on_a_labelled_table_and_the_dr5_sample(spark, sample_file, tmp_path):
+    ids = pq.read_table(sample_file, columns=["objectid", "nepochs"])
+    objectid = ids.column("objectid").to_numpy()
+    many = ids.column("nepochs").to_numpy() >= 60
+    # Labels that are a property of the light curve: many epochs or not. Plus one object
+    # that is not in the catalog and some with too few good epochs.
+    chosen = np.concatenate([objectid[many][:40], objectid[~many][:40]])
+    labels = ["bright_many"] * 40 + ["sparse"] * 40
+    table = pa.table({"objectid": np.append(chosen, 123), "label": labels + ["sparse"]})
+    pq.write_table(table, tmp_path / "labels.parquet")
+    config = TrainConfig(
+        output=tmp_path / "m",
+        labels=tmp_path / "labels.parquet",
+        inputs=(str(sample_file),),
+        max_epochs=2,
+        batch_size=16,
+    )
+    result = train(spark, config, log=lambda line: None)
+    assert result.card.classes == ("bright_many", "sparse")
+    assert result.left_out["not in the light-curve catalog"] == 1
+    record = result.card.training
+    kept = record.n_train + record.n_val + record.n_test
+    assert kept + sum(result.left_out.values()) == table.num_rows
+    assert "labels.parquet" in record.description and record.cadence_sample is None
+    assert set(result.card.test_metrics.per_class) == {"bright_many", "sparse"}
+
+
+def test_labelled_table_errors_name_file_column_and_row(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("objectid,kind\n1,rrab\n")
+    with pytest.raises(InputError, match="label"):
+        read_labels(path)
+    path.write_text("objectid,label\n1,rrab\n2,RR Lyrae\n")
+    with pytest.raises(InputError, match="row 1") as err:
+        read_labels(path)
+    assert "labels.csv" in str(err.value)
+    path.write_text("objectid,label\n1,rrab\n2,ew\n1,rrc\n")
+    with pytest.raises(InputError, match="more than once"):
+        read_labels(path)
+    path.write_text("objectid,label\n1,rrab\n2,\n")
+    with pytest.raises(InputError, match="null"):
+        read_labels(path)
+    path.write_text("objectid,label\n1,rrab\n2,ew\n")
+    assert read_labels(path).column("label").to_pylist() == ["rrab", "ew"]
+    with pytest.raises(InputError, match="no such file"):
+        read_labels(tmp_path / "missing.parquet")
+
+
+def test_label_classes_keep_taxonomy_order():
+    assert label_classes(["ew", "rrab", "ew"]) == ("rrab", "ew")
+    assert label_classes(["b", "a", "rrab"]) == ("a", "b", "rrab")
 
 
 def test_parser_defaults_use_the_bundled_cadence_sample(tmp_path):
@@ -78,34 +173,7 @@ def test_parser_defaults_use_the_bundled_cadence_sample(tmp_path):
     config = TrainConfig.from_args(args)
     assert config.grid_name == "mahabal2017" and config.cadence_sample is not None
     assert config.cadence_sample.is_file()
-
-
-def test_run_prints_a_readable_summary(tmp_path, capsys):
-    args = build_parser().parse_args(
-        [
-            "train",
-            "--output",
-            str(tmp_path / "m"),
-            *TINY,
-            "--grid",
-            "scope",
-            "--cadence-sample",
-            "none",
-        ]
-    )
-    assert run(args) == 0
-    out = capsys.readouterr().out
-    for text in (
-        "objects per class",
-        "train ",
-        "validation ",
-        "test ",
-        "macro F1",
-        "bogus",
-        MODEL_FILE,
-    ):
-        assert text in out
-    assert ModelCard.read(tmp_path / "m").input_shape == (26, 26, 3)
+    assert config.periodogram and config.features
 
 
 def test_split_is_by_object_stratified_and_deterministic():
@@ -123,14 +191,16 @@ def test_split_is_by_object_stratified_and_deterministic():
     assert sorted(tiny[:3]) == [TRAIN, VALIDATION, TEST]
 
 
-def test_training_checksum_covers_images_labels_and_split():
-    images = np.zeros((4, 2, 2, 3), np.uint8)
+def test_training_checksum_covers_inputs_labels_and_split():
+    inputs = {DMDT_INPUT: np.zeros((4, 2, 2, 3), np.uint8), FEATURES_INPUT: np.zeros((4, 3))}
     labels = np.arange(4, dtype=np.int16)
     split = np.zeros(4, np.int8)
-    base = training_arrays_sha256(images, labels, split)
-    assert base == training_arrays_sha256(images.copy(), labels.copy(), split.copy())
-    assert base != training_arrays_sha256(images, labels[::-1].copy(), split)
-    assert base != training_arrays_sha256(images, labels, split + 1)
+    base = training_arrays_sha256(inputs, labels, split)
+    assert base == training_arrays_sha256(dict(inputs), labels.copy(), split.copy())
+    assert base != training_arrays_sha256(inputs, labels[::-1].copy(), split)
+    assert base != training_arrays_sha256(inputs, labels, split + 1)
+    changed = {**inputs, FEATURES_INPUT: np.ones((4, 3))}
+    assert base != training_arrays_sha256(changed, labels, split)
 
 
 def test_config_errors_name_the_option():
@@ -138,3 +208,5 @@ def test_config_errors_name_the_option():
         TrainConfig(output=Path("x"), objects_per_class=2)
     with pytest.raises(ValueError, match="--grid must be one of"):
         TrainConfig(output=Path("x"), grid_name="crts")
+    with pytest.raises(ValueError, match="--labels and --input go together"):
+        TrainConfig(output=Path("x"), labels=Path("labels.parquet"))

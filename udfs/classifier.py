@@ -30,6 +30,17 @@ import numpy.typing as npt
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import BAND_NAMES
 from udfs.dmdt import DmDtGrid
+from udfs.lightcurve_features import FEATURE_NAMES
+from udfs.model_inputs import (
+    DMDT_INPUT,
+    FEATURES_INPUT,
+    PERIOD_SHAPE_INPUT,
+    PERIODOGRAM_INPUT,
+    FlatLightCurves,
+    input_shapes,
+    model_inputs,
+)
+from udfs.periodogram import PeriodogramGrid
 
 if TYPE_CHECKING:
     import keras
@@ -126,8 +137,8 @@ class TrainingRecord:
     seed : int
         Seed of the simulation, the split and Keras.
     sha256 : str
-        Hex sha256 of the training arrays: the images' bytes (uint8, C order), then the labels'
-        (int16), then the split of each object (int8: 0 train, 1 validation, 2 test).
+        Hex sha256 of the training arrays (``jobs.train.training_arrays_sha256``): every model
+        input, the labels and the split of each object.
     objects_per_class : int
     n_train, n_val, n_test : int
         Objects in each split (split by object, stratified by class).
@@ -137,6 +148,10 @@ class TrainingRecord:
     batch_size : int
     cadence_sample : str or None
         The DR file whose real epochs some simulated objects used.
+    band_dropout : float
+        Probability a multi-band training object got a copy with one band removed.
+    n_band_dropped : int
+        Band-dropped copies added to the training split.
     duration_s : float
         Wall time of the training job, seconds.
     """
@@ -152,6 +167,8 @@ class TrainingRecord:
     max_epochs: int
     batch_size: int
     cadence_sample: str | None = None
+    band_dropout: float = 0.0
+    n_band_dropped: int = 0
     duration_s: float = float("nan")
 
 
@@ -190,6 +207,12 @@ class ModelCard:
         Band of each image channel.
     input_shape : tuple of int
         (n_dm, n_dt, n_bands).
+    periodogram : PeriodogramGrid or None
+        Period bins of the binned-periodogram input (:mod:`udfs.periodogram`); None for a model
+        that takes the dm-dt image only.
+    features : tuple of str
+        Names of the summary-feature input's columns (:mod:`udfs.lightcurve_features`); empty
+        for a model without it.
     training : TrainingRecord or None
     test_metrics : TestMetrics or None
     created : str
@@ -205,6 +228,8 @@ class ModelCard:
     norm: str = MODEL_NORM
     bands: tuple[str, ...] = BAND_NAMES
     varsky_version: str = VARSKY_VERSION
+    periodogram: PeriodogramGrid | None = None
+    features: tuple[str, ...] = ()
     training: TrainingRecord | None = None
     test_metrics: TestMetrics | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -218,6 +243,30 @@ class ModelCard:
             )
         if self.norm != MODEL_NORM:
             raise ValueError(f"model card norm must be {MODEL_NORM!r}, got {self.norm!r}")
+        if self.features and tuple(self.features) != FEATURE_NAMES:
+            raise ValueError(
+                f"model card features {list(self.features)} are not this varsky's "
+                f"{list(FEATURE_NAMES)}"
+            )
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape (without the batch axis) of each model input, by input name."""
+        return input_shapes(self.grid, len(self.bands), self.periodogram, bool(self.features))
+
+    def model_inputs(
+        self, lightcurves: FlatLightCurves, seconds: dict[str, float] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The inputs this card's model takes, made from flat light curves."""
+        return model_inputs(
+            lightcurves,
+            self.grid,
+            len(self.bands),
+            self.norm,
+            self.periodogram,
+            bool(self.features),
+            seconds,
+        )
 
     @classmethod
     def for_grid(cls, grid: DmDtGrid, classes: Sequence[str] = CLASS_NAMES, **kwargs) -> ModelCard:
@@ -251,6 +300,8 @@ class ModelCard:
             "norm": self.norm,
             "bands": list(self.bands),
             "input_shape": list(self.input_shape),
+            "periodogram": self.periodogram.to_dict() if self.periodogram else None,
+            "features": list(self.features),
             "training": asdict(self.training) if self.training else None,
             "test_metrics": asdict(self.test_metrics) if self.test_metrics else None,
             "created": self.created,
@@ -278,6 +329,10 @@ class ModelCard:
             norm=str(data["norm"]),
             bands=tuple(str(b) for b in data["bands"]),
             input_shape=tuple(int(n) for n in data["input_shape"]),
+            periodogram=PeriodogramGrid.from_dict(data["periodogram"])
+            if data.get("periodogram")
+            else None,
+            features=tuple(str(f) for f in data.get("features") or ()),
             training=_record_from_dict(training, source) if training else None,
             test_metrics=TestMetrics.from_dict(metrics) if metrics else None,
             created=str(data.get("created", "")),
@@ -371,36 +426,76 @@ def configure_tensorflow_threads(n_threads: int) -> bool:
 
 
 def build_model(
-    input_shape: tuple[int, int, int], n_classes: int = len(CLASS_NAMES), name: str = MODEL_NAME
+    input_shape: tuple[int, int, int] | Mapping[str, tuple[int, ...]],
+    n_classes: int = len(CLASS_NAMES),
+    name: str = MODEL_NAME,
+    feature_mean: npt.ArrayLike | None = None,
+    feature_variance: npt.ArrayLike | None = None,
 ) -> keras.Model:
-    """The dm-dt CNN (after Mahabal et al. 2017), uncompiled.
+    """The classifier network, uncompiled: the dm-dt CNN (after Mahabal et al. 2017) plus branches.
 
-    uint8 images (n_dm, n_dt, n_bands) -> Rescaling(1/255) -> Conv2D(32, 3x3) -> MaxPooling(2)
-    -> Conv2D(64, 3x3) -> MaxPooling(2) -> Dropout(0.1) -> Flatten -> Dense(128) -> Dropout(0.25)
-    -> Dense(128) -> Dense(n_classes, sigmoid). About 0.3 M parameters on the 22 x 24 grid.
+    dm-dt image branch: uint8 (n_dm, n_dt, n_bands) -> Rescaling(1/255) -> Conv2D(32, 3x3) ->
+    MaxPooling(2) -> Conv2D(64, 3x3) -> MaxPooling(2) -> Dropout(0.1) -> Flatten.
+    Periodogram branch (if asked): (n_bins,) -> two Conv1D(5)+MaxPooling(2) blocks -> Flatten;
+    with it the folded-shape numbers (n_shape,) -> Dense(32).
+    Feature branch (if asked): (n_features,) -> Normalization (fixed mean and variance of the
+    training set) -> Dense(64).
+    Head: concatenate -> Dense(128) -> Dropout(0.25) -> Dense(128) -> Dense(n_classes, sigmoid).
 
     Parameters
     ----------
-    input_shape : tuple of int
-        (n_dm, n_dt, n_bands).
+    input_shape : tuple of int, or dict of input name to shape
+        The image shape (n_dm, n_dt, n_bands) alone, or ``ModelCard.input_shapes``.
     n_classes : int
     name : str
+    feature_mean, feature_variance : array, shape (n_features,), optional
+        Standardisation of the feature input; needed when the model has one.
 
     Returns
     -------
     keras.Model
+        Inputs named as in :mod:`udfs.model_inputs`.
     """
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="dmdt_image")
-    x = layers.Rescaling(_PIXEL_SCALE, name="to_unit_range")(inputs)
+    shapes = dict(input_shape) if isinstance(input_shape, Mapping) else {DMDT_INPUT: input_shape}
+    image = keras.Input(shape=tuple(shapes[DMDT_INPUT]), dtype="uint8", name=DMDT_INPUT)
+    inputs = [image]
+    x = layers.Rescaling(_PIXEL_SCALE, name="to_unit_range")(image)
     x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
     x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
     x = layers.MaxPooling2D(2, name="pool2")(x)
     x = layers.Dropout(0.1, name="drop1")(x)
-    x = layers.Flatten(name="flatten")(x)
+    branches = [layers.Flatten(name="flatten")(x)]
+    if PERIODOGRAM_INPUT in shapes:
+        (n_bins,) = shapes[PERIODOGRAM_INPUT]
+        power = keras.Input(shape=(n_bins,), name=PERIODOGRAM_INPUT)
+        inputs.append(power)
+        p = layers.Reshape((n_bins, 1), name="power_column")(power)
+        p = layers.Conv1D(16, 5, padding="same", activation="relu", name="pconv1")(p)
+        p = layers.MaxPooling1D(2, name="ppool1")(p)
+        p = layers.Conv1D(32, 5, padding="same", activation="relu", name="pconv2")(p)
+        p = layers.MaxPooling1D(2, name="ppool2")(p)
+        branches.append(layers.Flatten(name="pflatten")(p))
+        (n_shape,) = shapes[PERIOD_SHAPE_INPUT]
+        shape = keras.Input(shape=(n_shape,), name=PERIOD_SHAPE_INPUT)
+        inputs.append(shape)
+        branches.append(layers.Dense(32, activation="relu", name="sdense")(shape))
+    if FEATURES_INPUT in shapes:
+        (n_features,) = shapes[FEATURES_INPUT]
+        if feature_mean is None or feature_variance is None:
+            raise ValueError("build_model: a feature input needs feature_mean and feature_variance")
+        features = keras.Input(shape=(n_features,), name=FEATURES_INPUT)
+        inputs.append(features)
+        f = layers.Normalization(
+            mean=np.asarray(feature_mean, np.float32).tolist(),
+            variance=np.asarray(feature_variance, np.float32).tolist(),
+            name="standardise",
+        )(features)
+        branches.append(layers.Dense(64, activation="relu", name="fdense")(f))
+    x = branches[0] if len(branches) == 1 else layers.Concatenate(name="join")(branches)
     x = layers.Dense(128, activation="relu", name="dense1")(x)
     x = layers.Dropout(0.25, name="drop2")(x)
     x = layers.Dense(128, activation="relu", name="dense2")(x)
@@ -414,17 +509,17 @@ class Classifier:
     Parameters
     ----------
     model : keras.Model
-        Takes uint8 images (n, n_dm, n_dt, n_bands), gives (n, n_classes) probabilities.
+        Takes the inputs named in the card (``ModelCard.input_shapes``), gives (n, n_classes)
+        probabilities.
     card : ModelCard
-        Must agree with the model's input shape and number of outputs.
+        Must agree with the model's inputs and number of outputs.
     """
 
     def __init__(self, model: keras.Model, card: ModelCard) -> None:
-        model_input = tuple(model.input_shape[1:])
-        if model_input != tuple(card.input_shape):
-            raise ValueError(
-                f"model input shape {model_input} does not match the card's {card.input_shape}"
-            )
+        expected = card.input_shapes
+        found = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in model.inputs}
+        if found != expected:
+            raise ValueError(f"model inputs {found} do not match the card's {expected}")
         n_outputs = model.output_shape[-1]
         if n_outputs != len(card.classes):
             raise ValueError(
@@ -432,6 +527,7 @@ class Classifier:
             )
         self._model = model
         self._card = card
+        self._input_names = [t.name.split(":")[0] for t in model.inputs]
 
     @classmethod
     def load(cls, model_path: str | Path, card: ModelCard | None = None) -> Classifier:
@@ -474,18 +570,19 @@ class Classifier:
         return self._model
 
     def predict(
-        self, images: npt.NDArray[np.uint8], batch_size: int = 256
+        self, inputs: Mapping[str, np.ndarray] | npt.NDArray[np.uint8], batch_size: int = 256
     ) -> npt.NDArray[np.float32]:
-        """Class probabilities of dm-dt images.
+        """Class probabilities of model inputs.
 
         Parameters
         ----------
-        images : uint8 array, shape (n, n_dm, n_dt, n_bands)
-            ``mahabal`` images on the card's grid.
+        inputs : dict of input name to array, or a uint8 image array
+            As made by ``ModelCard.model_inputs``: every input the card names, first axis the
+            objects. A bare array is the dm-dt images of an image-only model.
         batch_size : int
-            Images per model call (``predict_on_batch``: compiled once, no progress bar). The
-            last batch is padded with blank images to this size, because oneDNN's results depend
-            in the last bits on the batch shape: with every call the same shape, an object's
+            Objects per model call (``predict_on_batch``: compiled once, no progress bar). The
+            last batch is padded with zeros to this size, because oneDNN's results depend in the
+            last bits on the batch shape: with every call the same shape, an object's
             probabilities are bit-identical whatever other objects share its batch, so outputs
             do not depend on Spark's partitioning.
 
@@ -494,24 +591,40 @@ class Classifier:
         float32 array, shape (n, n_classes)
             One-vs-rest probability of each class, in [0, 1]; rows need not sum to 1.
         """
-        images = np.asarray(images)
-        if images.dtype != np.uint8:
-            raise TypeError(
-                f"Classifier.predict: images must be uint8 (mahabal), got {images.dtype}"
-            )
-        if images.ndim != 4 or images.shape[1:] != tuple(self._card.input_shape):
+        if not isinstance(inputs, Mapping):
+            inputs = {DMDT_INPUT: inputs}
+        expected = self._card.input_shapes
+        if set(inputs) != set(expected):
             raise ValueError(
-                f"Classifier.predict: images must have shape (n, *{tuple(self._card.input_shape)})"
-                f", got {images.shape}"
+                f"Classifier.predict: need inputs {sorted(expected)}, got {sorted(inputs)}"
             )
+        arrays = {}
+        for key, shape in expected.items():
+            array = np.asarray(inputs[key])
+            if key == DMDT_INPUT and array.dtype != np.uint8:
+                raise TypeError(
+                    f"Classifier.predict: images must be uint8 (mahabal), got {array.dtype}"
+                )
+            if array.shape[1:] != shape:
+                raise ValueError(
+                    f"Classifier.predict: {key} must have shape (n, *{shape}), got {array.shape}"
+                )
+            arrays[key] = array if key == DMDT_INPUT else array.astype(np.float32, copy=False)
+        sizes = {a.shape[0] for a in arrays.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"Classifier.predict: inputs differ in length {sorted(sizes)}")
         if batch_size < 1:
             raise ValueError(f"Classifier.predict: batch_size must be >= 1, got {batch_size}")
-        out = np.empty((images.shape[0], len(self.classes)), dtype=np.float32)
-        for lo in range(0, images.shape[0], batch_size):
-            batch = images[lo : lo + batch_size]
-            n = batch.shape[0]
-            if n < batch_size:
-                pad = np.zeros((batch_size - n, *batch.shape[1:]), dtype=np.uint8)
-                batch = np.concatenate([batch, pad])
+        (n_objects,) = sizes
+        out = np.empty((n_objects, len(self.classes)), dtype=np.float32)
+        for lo in range(0, n_objects, batch_size):
+            n = min(batch_size, n_objects - lo)
+            batch = []
+            for key in self._input_names:
+                part = arrays[key][lo : lo + n]
+                if n < batch_size:
+                    pad = np.zeros((batch_size - n, *part.shape[1:]), dtype=part.dtype)
+                    part = np.concatenate([part, pad])
+                batch.append(part)
             out[lo : lo + n] = np.asarray(self._model.predict_on_batch(batch))[:n]
         return out

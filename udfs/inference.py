@@ -1,7 +1,9 @@
-"""Classify a batch of light curves: dm-dt images, then the CNN, in one process (no Spark).
+"""Classify a batch of light curves: model inputs, then the network, in one process (no Spark).
 
 The Spark wrapper (:mod:`udfs.spark_inference`) calls :func:`classify_batch` on each Arrow batch
-inside the Python worker, so images never travel through the JVM.
+inside the Python worker, so images never travel through the JVM. The inputs (dm-dt images,
+periodograms, summary features) are the ones the model's card names, made by
+:func:`udfs.model_inputs.model_inputs`, as in training.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from catalogs.schema import (
     n_good_column,
     probability_column,
 )
-from udfs.dmdt import DmDtGrid, dmdt_images
+from udfs.model_inputs import DMDT_INPUT, FlatLightCurves
 
 #: Columns carried from the light-curve rows into the classification rows.
 CARRIED_COLUMNS: tuple[str, ...] = (
@@ -55,15 +57,13 @@ def output_schema(classes: tuple[str, ...] | list[str], carried: pa.Schema) -> p
 class StageTimes:
     """Seconds spent in each step of :func:`classify_batch`, summed over calls."""
 
-    images_s: float = 0.0
+    inputs_s: float = 0.0
     predict_s: float = 0.0
     n_objects: int = 0
 
 
-def flat_lightcurves(
-    lightcurve: pa.Array,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat (t days float64, mag float64, channel int8, offsets int64) of a lightcurve column.
+def flat_lightcurves(lightcurve: pa.Array) -> FlatLightCurves:
+    """The flat light curves of a ``lightcurve`` struct-of-lists column (float64 times).
 
     Null light curves count as empty.
     """
@@ -78,19 +78,18 @@ def flat_lightcurves(
         flat = pc.list_flatten(lightcurve.field(name))
         return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
-    return (
-        values(DRColumn.HMJD, np.float64),
-        values(DRColumn.MAG, np.float64),
-        values(BAND, np.int8),
-        offsets,
+    return FlatLightCurves(
+        t_days=values(DRColumn.HMJD, np.float64),
+        mag=values(DRColumn.MAG, np.float64),
+        magerr=values(DRColumn.MAGERR, np.float64),
+        channel=values(BAND, np.int8),
+        offsets=offsets,
     )
 
 
 def classify_batch(
     batch: pa.RecordBatch,
     classifier,
-    grid: DmDtGrid,
-    norm: str = "mahabal",
     batch_size: int = 256,
     times: StageTimes | None = None,
 ) -> pa.RecordBatch:
@@ -102,15 +101,11 @@ def classify_batch(
         Rows with the :data:`CARRIED_COLUMNS` and a ``lightcurve`` struct of lists
         (hmjd float64 days, mag, magerr, band channel int8).
     classifier : udfs.classifier.Classifier
-        A loaded model; ``classifier.predict(images, batch_size)`` gives (n, n_classes).
-    grid : DmDtGrid
-        The grid the model was trained on.
-    norm : str
-        Image normalisation the model was trained with.
+        A loaded model and its card (which says what inputs to make).
     batch_size : int
-        Images per model call.
+        Objects per model call.
     times : StageTimes, optional
-        Accumulates the seconds spent making images and predicting.
+        Accumulates the seconds spent making the inputs and predicting.
 
     Returns
     -------
@@ -120,13 +115,12 @@ def classify_batch(
     """
     classes = list(classifier.classes)
     t0 = time.perf_counter()
-    t_days, mag, channel, offsets = flat_lightcurves(batch.column(LIGHTCURVE))
-    images = dmdt_images(t_days, mag, channel, offsets, grid, len(BAND_NAMES), norm=norm)
+    inputs = classifier.card.model_inputs(flat_lightcurves(batch.column(LIGHTCURVE)))
     t1 = time.perf_counter()
-    probabilities = np.asarray(classifier.predict(images, batch_size=batch_size), np.float32)
+    probabilities = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
     t2 = time.perf_counter()
     if times is not None:
-        times.images_s += t1 - t0
+        times.inputs_s += t1 - t0
         times.predict_s += t2 - t1
         times.n_objects += batch.num_rows
     best = probabilities.argmax(axis=1) if len(probabilities) else np.empty(0, dtype=np.int64)
@@ -136,3 +130,66 @@ def classify_batch(
     arrays.append(pa.array(np.asarray(classes, dtype=object)[best], pa.string()))
     arrays.append(pa.array(probabilities[np.arange(len(best)), best]))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def model_input_schema(card, carried: pa.Schema) -> pa.Schema:
+    """Arrow schema of :func:`model_input_batch` output: the carried columns, then each input.
+
+    A dm-dt image is one binary value (uint8, C order); the other inputs are float32 lists.
+    (Variable-size types: Spark has no fixed-size ones.)
+    """
+    fields = list(carried)
+    for name in card.input_shapes:
+        kind = pa.binary() if name == DMDT_INPUT else pa.list_(pa.float32())
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def model_input_batch(
+    batch: pa.RecordBatch, card, carried: tuple[str, ...], seconds: dict[str, float] | None = None
+) -> pa.RecordBatch:
+    """The model inputs of every light curve of a batch, as Arrow columns (for training sets).
+
+    Parameters
+    ----------
+    batch : pyarrow.RecordBatch
+        Rows with the ``carried`` columns and a ``lightcurve`` struct of lists.
+    card : udfs.classifier.ModelCard
+        Says which inputs to make.
+    carried : tuple of str
+        Columns copied through (an object id, a label).
+    seconds : dict, optional
+        Receives the seconds spent on each input.
+    """
+    inputs = card.model_inputs(flat_lightcurves(batch.column(LIGHTCURVE)), seconds)
+    schema = model_input_schema(card, pa.schema([batch.schema.field(c) for c in carried]))
+    arrays = [batch.column(c) for c in carried]
+    for name in card.input_shapes:
+        values = np.ascontiguousarray(inputs[name])
+        n = values.shape[0]
+        size = int(np.prod(values.shape[1:]))
+        offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * size).tobytes())
+        if name == DMDT_INPUT:
+            data = pa.py_buffer(values.tobytes())
+            arrays.append(pa.BinaryArray.from_buffers(pa.binary(), n, [None, offsets, data]))
+        else:
+            flat = pa.array(values.astype(np.float32).reshape(-1))
+            arrays.append(
+                pa.ListArray.from_arrays(pa.array(np.arange(n + 1) * size, pa.int32()), flat)
+            )
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def model_input_arrays(table: pa.Table, card) -> dict[str, np.ndarray]:
+    """Inverse of :func:`model_input_batch`: numpy arrays of each input, by input name."""
+    out: dict[str, np.ndarray] = {}
+    for name, shape in card.input_shapes.items():
+        column = table.column(name).combine_chunks()
+        n = len(column)
+        if name == DMDT_INPUT:
+            raw = b"".join(column.to_pylist())
+            out[name] = np.frombuffer(raw, dtype=np.uint8).reshape(n, *shape).copy()
+        else:
+            values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+            out[name] = values.astype(np.float32).reshape(n, *shape)
+    return out

@@ -55,9 +55,20 @@ _MEAN_MAG_RANGE = (14.0, 20.5)
 _BRIGHTEST_MAG = 12.5
 _FAINTEST_MAG = 21.0
 
-#: Fraction of epochs of every class given a random outlier, and its size range (mag).
-_OUTLIER_FRACTION = 0.002
-_OUTLIER_MAG = (0.3, 2.0)
+#: Outliers, as in the DR5 sample (1.7% of catflags == 0 epochs lie beyond 5 sigma): each object
+#: gets a fraction of its epochs (log-uniform in this range) displaced by 3-15 times their magerr.
+_OUTLIER_FRACTION = (0.002, 0.04)
+_OUTLIER_SIGMA = (3.0, 15.0)
+#: Per-object factor on the reported errors (real errors are somewhat underestimated: the
+#: sample's median reduced chi-square about the median is 1.6) and extra per-epoch scatter from
+#: calibration, mag.
+_ERROR_SCALE = (0.9, 1.4)
+_CALIBRATION_SCATTER_MAG = (0.0, 0.02)
+#: A labelled variable star is one whose variability was detected: its amplitude is at least this
+#: many times the median magerr at its mean magnitude (the object is made bright enough). Four
+#: puts a sinusoid's rms at 1.4 magerr, a reduced chi-square near 3: beyond the scatter of
+#: constant stars with underestimated errors.
+_DETECTION_AMPLITUDE_OVER_ERROR = 4.0
 
 _DAYS_PER_YEAR = 365.25
 _MINUTES_PER_DAY = 1440.0
@@ -394,7 +405,8 @@ def _cepheid(rng: np.random.Generator, ep: _Epochs) -> _ClassDraw:
 
 def _delta_scuti(rng: np.random.Generator, ep: _Epochs) -> _ClassDraw:
     period = _loguniform(rng, 0.02, 0.25, ep.n)
-    amp = _loguniform(rng, 0.01, 0.8, ep.n)
+    # Down to 0.03 mag, not 0.01: below that ZTF detects none (twice its best errors).
+    amp = _loguniform(rng, 0.03, 0.8, ep.n)
     # Half the stars also pulsate in a second mode (period ratio near 0.77, fundamental/overtone).
     second = np.where(rng.random(ep.n) < 0.5, rng.uniform(0.1, 0.5, ep.n), 0.0)
     period2 = period * rng.uniform(0.75, 0.8, ep.n)
@@ -479,7 +491,7 @@ def _semiregular(rng: np.random.Generator, ep: _Epochs) -> _ClassDraw:
 
 def _rotational(rng: np.random.Generator, ep: _Epochs) -> _ClassDraw:
     period = _loguniform(rng, 0.5, 30.0, ep.n)
-    amp = rng.uniform(0.02, 0.3, ep.n)
+    amp = rng.uniform(0.03, 0.3, ep.n)  # 0.03, not 0.02: ZTF's detection floor
     # Two spot groups at slightly different periods (differential rotation) drift in phase; the
     # spots grow and decay.
     period2 = period * (1.0 + rng.uniform(0.0, 0.04, ep.n))
@@ -654,6 +666,22 @@ def median_magerr(mag: npt.ArrayLike) -> FloatArray:
     return np.interp(mag, _MAGERR_RELATION_MAG, _MAGERR_RELATION_ERR_MAG)
 
 
+def detection_limit_mag(amplitude_mag: npt.ArrayLike) -> FloatArray:
+    """Faintest mean magnitude (mag) at which a variable of this amplitude counts as detected.
+
+    Where the median magerr is ``amplitude / _DETECTION_AMPLITUDE_OVER_ERROR``; NaN amplitudes
+    (no limit) give +inf.
+    """
+    amplitude = np.asarray(amplitude_mag, dtype=np.float64)
+    limit = np.interp(
+        amplitude / _DETECTION_AMPLITUDE_OVER_ERROR,
+        _MAGERR_RELATION_ERR_MAG[1:],
+        _MAGERR_RELATION_MAG[1:],
+        right=np.inf,
+    )
+    return np.where(np.isnan(amplitude), np.inf, limit)
+
+
 def _simulate_class(
     rng: np.random.Generator,
     class_name: str,
@@ -665,22 +693,33 @@ def _simulate_class(
     t, ch, offsets, use_real = _cadences(rng, n_objects, real, real_fraction, max_epochs)
     obj = np.repeat(np.arange(n_objects), np.diff(offsets))
     draw = _CLASS_MODELS[class_name](rng, _Epochs(t, ch, offsets, obj))
-    # The reference g magnitude keeps the noiseless model within the bright and faint limits.
+    # The reference g magnitude keeps the noiseless model within the bright and faint limits,
+    # and a variable bright enough for its variability to have been detected.
     brightest = np.minimum.reduceat(draw.delta_mag, offsets[:-1])
     faintest = np.maximum.reduceat(draw.delta_mag, offsets[:-1])
     lo = np.maximum(_MEAN_MAG_RANGE[0], _BRIGHTEST_MAG - brightest)
-    hi = np.maximum(np.minimum(_MEAN_MAG_RANGE[1], _FAINTEST_MAG - faintest), lo)
+    hi = np.minimum(_MEAN_MAG_RANGE[1], _FAINTEST_MAG - faintest)
+    if class_name != "constant":
+        hi = np.minimum(hi, detection_limit_mag(draw.amplitude_mag))
+    hi = np.maximum(hi, lo)
     mean_g = rng.uniform(lo, hi)
     colour_gr = rng.uniform(*draw.colour_gr_mag, n_objects)
     colour_ri = colour_gr * rng.uniform(0.3, 0.6, n_objects)
     levels = np.stack([mean_g, mean_g - colour_gr, mean_g - colour_gr - colour_ri], axis=1)
     model = levels[obj, ch] + draw.delta_mag
-    # Noise: magerr from the sample's relation with epoch-to-epoch scatter, and rare outliers.
+    # Noise: magerr from the sample's relation with epoch-to-epoch scatter; the true scatter is
+    # the reported error times a per-object factor plus calibration scatter; outliers.
     magerr = median_magerr(model) * np.exp(_MAGERR_LOG_SCATTER * rng.standard_normal(t.size))
-    mag = model + magerr * rng.standard_normal(t.size)
-    outlier = rng.random(t.size) < _OUTLIER_FRACTION
-    mag[outlier] += rng.uniform(*_OUTLIER_MAG, outlier.sum()) * rng.choice(
-        (-1.0, 1.0), outlier.sum()
+    scale = rng.uniform(*_ERROR_SCALE, n_objects)[obj]
+    calibration = rng.uniform(*_CALIBRATION_SCATTER_MAG, n_objects)[obj]
+    sigma = np.hypot(scale * magerr, calibration)
+    mag = model + sigma * rng.standard_normal(t.size)
+    outlier_fraction = _loguniform(rng, *_OUTLIER_FRACTION, n_objects)[obj]
+    outlier = rng.random(t.size) < outlier_fraction
+    mag[outlier] += (
+        magerr[outlier]
+        * rng.uniform(*_OUTLIER_SIGMA, outlier.sum())
+        * rng.choice((-1.0, 1.0), outlier.sum())
     )
     return {
         "t_hmjd": t,

@@ -100,7 +100,7 @@ def classify_partitions(
     batch_size : int
         Images per model call.
     accumulators : dict, optional
-        Spark accumulators ``load_s``, ``images_s``, ``predict_s`` that receive task seconds.
+        Spark accumulators ``load_s``, ``inputs_s``, ``predict_s`` that receive task seconds.
     """
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -113,14 +113,50 @@ def classify_partitions(
         numba.set_num_threads(min(_task_cpus(), numba.config.NUMBA_NUM_THREADS))
         t0 = time.perf_counter()
         classifier = cached_classifier(ref)
-        card = classifier.card
         times = StageTimes()
         load_s = time.perf_counter() - t0
         for batch in batches:
-            yield classify_batch(batch, classifier, card.grid, card.norm, batch_size, times)
+            yield classify_batch(batch, classifier, batch_size, times)
         if accumulators:
             accumulators["load_s"].add(load_s)
-            accumulators["images_s"].add(times.images_s)
+            accumulators["inputs_s"].add(times.inputs_s)
             accumulators["predict_s"].add(times.predict_s)
 
     return classify
+
+
+def model_input_partitions(card_json: str, carried: tuple[str, ...]):
+    """Return the ``mapInArrow`` function that makes a card's model inputs (for training sets).
+
+    Parameters
+    ----------
+    card_json : str
+        The model card, JSON (says which inputs to make, on which grids).
+    carried : tuple of str
+        Columns copied through (object id, label, split).
+    """
+
+    def make_inputs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import numba
+
+        from udfs.classifier import ModelCard
+        from udfs.inference import model_input_batch
+
+        numba.set_num_threads(min(_task_cpus(), numba.config.NUMBA_NUM_THREADS))
+        card = ModelCard.from_dict(json.loads(card_json))
+        for batch in batches:
+            yield model_input_batch(batch, card, carried)
+
+    return make_inputs
+
+
+def band_dropout_partitions(fraction: float, seed: int, min_epochs: int):
+    """Return the ``mapInArrow`` function that makes band-dropped copies (udfs.band_dropout)."""
+
+    def copies(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from udfs.band_dropout import band_dropped_copies
+
+        for batch in batches:
+            yield band_dropped_copies(batch, fraction, seed, min_epochs)
+
+    return copies

@@ -1,0 +1,87 @@
+"""udfs.periodogram: binned Lomb-Scargle powers against astropy, folded-shape numbers."""
+
+import numpy as np
+import pytest
+from astropy.timeseries import LombScargle
+
+from udfs.periodogram import (
+    N_SHAPE_FEATURES,
+    SHAPE_FEATURE_NAMES,
+    PeriodogramGrid,
+    _binned_power,
+    _standardised_residuals,
+    binned_periodograms,
+)
+
+GRID = PeriodogramGrid()
+
+
+def _sine(rng, period_days, n=200, t0=59000.0, amplitude=0.3, noise=0.02):
+    t = t0 + np.sort(rng.uniform(0, 400, n))
+    return t, 15 + amplitude * np.sin(2 * np.pi * t / period_days) + rng.normal(0, noise, n)
+
+
+def test_power_at_one_frequency_equals_astropy():
+    rng = np.random.default_rng(1)
+    t, mag = _sine(rng, 0.61)
+    tk = t - t[0]
+    y = np.empty(t.size)
+    _standardised_residuals(tk, mag, np.zeros(t.size, np.int64), 3, y)
+    reference = LombScargle(tk, y, fit_mean=False, center_data=True)
+    for frequency in (1 / 0.61, 2.0, 0.1):
+        out = np.zeros(1)
+        _binned_power(tk, y.copy(), frequency, 1e-3, 1, np.log(0.01), 1 / np.log(1e6), 1, out)
+        np.testing.assert_allclose(out[0], reference.power(frequency), rtol=1e-9)
+
+
+@pytest.mark.parametrize("period_days", [0.31, 0.61, 3.7, 45.0])
+def test_the_peak_lands_in_the_bin_of_the_period(period_days):
+    rng = np.random.default_rng(7)
+    t, mag = _sine(rng, period_days)
+    powers, shape = binned_periodograms(
+        t, mag, np.zeros(t.size, np.int8), np.array([0, t.size]), GRID, 3
+    )
+    edges = GRID.period_edges_days
+    expected_bin = np.searchsorted(edges, period_days) - 1
+    assert powers.shape == (1, GRID.n_bins) and powers.dtype == np.float32
+    assert powers[0].argmax() == expected_bin and powers[0].max() > 0.8
+    assert shape.shape == (1, N_SHAPE_FEATURES) == (1, len(SHAPE_FEATURE_NAMES))
+    np.testing.assert_allclose(10 ** shape[0, 0], period_days, rtol=0.02)
+    # Folded on twice the period, a sine is all second harmonic.
+    assert shape[0, 3] > 0.8
+
+
+def test_bands_are_standardised_separately_and_times_are_float64_safe():
+    rng = np.random.default_rng(3)
+    t, mag = _sine(rng, 0.45)
+    channel = (np.arange(t.size) % 2).astype(np.int8)
+    shifted = mag + np.where(channel == 1, 0.7, 0.0)  # r brighter by a colour offset
+    offsets = np.array([0, t.size])
+    a = binned_periodograms(t, mag, channel, offsets, GRID, 3)[0]
+    b = binned_periodograms(t, shifted, channel, offsets, GRID, 3)[0]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # A JD instead of an MJD changes nothing: times are taken from the first epoch.
+    c = binned_periodograms(t + 2400000.5, mag, channel, offsets, GRID, 3)[0]
+    np.testing.assert_allclose(a, c, atol=1e-4)
+
+
+def test_degenerate_light_curves_give_zeros():
+    t = np.array([59000.0, 59001.0, 59002.0, 59003.0, 59010.0])
+    mag = np.array([15.0, 15.0, 15.0, 15.0, 15.0])
+    offsets = np.array([0, 2, 5, 5])  # 2 epochs, a flat one, an empty one
+    powers, shape = binned_periodograms(t, mag, np.zeros(5, np.int8), offsets, GRID, 3)
+    assert powers.shape == (3, GRID.n_bins) and not powers.any() and not shape.any()
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="offsets"):
+        binned_periodograms(np.zeros(3), np.zeros(3), np.zeros(3), np.array([0, 2]), GRID, 3)
+    with pytest.raises(ValueError, match="channel"):
+        binned_periodograms(np.zeros(3), np.zeros(3), np.full(3, 3), np.array([0, 3]), GRID, 3)
+    with pytest.raises(ValueError, match="finite"):
+        binned_periodograms(
+            np.array([0, 1, np.nan]), np.zeros(3), np.zeros(3), np.array([0, 3]), GRID, 3
+        )
+    with pytest.raises(ValueError, match="min_period_days"):
+        PeriodogramGrid(min_period_days=2.0, max_period_days=1.0)
+    assert PeriodogramGrid.from_dict(GRID.to_dict()) == GRID

@@ -1,0 +1,124 @@
+"""What the classifier sees of a light curve: dm-dt image, binned periodogram, summary features.
+
+One function makes the inputs for training and for inference, from the same flat light curves,
+so the two can never drift apart. Which inputs a model takes is written in its card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from udfs.dmdt import DmDtGrid, dmdt_images
+from udfs.lightcurve_features import N_FEATURES, lightcurve_features
+from udfs.periodogram import N_SHAPE_FEATURES, PeriodogramGrid, binned_periodograms
+
+#: Names of the model's inputs (Keras input layer names).
+DMDT_INPUT = "dmdt_image"
+PERIODOGRAM_INPUT = "periodogram"
+PERIOD_SHAPE_INPUT = "period_shape"
+FEATURES_INPUT = "features"
+
+
+@dataclass(frozen=True)
+class FlatLightCurves:
+    """Light curves flat in the Arrow list layout: light curve k is ``[offsets[k]:offsets[k+1]]``.
+
+    Attributes
+    ----------
+    t_days : float64 array
+        Times, days (heliocentric MJD), never rounded through float32.
+    mag, magerr : float arrays
+        Magnitude and its 1-sigma error, mag.
+    channel : int8 array
+        Band channel (index into ``catalogs.schema.BAND_NAMES``).
+    offsets : int64 array, shape (n_lc + 1,)
+    """
+
+    t_days: npt.NDArray[np.float64]
+    mag: npt.NDArray[np.floating]
+    magerr: npt.NDArray[np.floating]
+    channel: npt.NDArray[np.int8]
+    offsets: npt.NDArray[np.int64]
+
+    @property
+    def n_lightcurves(self) -> int:
+        """Number of light curves."""
+        return int(self.offsets.size - 1)
+
+
+def model_inputs(
+    lightcurves: FlatLightCurves,
+    grid: DmDtGrid,
+    n_channels: int,
+    norm: str,
+    periodogram: PeriodogramGrid | None,
+    with_features: bool,
+    seconds: dict[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """The model inputs of every light curve.
+
+    Parameters
+    ----------
+    lightcurves : FlatLightCurves
+    grid : DmDtGrid
+        dm-dt grid of the images.
+    n_channels : int
+        Image channels (bands).
+    norm : str
+        dm-dt image normalisation (see ``udfs.dmdt.normalize_counts``).
+    periodogram : PeriodogramGrid or None
+        Period bins of the periodogram input; None for a model without it.
+    with_features : bool
+        Whether to make the summary-feature input.
+    seconds : dict, optional
+        Receives the seconds spent on each input, added to any value already there.
+
+    Returns
+    -------
+    dict of str to array
+        :data:`DMDT_INPUT` (n, n_dm, n_dt, n_channels) and, as asked,
+        :data:`PERIODOGRAM_INPUT` (n, n_bins) with :data:`PERIOD_SHAPE_INPUT`
+        (n, N_SHAPE_FEATURES), and :data:`FEATURES_INPUT` (n, N_FEATURES).
+    """
+    import time
+
+    lc = lightcurves
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    out = {
+        DMDT_INPUT: dmdt_images(lc.t_days, lc.mag, lc.channel, lc.offsets, grid, n_channels, norm)
+    }
+    t1 = time.perf_counter()
+    timings[DMDT_INPUT] = t1 - t0
+    if periodogram is not None:
+        out[PERIODOGRAM_INPUT], out[PERIOD_SHAPE_INPUT] = binned_periodograms(
+            lc.t_days, lc.mag, lc.channel, lc.offsets, periodogram, n_channels
+        )
+        t2 = time.perf_counter()
+        timings[PERIODOGRAM_INPUT] = t2 - t1
+        t1 = t2
+    if with_features:
+        out[FEATURES_INPUT] = lightcurve_features(
+            lc.t_days, lc.mag, lc.magerr, lc.channel, lc.offsets, n_channels
+        )
+        timings[FEATURES_INPUT] = time.perf_counter() - t1
+    if seconds is not None:
+        for key, value in timings.items():
+            seconds[key] = seconds.get(key, 0.0) + value
+    return out
+
+
+def input_shapes(
+    grid: DmDtGrid, n_channels: int, periodogram: PeriodogramGrid | None, with_features: bool
+) -> dict[str, tuple[int, ...]]:
+    """Shape (without the batch axis) of each input :func:`model_inputs` makes."""
+    shapes: dict[str, tuple[int, ...]] = {DMDT_INPUT: (*grid.shape, n_channels)}
+    if periodogram is not None:
+        shapes[PERIODOGRAM_INPUT] = (periodogram.n_bins,)
+        shapes[PERIOD_SHAPE_INPUT] = (N_SHAPE_FEATURES,)
+    if with_features:
+        shapes[FEATURES_INPUT] = (N_FEATURES,)
+    return shapes
