@@ -187,3 +187,25 @@ def hats_partition_files(path: str) -> list[str]:
     if not files:
         raise InputError(path, "HATS catalog holds no Npix=*.parquet file")
     return files
+
+
+def input_catalog_name(path: str) -> str:
+    """Name and release of the light curves in ``path``, for provenance columns.
+
+    A HATS catalog: its ``catalog_name`` property. An IRSA DR file or folder: "ZTF DR<n>" when
+    the name says which release (``..._dr5.parquet``), else its base name.
+    """
+    import re
+    from pathlib import Path
+
+    p = Path(path[len("file://") :] if path.startswith("file://") else path)
+    if is_hats_catalog(str(p)):
+        for name in ("hats.properties", "properties"):
+            if (p / name).is_file():
+                for line in (p / name).read_text().splitlines():
+                    key, _, value = line.partition("=")
+                    if key.strip() == "catalog_name" and value.strip():
+                        return value.strip()
+        return p.name
+    release = re.search(r"(?:^|[_./-])dr(\d+)(?:[_./-]|$)", p.name, flags=re.IGNORECASE)
+    return f"ZTF DR{release.group(1)}" if release else p.name

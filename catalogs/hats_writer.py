@@ -679,15 +679,18 @@ def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int,
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    data_schema = to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema)
+    # Timestamps reach Python workers in the session time zone, which varsky sets to UTC.
+    data_schema = to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema, timezone="UTC")
     _check_schema(data_schema)
     write_kwargs = _write_kwargs(data_schema)
     if n_partitions is None:
         shuffle = int(df_with_tile.sparkSession.conf.get("spark.sql.shuffle.partitions"))
         n_partitions = max(1, min(len(tiles), shuffle))
+    # Ties in `_healpix_29` are broken by objectid where there is one: byte-identical reruns.
+    order = [TILE_COLUMN, HEALPIX_COLUMN] + [c for c in ("objectid",) if c in df_with_tile.columns]
     written = (
         df_with_tile.repartition(n_partitions, F.col(TILE_COLUMN))
-        .sortWithinPartitions(TILE_COLUMN, HEALPIX_COLUMN)
+        .sortWithinPartitions(*order)
         .mapInArrow(_tile_writer(base, tiles, skymap_order, write_kwargs), _RESULT_DDL)
         .collect()
     )
@@ -695,6 +698,15 @@ def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int,
     for row in written:
         np.add.at(skymap, np.asarray(row.skymap_pixels, dtype=np.int64), row.skymap_counts)
     return [(row.order, row.pixel, row.nrows) for row in written], skymap
+
+
+def spark_tiles(df, order: int, max_rows: int) -> Tiles:
+    """Adaptive tiles of at most ``max_rows`` rows of ``df`` (hats-import's rule).
+
+    Counts rows per HEALPix pixel of ``order`` (from `_healpix_29`) with Spark, then merges
+    sparse pixels and splits dense ones with :meth:`Tiles.from_counts`.
+    """
+    return Tiles.from_counts(spark_histogram(df, order), order, max_rows)
 
 
 def spark_histogram(df, order: int = DEFAULT_HISTOGRAM_ORDER) -> npt.NDArray[np.int64]:

@@ -99,9 +99,16 @@ def probability_column(class_name: str) -> str:
 PREDICTED_CLASS = "predicted_class"
 PREDICTED_SCORE = "predicted_score"
 VARSKY_VERSION_COLUMN = "varsky_version"
+MODEL_NAME_COLUMN = "model_name"
 MODEL_SHA256 = "model_sha256"
 DMDT_GRID = "dmdt_grid"
+INPUT_CATALOG = "input_catalog"  # name and release of the input light curves, e.g. "ZTF DR5"
 INPUT_FILE = "input_file"
+PROCESSING_TIME = "processing_time_utc"  # timestamp[us, UTC]
+
+#: Version of the classification catalog's columns (property ``varsky_schema_version``): bumped
+#: whenever a column is added, removed, renamed or changes type.
+CLASSIFICATION_SCHEMA_VERSION = "1"
 
 
 class RejectReason:

@@ -1,16 +1,28 @@
-"""`varsky classify`: DR light-curve Parquet in, a Parquet classification catalog out.
+"""`varsky classify`: light curves in, a HATS classification catalog out.
 
 Stages: check inputs (footers) -> read -> quality cuts and `_healpix_29` -> partition by coarse
 HEALPix tile -> model inputs (dm-dt images, periodograms, features) and the network in the same
-Python worker -> Parquet, plus a rejects table.
+Python worker -> a HATS collection (the catalog in adaptive HEALPix tiles, its margin cache and
+collection.properties), plus a rejects table.
+
+Output layout (OUTPUT is the collection, which ``lsdb.open_catalog(OUTPUT)`` opens)::
+
+    OUTPUT/collection.properties
+    OUTPUT/<catalog>/hats.properties, partition_info.csv, skymap.fits, point_map.fits
+    OUTPUT/<catalog>/dataset/Norder=K/Dir=D/Npix=N.parquet, _metadata, _common_metadata
+    OUTPUT/<catalog>_<margin>arcs/...   (rows within the margin of each tile)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,6 +31,7 @@ from catalogs.dr_lightcurves import (
     DRFile,
     check_dr_files,
     hats_partition_files,
+    input_catalog_name,
     is_hats_catalog,
     read_dr_dataframe,
 )
@@ -26,17 +39,23 @@ from catalogs.healpix import tile_shift_bits
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
+    CLASSIFICATION_SCHEMA_VERSION,
+    DEC,
     DEFAULT_MIN_EPOCHS,
     DEFAULT_PARTITION_ORDER,
     DMDT_GRID,
     HEALPIX_COLUMN,
+    INPUT_CATALOG,
     INPUT_FILE,
     LIGHTCURVE,
+    MODEL_NAME_COLUMN,
     MODEL_SHA256,
     N_FLAGGED,
     N_GOOD,
     N_NONFINITE,
     PREDICTED_CLASS,
+    PROCESSING_TIME,
+    RA,
     REJECT_REASON,
     SOURCE_FILE,
     SOURCE_ROW,
@@ -47,6 +66,13 @@ from catalogs.schema import (
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "varsky_dmdt_cnn"
 DEFAULT_ROWS_PER_PARTITION = 5000
 DEFAULT_BATCH_SIZE = 256
+DEFAULT_CATALOG_NAME = "varsky_classification"
+#: Rows per output HEALPix tile at most (tiles split until they hold no more).
+DEFAULT_MAX_ROWS_PER_PIXEL = 500_000
+#: Width of the margin cache, arcsec: pairs closer than this across a tile edge are found.
+DEFAULT_MARGIN_ARCSEC = 10.0
+#: HEALPix order of the histogram the output tiles are cut from.
+HISTOGRAM_ORDER = 10
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,35 @@ class ClassifyConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     overwrite: bool = False
     master: str | None = None
+    catalog_name: str = DEFAULT_CATALOG_NAME
+    max_rows_per_pixel: int = DEFAULT_MAX_ROWS_PER_PIXEL
+    margin_arcsec: float = DEFAULT_MARGIN_ARCSEC
+
+    @property
+    def catalog_dir(self) -> str:
+        """The classification catalog inside the output collection."""
+        return f"{self.output}/{self.catalog_name}"
+
+    @property
+    def margin_name(self) -> str:
+        """Name (and directory) of the margin cache."""
+        return f"{self.catalog_name}_{self.margin_arcsec:g}arcs"
+
+    def job_arguments(self) -> dict[str, object]:
+        """The arguments as recorded in the catalog properties."""
+        return {
+            "inputs": [str(Path(p).resolve()) for p in self.inputs],
+            "output": str(Path(self.output).resolve()),
+            "rejects": str(Path(self.rejects).resolve()),
+            "model": str(Path(self.model_dir).resolve()),
+            "min_epochs": self.min_epochs,
+            "partition_order": self.partition_order,
+            "rows_per_partition": self.rows_per_partition,
+            "batch_size": self.batch_size,
+            "catalog_name": self.catalog_name,
+            "max_rows_per_pixel": self.max_rows_per_pixel,
+            "margin_arcsec": self.margin_arcsec,
+        }
 
 
 @dataclass
@@ -85,6 +140,9 @@ class ClassifySummary:
     output: str = ""
     rejects: str = ""
     model_sha256: str = ""
+    tiles: list[tuple[int, int, int]] = field(default_factory=list)
+    margin_rows: int = 0
+    margin_name: str = ""
 
     @property
     def rows_rejected(self) -> int:
@@ -108,7 +166,14 @@ class ClassifySummary:
         lines.append(f"  rejected    {self.rows_rejected:,} rows -> {self.rejects}")
         for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"                {reason:<24} {n:,}")
-        lines.append(f"  classified  {self.rows_out:,} objects -> {self.output}")
+        lines.append(f"  classified  {self.rows_out:,} objects -> {self.output} (HATS collection)")
+        if self.tiles:
+            orders = sorted({o for o, _, _ in self.tiles})
+            lines.append(
+                f"  tiles       {len(self.tiles)} HEALPix pixel file(s), orders "
+                f"{', '.join(map(str, orders))}; margin cache {self.margin_name}: "
+                f"{self.margin_rows:,} rows"
+            )
         for name, n in sorted(self.class_counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"                {name:<24} {n:,}")
         balance = "ok" if self.rows_in == self.rows_out + self.rows_rejected else "MISMATCH"
@@ -164,6 +229,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"images per model call; outputs are bit-identical for a given batch size on any "
         f"master and partitioning (default {DEFAULT_BATCH_SIZE})",
     )  # fmt: skip
+    parser.add_argument(
+        "--catalog-name", default=DEFAULT_CATALOG_NAME,
+        help="name of the output catalog (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-rows-per-pixel", type=int, default=DEFAULT_MAX_ROWS_PER_PIXEL, metavar="N",
+        help="output HEALPix tiles are split until they hold at most N rows (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--margin-arcsec", type=float, default=DEFAULT_MARGIN_ARCSEC, metavar="ARCSEC",
+        help="width of the margin cache beside each tile, arcsec (default %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--master", help="Spark master when run in-process (default local[*]; "
@@ -175,8 +252,14 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
     """Build and validate the job's configuration from parsed arguments."""
     if args.min_epochs < 2:
         raise ValueError(f"--min-epochs must be at least 2, got {args.min_epochs}")
-    if args.rows_per_partition < 1 or args.batch_size < 1:
-        raise ValueError("--rows-per-partition and --batch-size must be positive")
+    if args.rows_per_partition < 1 or args.batch_size < 1 or args.max_rows_per_pixel < 1:
+        raise ValueError(
+            "--rows-per-partition, --batch-size and --max-rows-per-pixel must be positive"
+        )
+    if not args.margin_arcsec > 0:
+        raise ValueError(f"--margin-arcsec must be positive, got {args.margin_arcsec}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.catalog_name):
+        raise ValueError(f"--catalog-name {args.catalog_name!r}: use letters, digits, _ . -")
     output = args.output.rstrip("/")
     return ClassifyConfig(
         inputs=tuple(args.input),
@@ -190,6 +273,9 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         master=args.master,
+        catalog_name=args.catalog_name,
+        max_rows_per_pixel=args.max_rows_per_pixel,
+        margin_arcsec=args.margin_arcsec,
     )
 
 
@@ -257,11 +343,13 @@ def cut_catalog_lightcurves(df, min_epochs: int):
 
 
 def lightcurve_reader(inputs: list[str]):
-    """Check the input light curves and return (files, read_cut(spark, min_epochs) -> DataFrame).
+    """Check the input light curves; return (files, read_cut, catalog of each file).
 
     ``inputs`` are either HATS light-curve catalogs (from `varsky ingest`) or IRSA DR Parquet
-    files and folders, not both. ``read_cut`` gives one row per light curve with the cut schema
-    (``udfs.lightcurve_cuts.CUT_SCHEMA``): kept rows have a null reject reason.
+    files and folders, not both. ``read_cut(spark, min_epochs)`` gives one row per light curve
+    with the cut schema (``udfs.lightcurve_cuts.CUT_SCHEMA``): kept rows have a null reject
+    reason. The last item maps every spelling of a file's path that Spark may report
+    (plain, ``file:`` and ``file://`` URIs) to the name and release of its catalog.
     """
     catalogs = [p for p in inputs if is_hats_catalog(p)]
     if catalogs and len(catalogs) != len(inputs):
@@ -269,16 +357,23 @@ def lightcurve_reader(inputs: list[str]):
     if catalogs:
         files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double")
                  for c in catalogs for f in hats_partition_files(c)]  # fmt: skip
+        names = {f: input_catalog_name(c) for c in catalogs for f in hats_partition_files(c)}
 
         def read_cut(spark, min_epochs: int):
             return cut_catalog_lightcurves(read_lightcurve_catalog(spark, files), min_epochs)
     else:
         files = check_dr_files(inputs)
+        names = {f.path: input_catalog_name(f.path) for f in files}
 
         def read_cut(spark, min_epochs: int):
             return cut_lightcurves(read_dr_dataframe(spark, files), min_epochs)
 
-    return files, read_cut
+    catalog_of_file = {}
+    for path, name in names.items():
+        absolute = str(Path(path).resolve())
+        for key in (path, absolute, "file:" + absolute, "file://" + absolute):
+            catalog_of_file[key] = name
+    return files, read_cut, catalog_of_file
 
 
 def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, order: int, acc):
@@ -302,17 +397,91 @@ def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, o
     )
 
 
-def with_provenance(df, model_sha256: str, grid_name: str):
-    """Add the per-row provenance columns."""
+def processing_time_utc() -> datetime:
+    """The job's processing time, UTC (``SOURCE_DATE_EPOCH``, when set, for reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        return datetime.fromtimestamp(int(epoch), tz=UTC)
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def with_provenance(df, card, model_sha256: str, catalog_of_file: dict[str, str], when):
+    """Add the per-row provenance columns (strings, and the processing time as a timestamp)."""
     from pyspark.sql import functions as F
 
+    mapping = F.create_map(*[F.lit(x) for kv in sorted(catalog_of_file.items()) for x in kv])
     return (
-        df.withColumn(INPUT_FILE, F.element_at(F.split(F.col(SOURCE_FILE), "/"), -1))
+        df.withColumn(INPUT_CATALOG, F.element_at(mapping, F.col(SOURCE_FILE)))
+        .withColumn(INPUT_FILE, F.element_at(F.split(F.col(SOURCE_FILE), "/"), -1))
         .drop(SOURCE_FILE)
         .withColumn(VARSKY_VERSION_COLUMN, F.lit(VARSKY_VERSION))
+        .withColumn(MODEL_NAME_COLUMN, F.lit(card.name))
         .withColumn(MODEL_SHA256, F.lit(model_sha256))
-        .withColumn(DMDT_GRID, F.lit(grid_name))
+        .withColumn(DMDT_GRID, F.lit(card.grid.name))
+        .withColumn(PROCESSING_TIME, F.lit(when).cast("timestamp"))
     )
+
+
+def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, when):
+    """The varsky keys of the catalog's hats.properties: provenance and the job's arguments.
+
+    (hats writes the catalog name itself, as ``obs_collection``.)
+    """
+    return {
+        "varsky_schema_version": CLASSIFICATION_SCHEMA_VERSION,
+        "varsky_version": VARSKY_VERSION,
+        "varsky_model_name": card.name,
+        "varsky_model_sha256": model_sha256,
+        "varsky_model_dir": str(Path(config.model_dir).resolve()),
+        "varsky_dmdt_grid": card.grid.name,
+        "varsky_classes": ",".join(card.classes),
+        "varsky_input_catalogs": ",".join(sorted(set(inputs.values()))),
+        "varsky_inputs": ",".join(str(Path(p).resolve()) for p in config.inputs),
+        "varsky_processing_time_utc": when.isoformat(),
+        "varsky_job_arguments": json.dumps(config.job_arguments(), sort_keys=True),
+    }
+
+
+def write_classification_collection(classified, config: ClassifyConfig, properties):
+    """Write the catalog, its margin cache and collection.properties; return (tiles, margin rows).
+
+    Tiles are adaptive: HEALPix pixels split until they hold at most ``max_rows_per_pixel``.
+    """
+    from catalogs.hats_writer import (
+        spark_tiles,
+        write_collection_properties,
+        write_hats_spark,
+        write_margin_spark,
+    )
+
+    tiles = spark_tiles(classified, HISTOGRAM_ORDER, config.max_rows_per_pixel)
+    written = write_hats_spark(
+        classified, config.catalog_dir, config.catalog_name, tiles, RA, DEC,
+        max_rows=config.max_rows_per_pixel, extra_properties=properties,
+    )  # fmt: skip
+    margin_rows = 0
+    margin_dirs: list[str] = []
+    if len(tiles) > 1:
+        margin_props = properties
+        try:
+            margin = write_margin_spark(
+                classified, f"{config.output}/{config.margin_name}", config.margin_name, tiles,
+                config.margin_arcsec, config.catalog_name, RA, DEC, extra_properties=margin_props,
+            )  # fmt: skip
+            margin_rows = sum(n for _, _, n in margin)
+            margin_dirs = [config.margin_name]
+        except ValueError as err:
+            if "no row lies within" not in str(err):
+                raise
+    write_collection_properties(
+        config.output,
+        config.catalog_name,
+        config.catalog_name,
+        margin_dirs,
+        {"varsky_schema_version": CLASSIFICATION_SCHEMA_VERSION, "varsky_version": VARSKY_VERSION},
+    )
+    remove_spark_sidecar_files(config.output)
+    return written, margin_rows
 
 
 def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
@@ -322,7 +491,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
 
     stage_s: dict[str, float] = {}
     t = time.perf_counter()
-    files, read_cut = lightcurve_reader(list(config.inputs))
+    files, read_cut, catalog_of_file = lightcurve_reader(list(config.inputs))
     ref, card = model_ref(spark, config.model_dir, config.grid)
     prepare_output_dir(config.output, config.overwrite)
     prepare_output_dir(config.rejects, config.overwrite)
@@ -384,11 +553,14 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         config.partition_order,
         acc,
     )
-    with_provenance(classified, ref.sha256, card.grid.name).write.mode("overwrite").parquet(
-        config.output
+    when = processing_time_utc()
+    classified = with_provenance(classified, card, ref.sha256, catalog_of_file, when).persist(
+        StorageLevel.MEMORY_AND_DISK
     )
-    remove_spark_sidecar_files(config.output)
-    stage_s["inputs + network + write"] = time.perf_counter() - t
+    counts = classified.groupBy(PREDICTED_CLASS).count().collect()
+    summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
+    summary.rows_out = sum(summary.class_counts.values())
+    stage_s["inputs + network"] = time.perf_counter() - t
     summary.task_s = {
         "model load": acc["load_s"].value,
         "model inputs": acc["inputs_s"].value,
@@ -396,11 +568,20 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     }
 
     t = time.perf_counter()
-    written = spark.read.parquet(config.output).groupBy(PREDICTED_CLASS).count().collect()
-    summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in written}
-    summary.rows_out = sum(summary.class_counts.values())
+    properties = catalog_properties(config, card, ref.sha256, catalog_of_file, when)
+    summary.tiles, summary.margin_rows = write_classification_collection(
+        classified, config, properties
+    )
+    summary.margin_name = config.margin_name
+    written_rows = sum(n for _, _, n in summary.tiles)
+    classified.unpersist()
     cut.unpersist()
-    stage_s["summary"] = time.perf_counter() - t
+    stage_s["write HATS"] = time.perf_counter() - t
+    if written_rows != summary.rows_out:
+        raise RuntimeError(
+            f"wrote {written_rows} rows to {config.catalog_dir}, classified {summary.rows_out}: "
+            "a bug in varsky, please report it"
+        )
     summary.stage_s = stage_s
     if summary.rows_in != summary.rows_out + summary.rows_rejected:
         raise RuntimeError(

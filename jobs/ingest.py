@@ -25,7 +25,7 @@ from catalogs.detection_tables import (
 )
 from catalogs.errors import InputError
 from catalogs.hats_tiles import Tiles
-from catalogs.healpix import healpix_29, tile_shift_bits
+from catalogs.healpix import healpix_29
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.schema import (
     DEFAULT_RADIUS_ARCSEC,
@@ -287,18 +287,6 @@ def read_reference_sources(spark, paths: tuple[str, ...]):
 # --- tiles -------------------------------------------------------------------------------------
 
 
-def cut_tiles(df, order: int, max_rows: int) -> Tiles:
-    """Adaptive tiles of at most ``max_rows`` rows of ``df`` (hats-import's rule)."""
-    from pyspark.sql import functions as F
-
-    pixel = F.shiftright(F.col(HEALPIX_COLUMN), tile_shift_bits(order)).alias("pixel")
-    rows = df.select(pixel).groupBy("pixel").count().collect()
-    counts = np.zeros(12 * 4**order, dtype=np.int64)
-    for r in rows:
-        counts[r["pixel"]] = r["count"]
-    return Tiles.from_counts(counts, order, max_rows)
-
-
 def with_tiles(df, tiles: Tiles, margin_arcsec: float | None):
     """Add the tile of each row and, with a margin, copies of rows near a tile's edge."""
     from pyspark.sql import types as T
@@ -447,7 +435,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from catalogs.hats_writer import write_hats_spark
+    from catalogs.hats_writer import spark_tiles, write_hats_spark
 
     summary = IngestSummary(config.input_format, output=config.output, rejects=config.rejects)
     stage_s = summary.stage_s
@@ -467,7 +455,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     log(f"varsky ingest: {summary.n_files} file(s), {summary.rows_in:,} rows, {n_good:,} good")
 
     t = time.perf_counter()
-    tiles = cut_tiles(good, config.histogram_order, config.work_rows)
+    tiles = spark_tiles(good, config.histogram_order, config.work_rows)
     summary.work_tiles = len(tiles)
     summary.tiles = tiles
     unmatched = None
@@ -539,7 +527,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     stage_s["light curves"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    out_tiles = cut_tiles(lcs, config.histogram_order, config.max_rows_per_pixel)
+    out_tiles = spark_tiles(lcs, config.histogram_order, config.max_rows_per_pixel)
     catalog = lcs.drop("duplicate_detids")
     written = write_hats_spark(
         catalog, config.output, config.catalog_name, out_tiles, "ra", "dec",

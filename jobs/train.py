@@ -120,7 +120,7 @@ class TrainConfig:
     """
 
     output: Path
-    objects_per_class: int = 1500
+    objects_per_class: int = 4000
     max_epochs: int = 60
     seed: int = 42
     grid_name: str = "mahabal2017"
@@ -581,7 +581,7 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
 
     assert config.labels is not None
     labels = read_labels(config.labels)
-    files, read_cut = lightcurve_reader(list(config.inputs))
+    files, read_cut, _ = lightcurve_reader(list(config.inputs))
     log(f"[train] {labels.num_rows} labels; light curves from {len(files)} file(s)")
     cut = read_cut(spark, config.min_epochs)
     label_df = spark.createDataFrame(labels.to_pandas())
@@ -711,7 +711,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     order = list(shapes)
 
     def pick(mask):
-        return [arrays[k][mask] for k in order]
+        return {k: arrays[k][mask] for k in order}
 
     log(f"[train] training {model.count_params()} parameters, up to {config.max_epochs} epochs")
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from standalone_cluster import StandaloneCluster
 
+from catalogs.dr_lightcurves import hats_partition_files
 from catalogs.errors import InputError
 from catalogs.healpix import healpix_29
 from catalogs.provenance import VARSKY_VERSION, file_sha256
@@ -20,6 +21,12 @@ from jobs.cli import build_parser, main
 from udfs.classifier import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def read_classification(out: Path) -> pa.Table:
+    """Every row of the classification catalog in a classify output collection."""
+    files = hats_partition_files(str(out / "varsky_classification"))
+    return pa.concat_tables([pq.read_table(f) for f in files])
 
 
 def _config(inputs, out: Path, model_dir, **kw) -> ClassifyConfig:
@@ -47,7 +54,7 @@ def _good_objects(sample_file, min_epochs=20) -> set[int]:
 def local_run(spark, sample_file, model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "classified"
     summary = run_classify(spark, _config([sample_file], out, model_dir), log=lambda *_: None)
-    return summary, out, pq.read_table(out)
+    return summary, out, read_classification(out)
 
 
 def test_every_good_object_is_classified_exactly_once(local_run, sample_file):
@@ -88,7 +95,11 @@ def test_output_schema_probabilities_and_provenance(local_run, model_dir):
     sha = file_sha256(model_dir / "model.keras")
     assert set(table.column("model_sha256").to_pylist()) == {sha}
     assert set(table.column("dmdt_grid").to_pylist()) == {"mahabal2017"}
+    assert set(table.column("model_name").to_pylist()) == {"varsky_dmdt_cnn"}
     assert set(table.column("input_file").to_pylist()) == {"ztf_000250_zg_c01_q1_dr5.parquet"}
+    assert set(table.column("input_catalog").to_pylist()) == {"ZTF DR5"}
+    assert schema.field("processing_time_utc").type == pa.timestamp("us", tz="UTC")
+    assert table.column("processing_time_utc").unique().length() == 1
     hp = healpix_29(table.column("ra").to_numpy(), table.column("dec").to_numpy())
     np.testing.assert_array_equal(table.column("_healpix_29").to_numpy(), hp)
     assert table.column("n_good_g").to_numpy().min() >= 20
@@ -98,8 +109,10 @@ def test_output_schema_probabilities_and_provenance(local_run, model_dir):
 def test_no_spark_sidecar_files(local_run):
     _, out, _ = local_run
     for d in (out, Path(str(out) + "_rejects")):
-        names = [p.name for p in d.rglob("*")]
-        assert names and all(n.endswith(".parquet") for n in names), names
+        names = [p.name for p in d.rglob("*") if p.is_file()]
+        assert names and not [n for n in names if n.endswith(".crc") or n.startswith("_SUCC")]
+    rejects = [p.name for p in Path(str(out) + "_rejects").rglob("*") if p.is_file()]
+    assert all(n.endswith(".parquet") for n in rejects), rejects
 
 
 def test_bad_rows_are_rejected_and_counts_add_up(spark, sample_file, model_dir, tmp_path):
@@ -172,8 +185,9 @@ def test_spark_submit_on_standalone_cluster_equals_local(local_run, sample_file,
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "classified  1,363 objects" in result.stdout
-    cluster_table = pq.read_table(out)
+    cluster_table = read_classification(out)
     assert cluster_table.schema == local_table.schema
-    a = local_table.sort_by("objectid").to_pydict()
-    b = cluster_table.sort_by("objectid").to_pydict()
+    # Everything but the processing time is the same.
+    a = local_table.drop_columns(["processing_time_utc"]).sort_by("objectid").to_pydict()
+    b = cluster_table.drop_columns(["processing_time_utc"]).sort_by("objectid").to_pydict()
     assert a == b

@@ -190,11 +190,13 @@ def test_classify_reads_the_ingest_catalog_like_the_dr_file(
             rejects=str(out) + "_rejects", model_dir=str(model_dir),
         )  # fmt: skip
         run_classify(spark, config, log=lambda *_: None)
-        outputs[name] = pq.read_table(out).sort_by("objectid")
+        outputs[name] = lsdb.open_catalog(out).compute().sort_values("objectid")
     a, b = outputs["from_hats"], outputs["from_dr"]
-    assert a.num_rows == b.num_rows == 1363
+    assert len(a) == len(b) == 1363
     for column in ("objectid", "n_good", "n_good_g", "p_constant", "p_rrab", "predicted_class"):
-        assert a.column(column).equals(b.column(column)), column
+        assert a[column].tolist() == b[column].tolist(), column
+    assert set(a["input_catalog"]) == {"varsky_lightcurves"}  # the ingest catalog's name
+    assert set(b["input_catalog"]) == {"ZTF DR5"}
 
 
 def test_hats_input_in_irsa_layout(spark, sample_file, tmp_path):

@@ -46,6 +46,12 @@ def test_band_offsets_do_not_count_as_variability():
     mag = 16 + 0.8 * channel + rng.normal(0, 0.03, t.size)
     f = _one(t, mag, np.full(t.size, 0.03), channel)
     assert abs(f["log_chi2"]) < 0.1
+    assert f["colour_gr_mag"] == pytest.approx(-0.8, abs=0.01) and f["has_gr"] == 1.0
+    assert f["has_ri"] == 0.0 and f["colour_ri_mag"] == 0.0
+    # A pulsator varying half as much in r as in g.
+    wave = np.sin(2 * np.pi * t / 7.3)
+    g = _one(t, 16 + np.where(channel == 0, 0.4, 0.2) * wave, np.full(t.size, 0.01), channel)
+    assert g["log_amplitude_ratio_rg"] == pytest.approx(np.log10(0.5), abs=0.05)
 
 
 def test_shapes_and_errors():

@@ -619,12 +619,14 @@ class Classifier:
         out = np.empty((n_objects, len(self.classes)), dtype=np.float32)
         for lo in range(0, n_objects, batch_size):
             n = min(batch_size, n_objects - lo)
-            batch = []
+            batch = {}
             for key in self._input_names:
                 part = arrays[key][lo : lo + n]
                 if n < batch_size:
                     pad = np.zeros((batch_size - n, *part.shape[1:]), dtype=part.dtype)
                     part = np.concatenate([part, pad])
-                batch.append(part)
-            out[lo : lo + n] = np.asarray(self._model.predict_on_batch(batch))[:n]
+                batch[key] = part
+            # A bare array for a one-input model: Keras wants the structure the model has.
+            data = batch if len(batch) > 1 else batch[self._input_names[0]]
+            out[lo : lo + n] = np.asarray(self._model.predict_on_batch(data))[:n]
         return out

@@ -20,13 +20,19 @@ Features (columns of the output, in this order; see :data:`FEATURE_NAMES`):
 - ``bright_tail``, ``faint_tail``: largest brightening / fading over the robust spread, log10(1 +
   x).
 - ``log_epochs``, ``log_baseline_days``: log10 of the number of epochs and of the time span, days.
+- ``colour_gr_mag``, ``colour_ri_mag``: differences of the band medians, mag (observed, not
+  dereddened), 0 where a band is missing; ``has_gr``, ``has_ri`` say whether both bands are
+  there (at least 3 epochs each).
+- ``log_amplitude_ratio_rg``, ``log_amplitude_ratio_ir``: log10 of the ratio of the bands' 5-95
+  percentile ranges (pulsators vary less in redder bands; eclipses are nearly grey), 0 where a
+  band is missing.
 
 Example
 -------
 >>> t = np.arange(50.0); mag = 15 + 0.01 * np.random.default_rng(0).standard_normal(50)
 >>> f = lightcurve_features(t, mag, np.full(50, 0.01), np.zeros(50, np.int8), np.array([0, 50]), 3)
 >>> f.shape
-(1, 12)
+(1, 18)
 """
 
 from __future__ import annotations
@@ -48,6 +54,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "faint_tail",
     "log_epochs",
     "log_baseline_days",
+    "colour_gr_mag",
+    "colour_ri_mag",
+    "has_gr",
+    "has_ri",
+    "log_amplitude_ratio_rg",
+    "log_amplitude_ratio_ir",
 )
 N_FEATURES = len(FEATURE_NAMES)
 
@@ -60,6 +72,9 @@ def _one_lightcurve(t, mag, err, channel, n_channels, out):
     resid = np.zeros(n)
     von_num = 0.0
     von_den = 0.0
+    band_median = np.zeros(n_channels)
+    band_range = np.zeros(n_channels)
+    band_ok = np.zeros(n_channels, np.bool_)
     for c in range(n_channels):
         idx = np.flatnonzero(channel == c)
         if idx.size == 0:
@@ -67,6 +82,10 @@ def _one_lightcurve(t, mag, err, channel, n_channels, out):
         order = idx[np.argsort(t[idx])]
         m = mag[order]
         median = np.median(m)
+        if idx.size >= 3:
+            band_ok[c] = True
+            band_median[c] = median
+            band_range[c] = max(np.quantile(m, 0.95) - np.quantile(m, 0.05), 1e-3)
         for j in range(order.size):
             resid[order[j]] = m[j] - median
         if order.size >= 3:
@@ -114,6 +133,12 @@ def _one_lightcurve(t, mag, err, channel, n_channels, out):
     out[9] = np.log10(1.0 + max(resid.max(), 0.0) / spread)
     out[10] = np.log10(n)
     out[11] = np.log10(max(t.max() - t.min(), 1e-3))
+    # Bands 0, 1, 2 are g, r, i (catalogs.schema.BAND_NAMES).
+    for j, (blue, red) in enumerate(((0, 1), (1, 2))):
+        if red < n_channels and band_ok[blue] and band_ok[red]:
+            out[12 + j] = band_median[blue] - band_median[red]
+            out[14 + j] = 1.0
+            out[16 + j] = np.log10(band_range[red] / band_range[blue])
 
 
 @nb.njit(cache=True, parallel=True)

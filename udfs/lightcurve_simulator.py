@@ -69,6 +69,11 @@ _CALIBRATION_SCATTER_MAG = (0.0, 0.02)
 #: puts a sinusoid's rms at 1.4 magerr, a reduced chi-square near 3: beyond the scatter of
 #: constant stars with underestimated errors.
 _DETECTION_AMPLITUDE_OVER_ERROR = 4.0
+#: And its own light curve shows it: at least this many epochs whose noiseless magnitude lies
+#: more than this many of their magerr from the band's median level (an Algol with no epoch in
+#: eclipse, a dwarf nova never seen in outburst, is drawn again: nobody would have labelled it).
+_VISIBLE_EPOCHS = 3
+_VISIBLE_SIGMA = 3.0
 
 _DAYS_PER_YEAR = 365.25
 _MINUTES_PER_DAY = 1440.0
@@ -599,8 +604,8 @@ def _flare(rng: np.random.Generator, ep: _Epochs) -> _ClassDraw:
     delta = np.empty(ep.t.size)
     for k, s in ep.objects():
         t = ep.t[s]
-        # Flares are rare: place 1-4 of them just before observed epochs so that they are seen.
-        n_flares = rng.integers(1, 5)
+        # Flares are rare: place 2-6 of them just before observed epochs so that they are seen.
+        n_flares = rng.integers(2, 7)
         decay_days = _loguniform(rng, 10.0, 180.0, n_flares) / _MINUTES_PER_DAY
         seen = t[rng.choice(t.size, n_flares, replace=False)]
         peak = seen - rng.uniform(0.0, 0.5, n_flares) * decay_days
@@ -736,6 +741,56 @@ def _simulate_class(
     }
 
 
+_PER_OBJECT_KEYS = (
+    "n_epochs", "labels", "period_days", "amplitude_mag", "mean_mag", "real_cadence",
+)  # fmt: skip
+
+
+def _visible(part: dict[str, np.ndarray]) -> npt.NDArray[np.bool_]:
+    """Objects whose light curve shows their variability (see ``_VISIBLE_EPOCHS``)."""
+    offsets = np.concatenate([[0], np.cumsum(part["n_epochs"])])
+    obj = np.repeat(np.arange(part["n_epochs"].size), part["n_epochs"])
+    ch = part["channel"].astype(np.int64)
+    model = part["mag_model"].astype(np.float64)
+    # The band's median model level, per object and band.
+    key = obj * _N_BANDS + ch
+    order = np.lexsort((model, key))
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    ends = np.r_[starts[1:], sorted_key.size]
+    medians = np.empty(key.max() + 1 if key.size else 0)
+    medians[sorted_key[starts]] = model[order][(starts + ends - 1) // 2]
+    deviant = np.abs(model - medians[key]) > _VISIBLE_SIGMA * part["magerr"]
+    counts = np.add.reduceat(deviant.astype(np.int64), offsets[:-1]) if obj.size else obj
+    return counts >= _VISIBLE_EPOCHS
+
+
+def _select(part: dict[str, np.ndarray], keep: npt.NDArray[np.bool_]) -> dict[str, np.ndarray]:
+    epochs = np.repeat(keep, part["n_epochs"])
+    return {k: v[keep] if k in _PER_OBJECT_KEYS else v[epochs] for k, v in part.items()}
+
+
+def _simulate_visible_class(
+    rng: np.random.Generator,
+    class_name: str,
+    n_objects: int,
+    real: tuple[FloatArray, ...],
+    real_fraction: float,
+    max_epochs: int,
+) -> dict[str, np.ndarray]:
+    """``n_objects`` light curves of a class; a variable is redrawn until its epochs show it."""
+    parts, found = [], 0
+    for _ in range(50):
+        part = _simulate_class(rng, class_name, n_objects, real, real_fraction, max_epochs)
+        keep = np.ones(n_objects, bool) if class_name == "constant" else _visible(part)
+        keep &= np.cumsum(keep) <= n_objects - found
+        parts.append(_select(part, keep))
+        found += int(keep.sum())
+        if found == n_objects:
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    raise RuntimeError(f"simulator: too few {class_name} light curves show their variability")
+
+
 def simulate_lightcurves(
     n_per_class: int,
     seed: int,
@@ -784,7 +839,7 @@ def simulate_lightcurves(
         )
     real = load_dr_cadences(cadence_sample_path) if cadence_sample_path is not None else ()
     parts = [
-        _simulate_class(
+        _simulate_visible_class(
             np.random.default_rng([seed, CLASS_NAMES.index(name)]),
             name,
             n_per_class,

@@ -70,11 +70,11 @@ class PeriodogramGrid:
         baselines), which bounds the cost.
     """
 
-    min_period_days: float = 0.1
+    min_period_days: float = 0.05
     max_period_days: float = 1000.0
     n_bins: int = 64
     oversampling: float = 2.0
-    max_frequencies: int = 12000
+    max_frequencies: int = 20000
 
     def __post_init__(self) -> None:
         if not 0 < self.min_period_days < self.max_period_days:
