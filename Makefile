@@ -15,7 +15,7 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
 .PHONY: setup java test lint format demo model clean help
 
 help:
-	@echo "make demo    build the environment, classify the bundled ZTF DR5 sample, print a summary"
+	@echo "make demo    build the environment, classify the bundled ZTF DR5 sample, write its report"
 	@echo "make test    build the environment, lint, run the whole test suite"
 	@echo "make setup   create or update the environment (.venv) from uv.lock"
 	@echo "make model   retrain the shipped model into models/varsky_dmdt_cnn"
@@ -53,6 +53,7 @@ test: lint
 
 demo: setup
 	$(VENV)/bin/varsky classify --input data/sample --output demo_output/classified --overwrite
+	$(VENV)/bin/varsky report demo_output/classified
 
 model: setup
 	$(VENV)/bin/varsky train --output models/varsky_dmdt_cnn

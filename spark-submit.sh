@@ -5,7 +5,7 @@
 #   ./spark-submit.sh classify --input data/sample --output out            # local[*]
 #   ./spark-submit.sh --master spark://host:7077 --executor-memory 4g classify --input ... --output ...
 #
-# What it does: zips jobs/, udfs/ and catalogs/ into build/varsky-pyfiles.zip for --py-files, ships
+# What it does: zips jobs/, udfs/, catalogs/ and reports/ into build/varsky-pyfiles.zip for --py-files, ships
 # the model (model.keras and model_card.json of the job's --model, default the shipped model) with
 # --files, defaults to --master local[*], and sets Arrow on, Python worker reuse and the Python of
 # the driver and executors. Every other option goes to spark-submit untouched; yours win over ours.
@@ -70,7 +70,7 @@ pyfiles=$here/build/varsky-pyfiles.zip
 import sys, zipfile
 from pathlib import Path
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
-    for package in ("jobs", "udfs", "catalogs"):
+    for package in ("jobs", "udfs", "catalogs", "reports"):
         for path in sorted(Path(package).rglob("*.py")):
             z.write(path, path.as_posix())
 PY

@@ -18,6 +18,10 @@ JOBS: dict[str, tuple[str, str]] = {
     "train": ("jobs.train", "train the dm-dt CNN on simulated labelled light curves"),
     "simulate": ("jobs.simulate", "write a synthetic ZTF sky in the real formats, with its truth"),
     "ingest": ("jobs.ingest", "survey catalogs to a HATS light-curve catalog of sky objects"),
+    "report": (
+        "jobs.report",
+        "summary tables, figures and an HTML page of a classification catalog",
+    ),
 }
 
 

@@ -120,7 +120,7 @@ class TrainConfig:
     """
 
     output: Path
-    objects_per_class: int = 4000
+    objects_per_class: int = 5000
     max_epochs: int = 60
     seed: int = 42
     grid_name: str = "mahabal2017"
@@ -607,8 +607,6 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
 
 def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     """Build the training set with Spark, train, evaluate and write the model directory."""
-    from pyspark.sql import functions as F
-
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     configure_tensorflow_threads(config.threads)
@@ -645,9 +643,9 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
                 f"{classes[int(counts.argmin())]!r} has {int(counts.min())}"
             )
         split = split_table(ids, class_of, config)
-        split_df = spark.createDataFrame(
-            pa.table({DRColumn.OBJECTID: ids, SPLIT: split}).to_pandas()
-        ).withColumn(SPLIT, F.col(SPLIT).cast("byte"))
+        # Through a file, not createDataFrame: the table can be large for one task.
+        pq.write_table(pa.table({DRColumn.OBJECTID: ids, SPLIT: split}), workdir / "split.parquet")
+        split_df = spark.read.parquet(str(workdir / "split.parquet"))
         lightcurves = lightcurves.join(split_df, DRColumn.OBJECTID)
         seconds["light curves"] = time.perf_counter() - t0
         log(

@@ -50,20 +50,35 @@ _MAGERR_RELATION_ERR_MAG = np.array([0.016, 0.016, 0.021, 0.035, 0.075, 0.138, 0
 #: Lognormal scatter (natural-log sigma) of an epoch's magerr about the median relation.
 _MAGERR_LOG_SCATTER = 0.2
 
+#: Slope of the star counts, d log10 N / dm (mag^-1), at high Galactic latitude around 18-20 mag.
+_NUMBER_COUNT_SLOPE = 0.25
 #: Range of reference g magnitudes, and the limits the noiseless g model must stay within.
 _MEAN_MAG_RANGE = (14.0, 20.5)
 _BRIGHTEST_MAG = 12.5
 _FAINTEST_MAG = 21.0
 
-#: Outliers, as in the DR5 sample (1.7% of catflags == 0 epochs lie beyond 5 sigma): each object
-#: gets a fraction of its epochs (log-uniform in this range) displaced by 3-15 times their magerr.
-_OUTLIER_FRACTION = (0.002, 0.04)
+#: Outliers: each object gets a fraction of its epochs (log-uniform in this range) displaced by
+#: 3-15 times their magerr, either way (DR5: at most 1% of a star's epochs 3 sigma fainter for 90%
+#: of stars; the bright side is the wing below).
+_OUTLIER_FRACTION = (0.0005, 0.01)
 _OUTLIER_SIGMA = (3.0, 15.0)
+#: A bright wing: a fraction of each object's epochs (log-uniform in this range) are brighter by
+#: |N(0, this many magerr)|. In the DR5 sample the median star at 18-21 mag has 2.4-2.9% of its
+#: epochs more than 3 robust sigma brighter than its median (90th percentile 6-9%) and almost
+#: none 3 sigma fainter; Gaussian noise and symmetric outliers give a third of that.
+_BRIGHT_WING_FRACTION = (0.01, 0.4)
+_BRIGHT_WING_SIGMA = 3.0
 #: Per-object factor on the reported errors (real errors are somewhat underestimated: the
 #: sample's median reduced chi-square about the median is 1.6) and extra per-epoch scatter from
 #: calibration, mag.
 _ERROR_SCALE = (0.9, 1.4)
 _CALIBRATION_SCATTER_MAG = (0.0, 0.02)
+#: Each epoch's limiting magnitude (mean, sigma; mag): fainter measurements are not detected and
+#: are missing from the light curve, as in ZTF's. This truncates the faint side of faint stars'
+#: light curves: in the DR5 sample, stars at 19-20.5 mag have 3% of epochs 3 sigma brighter
+#: than their median and none 3 sigma fainter, and their faintest epochs reach 20.6-21 mag.
+_LIMITING_MAG = (20.8, 0.35)
+
 #: A labelled variable star is one whose variability was detected: its amplitude is at least this
 #: many times the median magerr at its mean magnitude (the object is made bright enough). Four
 #: puts a sinusoid's rms at 1.4 magerr, a reduced chi-square near 3: beyond the scatter of
@@ -671,6 +686,20 @@ def median_magerr(mag: npt.ArrayLike) -> FloatArray:
     return np.interp(mag, _MAGERR_RELATION_MAG, _MAGERR_RELATION_ERR_MAG)
 
 
+def _number_count_magnitudes(
+    rng: np.random.Generator, lo: FloatArray, hi: FloatArray
+) -> FloatArray:
+    """Magnitudes in [lo, hi] (mag) drawn as star counts grow, p(m) ~ 10**(slope * m).
+
+    Faint stars outnumber bright ones; the classifier must see noisy faint light curves as
+    often as the sky has them.
+    """
+    k = _NUMBER_COUNT_SLOPE * np.log(10.0)
+    u = rng.random(np.shape(lo))
+    span = np.asarray(hi) - np.asarray(lo)
+    return lo + np.log1p(u * np.expm1(k * span)) / k
+
+
 def detection_limit_mag(amplitude_mag: npt.ArrayLike) -> FloatArray:
     """Faintest mean magnitude (mag) at which a variable of this amplitude counts as detected.
 
@@ -707,7 +736,7 @@ def _simulate_class(
     if class_name != "constant":
         hi = np.minimum(hi, detection_limit_mag(draw.amplitude_mag))
     hi = np.maximum(hi, lo)
-    mean_g = rng.uniform(lo, hi)
+    mean_g = _number_count_magnitudes(rng, lo, hi)
     colour_gr = rng.uniform(*draw.colour_gr_mag, n_objects)
     colour_ri = colour_gr * rng.uniform(0.3, 0.6, n_objects)
     levels = np.stack([mean_g, mean_g - colour_gr, mean_g - colour_gr - colour_ri], axis=1)
@@ -726,12 +755,16 @@ def _simulate_class(
         * rng.uniform(*_OUTLIER_SIGMA, outlier.sum())
         * rng.choice((-1.0, 1.0), outlier.sum())
     )
+    wing = rng.random(t.size) < _loguniform(rng, *_BRIGHT_WING_FRACTION, n_objects)[obj]
+    mag[wing] -= magerr[wing] * np.abs(rng.normal(0.0, _BRIGHT_WING_SIGMA, wing.sum()))
+    detected = mag < rng.normal(*_LIMITING_MAG, t.size)
+    t, ch, mag, magerr, model, obj = (a[detected] for a in (t, ch, mag, magerr, model, obj))
     return {
         "t_hmjd": t,
         "mag": mag.astype(np.float32),
         "magerr": magerr.astype(np.float32),
         "channel": ch.astype(np.int8),
-        "n_epochs": np.diff(offsets),
+        "n_epochs": np.bincount(obj, minlength=n_objects),
         "labels": np.full(n_objects, CLASS_NAMES.index(class_name), dtype=np.int16),
         "period_days": draw.period_days.astype(np.float64),
         "amplitude_mag": draw.amplitude_mag.astype(np.float64),
@@ -783,6 +816,8 @@ def _simulate_visible_class(
     for _ in range(50):
         part = _simulate_class(rng, class_name, n_objects, real, real_fraction, max_epochs)
         keep = np.ones(n_objects, bool) if class_name == "constant" else _visible(part)
+        # Faint epochs are lost below the limiting magnitude: keep classifiable light curves.
+        keep &= part["n_epochs"] >= DEFAULT_MIN_EPOCHS
         keep &= np.cumsum(keep) <= n_objects - found
         parts.append(_select(part, keep))
         found += int(keep.sum())
