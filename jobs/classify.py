@@ -39,6 +39,7 @@ from catalogs.healpix import tile_shift_bits
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
+    BAND,
     CLASSIFICATION_SCHEMA_VERSION,
     DEC,
     DEFAULT_MIN_EPOCHS,
@@ -71,6 +72,10 @@ DEFAULT_CATALOG_NAME = "varsky_classification"
 DEFAULT_MAX_ROWS_PER_PIXEL = 500_000
 #: Width of the margin cache, arcsec: pairs closer than this across a tile edge are found.
 DEFAULT_MARGIN_ARCSEC = 10.0
+#: An exposure of a DR file is bad when more than this fraction of its stars deviate by 3 sigma
+#: (a good one has about 1%), among at least this many stars (udfs.bad_exposures).
+DEFAULT_BAD_EXPOSURE_FRACTION = 0.05
+DEFAULT_BAD_EXPOSURE_MIN_STARS = 30
 #: HEALPix order of the histogram the output tiles are cut from.
 HISTOGRAM_ORDER = 10
 
@@ -93,6 +98,8 @@ class ClassifyConfig:
     catalog_name: str = DEFAULT_CATALOG_NAME
     max_rows_per_pixel: int = DEFAULT_MAX_ROWS_PER_PIXEL
     margin_arcsec: float = DEFAULT_MARGIN_ARCSEC
+    bad_exposure_fraction: float = DEFAULT_BAD_EXPOSURE_FRACTION
+    bad_exposure_min_stars: int = DEFAULT_BAD_EXPOSURE_MIN_STARS
 
     @property
     def catalog_dir(self) -> str:
@@ -118,6 +125,8 @@ class ClassifyConfig:
             "catalog_name": self.catalog_name,
             "max_rows_per_pixel": self.max_rows_per_pixel,
             "margin_arcsec": self.margin_arcsec,
+            "bad_exposure_fraction": self.bad_exposure_fraction,
+            "bad_exposure_min_stars": self.bad_exposure_min_stars,
         }
 
 
@@ -143,6 +152,11 @@ class ClassifySummary:
     tiles: list[tuple[int, int, int]] = field(default_factory=list)
     margin_rows: int = 0
     margin_name: str = ""
+    exposures_checked: int = 0
+    exposures_flagged: int = 0
+    epochs_bad_exposure: int = 0
+    bad_exposure_note: str = ""
+    bad_exposure_fraction: float = DEFAULT_BAD_EXPOSURE_FRACTION
 
     @property
     def rows_rejected(self) -> int:
@@ -163,6 +177,15 @@ class ClassifySummary:
             f"+ {self.epochs_nonfinite:,} cut as non-finite; "
             f"{self.epochs_used:,} good epochs in classified objects"
         )
+        if self.bad_exposure_note:
+            lines.append(f"  exposures   {self.bad_exposure_note}")
+        else:
+            lines.append(
+                f"  exposures   {self.exposures_flagged} of {self.exposures_checked} exposures "
+                f"flagged bad (>{self.bad_exposure_fraction:.0%} of their stars 3 sigma off); "
+                f"{self.epochs_bad_exposure:,} "
+                "epochs removed from classified objects"
+            )
         lines.append(f"  rejected    {self.rows_rejected:,} rows -> {self.rejects}")
         for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"                {reason:<24} {n:,}")
@@ -241,6 +264,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--margin-arcsec", type=float, default=DEFAULT_MARGIN_ARCSEC, metavar="ARCSEC",
         help="width of the margin cache beside each tile, arcsec (default %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--bad-exposure-fraction", type=float, default=DEFAULT_BAD_EXPOSURE_FRACTION,
+        metavar="F",
+        help="drop the epochs of exposures where more than F of the stars deviate by 3 sigma "
+        "(DR input; 0 turns the cut off; default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bad-exposure-min-stars", type=int, default=DEFAULT_BAD_EXPOSURE_MIN_STARS, metavar="N",
+        help="judge only exposures with at least N stars (default %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--master", help="Spark master when run in-process (default local[*]; "
@@ -276,6 +309,8 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         catalog_name=args.catalog_name,
         max_rows_per_pixel=args.max_rows_per_pixel,
         margin_arcsec=args.margin_arcsec,
+        bad_exposure_fraction=args.bad_exposure_fraction,
+        bad_exposure_min_stars=args.bad_exposure_min_stars,
     )
 
 
@@ -442,6 +477,51 @@ def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, 
     }
 
 
+def bad_exposure_cut(kept, min_stars: int, max_fraction: float, min_epochs: int, removed):
+    """Find bad exposures across the stars of each DR file; drop their epochs.
+
+    Returns the cut DataFrame (same schema; lazily evaluated), the number of exposures judged
+    and the number flagged. ``removed`` (an accumulator) receives the epochs dropped.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from udfs.bad_exposures import (
+        DEVIANT,
+        DEVIATION_SCHEMA,
+        EXPOSURE,
+        exposure_deviations,
+        flagged_from_counts,
+        remove_epochs,
+    )
+
+    def deviations(batches):
+        for batch in batches:
+            yield exposure_deviations(batch)
+
+    rows = (
+        kept.select(SOURCE_FILE, LIGHTCURVE)
+        .mapInArrow(deviations, from_arrow_schema(DEVIATION_SCHEMA))
+        .groupBy(SOURCE_FILE, BAND, EXPOSURE)
+        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col(DEVIANT).cast("int")).alias("d"))
+        .where(F.col("n") >= min_stars)
+        .collect()
+    )
+    flagged = flagged_from_counts(
+        [r[SOURCE_FILE] for r in rows], [r[BAND] for r in rows], [r[EXPOSURE] for r in rows],
+        [r["n"] for r in rows], [r["d"] for r in rows], min_stars, max_fraction,
+    )  # fmt: skip
+
+    def cut(batches):
+        for batch in batches:
+            out, n = remove_epochs(batch, flagged, min_epochs)
+            removed.add(n)
+            yield out
+
+    n_flagged = sum(len(v) for v in flagged.values())
+    return kept.mapInArrow(cut, kept.schema), len(rows), n_flagged
+
+
 def write_classification_collection(classified, config: ClassifyConfig, properties):
     """Write the catalog, its margin cache and collection.properties; return (tiles, margin rows).
 
@@ -544,8 +624,23 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
     )
+    kept_rows = cut.where(F.col(REJECT_REASON).isNull())
+    removed = spark.sparkContext.accumulator(0)
+    summary.bad_exposure_fraction = config.bad_exposure_fraction
+    if any(is_hats_catalog(p) for p in config.inputs):
+        summary.bad_exposure_note = "no exposure-level cut on HATS input (no exposure keys)"
+    elif config.bad_exposure_fraction <= 0:
+        summary.bad_exposure_note = "exposure-level cut off (--bad-exposure-fraction 0)"
+    else:
+        kept_rows, summary.exposures_checked, summary.exposures_flagged = bad_exposure_cut(
+            kept_rows,
+            config.bad_exposure_min_stars,
+            config.bad_exposure_fraction,
+            config.min_epochs,
+            removed,
+        )
     classified = classify_lightcurves(
-        cut.where(F.col(REJECT_REASON).isNull()),
+        kept_rows,
         ref,
         card.classes,
         config.batch_size,
@@ -559,6 +654,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     )
     counts = classified.groupBy(PREDICTED_CLASS).count().collect()
     summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
+    summary.epochs_bad_exposure = removed.value
+    summary.epochs_used -= removed.value
     summary.rows_out = sum(summary.class_counts.values())
     stage_s["inputs + network"] = time.perf_counter() - t
     summary.task_s = {

@@ -76,6 +76,11 @@ def test_the_rest_is_in_the_rejects_with_a_reason(local_run, sample_file):
     assert rejects.column("source_file").to_pylist()[0].endswith(sample_file.name)
     assert summary.rows_in == 5449 == summary.rows_out + summary.rows_rejected
     assert summary.epochs_flagged == 8422  # catflags != 0 in the sample
+    # Bad exposures lose their epochs; no object is lost for it.
+    assert 10 <= summary.exposures_flagged <= 40 and summary.exposures_checked >= 80
+    assert summary.epochs_bad_exposure > 5000
+    assert summary.epochs_used == 84_360 - summary.epochs_bad_exposure
+    assert "exposures flagged bad" in summary.format()
 
 
 def test_output_schema_probabilities_and_provenance(local_run, model_dir):

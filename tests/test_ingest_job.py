@@ -188,6 +188,7 @@ def test_classify_reads_the_ingest_catalog_like_the_dr_file(
         config = ClassifyConfig(
             inputs=tuple(str(p) for p in inputs), output=str(out),
             rejects=str(out) + "_rejects", model_dir=str(model_dir),
+            bad_exposure_fraction=0.0,  # the HATS input has no exposure keys
         )  # fmt: skip
         run_classify(spark, config, log=lambda *_: None)
         outputs[name] = lsdb.open_catalog(out).compute().sort_values("objectid")
