@@ -104,7 +104,7 @@ def test_output_schema_probabilities_and_provenance(local_run, model_dir):
     assert set(table.column("input_file").to_pylist()) == {"ztf_000250_zg_c01_q1_dr5.parquet"}
     assert set(table.column("input_catalog").to_pylist()) == {"ZTF DR5"}
     assert schema.field("processing_time_utc").type == pa.timestamp("us", tz="UTC")
-    assert table.column("processing_time_utc").unique().length() == 1
+    assert len(table.column("processing_time_utc").unique()) == 1
     hp = healpix_29(table.column("ra").to_numpy(), table.column("dec").to_numpy())
     np.testing.assert_array_equal(table.column("_healpix_29").to_numpy(), hp)
     assert table.column("n_good_g").to_numpy().min() >= 20

@@ -155,8 +155,12 @@ def test_labelled_table_errors_name_file_column_and_row(tmp_path):
     with pytest.raises(InputError, match="more than once"):
         read_labels(path)
     path.write_text("objectid,label\n1,rrab\n2,\n")
-    with pytest.raises(InputError, match="null"):
+    with pytest.raises(InputError, match="row 1: label ''"):
         read_labels(path)
+    nulls = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"objectid": [1, None], "label": ["rrab", "ew"]}), nulls)
+    with pytest.raises(InputError, match="column 'objectid', row 1: null"):
+        read_labels(nulls)
     path.write_text("objectid,label\n1,rrab\n2,ew\n")
     assert read_labels(path).column("label").to_pylist() == ["rrab", "ew"]
     with pytest.raises(InputError, match="no such file"):
