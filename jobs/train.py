@@ -120,7 +120,7 @@ class TrainConfig:
     """
 
     output: Path
-    objects_per_class: int = 5000
+    objects_per_class: int = 7000
     max_epochs: int = 60
     seed: int = 42
     grid_name: str = "mahabal2017"

@@ -197,3 +197,36 @@ def test_pandas_pyarrow_spark_and_duckdb_read_the_same_rows(spark, collections, 
     assert sorted(r[0] for r in with_duckdb) == expected
     # The _metadata file indexes every row group of every file.
     assert pq.read_metadata(dataset / "_metadata").num_rows == len(expected)
+
+
+@pytest.fixture(scope="module")
+def sky_collection(spark, model_dir, tmp_path_factory):
+    """A simulated sky's DR Parquet files, classified."""
+    from catalogs.sky_simulator import SkyConfig, simulate_sky
+
+    root = tmp_path_factory.mktemp("sky_classification")
+    simulate_sky(
+        SkyConfig(n_objects=400, seed=9, ccds_per_side=1, survey_days=300.0), root / "sky", 2
+    )
+    out = root / "classified"
+    config = ClassifyConfig(
+        inputs=(str(root / "sky" / "dr_parquet"),), output=str(out), rejects=str(out) + "_r",
+        model_dir=str(model_dir), max_rows_per_pixel=60, margin_arcsec=MARGIN_ARCSEC,
+    )  # fmt: skip
+    summary = run_classify(spark, config, log=lambda *_: None)
+    files = hats_partition_files(str(out / NAME))
+    return out, summary, pa.concat_tables(pq.read_table(f) for f in files)
+
+
+def test_a_simulated_sky_gives_a_valid_catalog_lsdb_opens(sky_collection):
+    out, summary, table = sky_collection
+    assert summary.rows_out == table.num_rows > 100 and len(summary.tiles) > 2
+    assert is_valid_catalog(out / NAME, strict=True) and is_valid_collection(out, strict=True)
+    catalog = lsdb.open_catalog(out)
+    assert sorted(catalog.compute()["objectid"]) == sorted(table.column("objectid").to_pylist())
+    ra, dec = table.column("ra").to_numpy(), table.column("dec").to_numpy()
+    found = catalog.cone_search(ra[0], dec[0], 900.0).compute()
+    inside = _separation_arcsec(ra[0], dec[0], ra, dec) <= 900.0
+    assert set(found["objectid"]) == set(table.column("objectid").to_numpy()[inside])
+    matched = catalog.crossmatch(catalog, radius_arcsec=0.1, n_neighbors=1).compute()
+    assert len(matched) == table.num_rows  # every object finds itself, edges included

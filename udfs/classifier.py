@@ -496,7 +496,7 @@ def build_model(
         )(features)
         branches.append(layers.Dense(64, activation="relu", name="fdense")(f))
     x = branches[0] if len(branches) == 1 else layers.Concatenate(name="join")(branches)
-    x = layers.Dense(256, activation="relu", name="dense1")(x)
+    x = layers.Dense(128, activation="relu", name="dense1")(x)
     x = layers.Dropout(0.25, name="drop2")(x)
     x = layers.Dense(128, activation="relu", name="dense2")(x)
     outputs = layers.Dense(n_classes, activation="sigmoid", name="class_probability")(x)
