@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import re
 import time
@@ -54,6 +55,7 @@ from catalogs.schema import (
     PREDICTED_CLASS,
     PREDICTED_SCORE,
     RA,
+    REJECT_REASON,
     SOURCE_FILE,
     SOURCE_ROW,
     VARSKY_VERSION_COLUMN,
@@ -524,11 +526,40 @@ def _cut_rows(table: pa.Table, path: str, ingest_catalog: bool) -> pa.RecordBatc
     return apply_quality_cuts(table.combine_chunks().to_batches()[0], 0)
 
 
+def _without_bad_exposures(
+    batch: pa.RecordBatch, path: str, fraction: float, min_stars: int, min_epochs: int
+) -> pa.RecordBatch:
+    """``batch`` (rows of the DR file ``path``) after classify's exposure-level cut."""
+    from udfs.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
+    from udfs.lightcurve_cuts import apply_quality_cuts
+
+    whole = pq.read_table(path)
+    whole = whole.append_column(SOURCE_FILE, pa.array([path] * whole.num_rows, pa.string()))
+    whole = whole.append_column(SOURCE_ROW, pa.array(np.arange(whole.num_rows, dtype=np.int64)))
+    cut = apply_quality_cuts(whole.combine_chunks().to_batches()[0], min_epochs)
+    kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
+    flagged = flag_exposures(
+        pa.Table.from_batches([exposure_deviations(kept)]), min_stars, fraction
+    )
+    # The flags are keyed by this file's path; the batch's rows name the same file.
+    flagged = {(path, band): keys for (_, band), keys in flagged.items()}
+    batch = batch.set_column(
+        batch.schema.get_field_index(SOURCE_FILE),
+        SOURCE_FILE,
+        pa.array([path] * batch.num_rows, pa.string()),
+    )
+    out, _ = remove_epochs(batch, flagged, min_epochs)
+    return out
+
+
 def fetch_lightcurves(
     objectids: npt.ArrayLike,
     lightcurve_paths: Sequence[str | Path],
     input_files: Sequence[str] | None = None,
     healpix29: npt.ArrayLike | None = None,
+    bad_exposure_fraction: float = 0.0,
+    bad_exposure_min_stars: int = 30,
+    min_epochs: int = 20,
 ) -> pa.Table:
     """The light curves of catalog objects, read from the light-curve files they came from.
 
@@ -544,6 +575,9 @@ def fetch_lightcurves(
         DR files are not opened, unless none of the files has such a name.
     healpix29 : int64 array, optional
         The objects' ``_healpix_29``: only the HATS tiles holding them are opened.
+    bad_exposure_fraction, bad_exposure_min_stars, min_epochs : optional
+        classify's exposure-level cut (``udfs.bad_exposures``), redone on each whole DR file so
+        that the light curves are the ones classify used; a fraction of 0 skips it.
 
     Returns
     -------
@@ -577,7 +611,12 @@ def fetch_lightcurves(
             continue
         if ingest is None:  # a HATS catalog: varsky's light curves have n_epochs, IRSA's not
             ingest = "n_epochs" in rows.column_names
-        batches.append(_cut_rows(rows, path, ingest))
+        batch = _cut_rows(rows, path, ingest)
+        if not ingest and bad_exposure_fraction > 0 and LIGHTCURVE not in rows.column_names:
+            batch = _without_bad_exposures(
+                batch, path, bad_exposure_fraction, bad_exposure_min_stars, min_epochs
+            )
+        batches.append(batch)
     table = pa.Table.from_batches(batches, schema=CUT_SCHEMA)
     ids = table.column(DRColumn.OBJECTID).to_numpy()
     _, first = np.unique(ids, return_index=True)
@@ -1112,11 +1151,15 @@ def make_report(
     if card is not None and len(df) and inputs:
         examples = _top_objects(df, classes, N_EXAMPLES)
         log(f"  fetching the light curves of {len(examples)} example objects")
+        job = json.loads(catalog_properties.get("varsky_job_arguments") or "{}")
         found = fetch_lightcurves(
             examples[DRColumn.OBJECTID].to_numpy(),
             inputs,
             sorted(set(examples[INPUT_FILE])) if INPUT_FILE in examples.columns else None,
             examples[HEALPIX_COLUMN].to_numpy(),
+            bad_exposure_fraction=float(job.get("bad_exposure_fraction", 0.0)),
+            bad_exposure_min_stars=int(job.get("bad_exposure_min_stars", 30)),
+            min_epochs=int(job.get("min_epochs", 20)),
         )
         row_of = {oid: k for k, oid in enumerate(found.column(DRColumn.OBJECTID).to_pylist())}
         lost = [oid for oid in examples[DRColumn.OBJECTID] if oid not in row_of]

@@ -230,3 +230,15 @@ def test_a_simulated_sky_gives_a_valid_catalog_lsdb_opens(sky_collection):
     assert set(found["objectid"]) == set(table.column("objectid").to_numpy()[inside])
     matched = catalog.crossmatch(catalog, radius_arcsec=0.1, n_neighbors=1).compute()
     assert len(matched) == table.num_rows  # every object finds itself, edges included
+
+
+def test_report_on_the_classify_output_remakes_its_probabilities(collections, tmp_path):
+    from reports.catalog_report import make_report
+
+    out, summary = collections[0]
+    result = make_report(out, tmp_path / "report", log=lambda *_: None)
+    assert result.n_objects == summary.rows_out
+    # The examples' light curves, refetched and cut as classify cut them (bad exposures too),
+    # give the catalog's probabilities again.
+    assert not [n for n in result.notes if "differ" in n or "not found" in n], result.notes
+    assert any("dmdt_examples" in p.name for p in result.figures.values())
