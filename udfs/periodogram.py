@@ -217,6 +217,62 @@ def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
 
 
 @nb.njit(cache=True, nogil=True)
+def _power_at(t, y, frequency):
+    """Lomb-Scargle power of mean-subtracted ``y`` at one frequency (direct sums)."""
+    yc = 0.0
+    ys = 0.0
+    cc = 0.0
+    cs = 0.0
+    yy = 0.0
+    n = t.size
+    for i in range(n):
+        phase = 2.0 * np.pi * frequency * t[i]
+        c = np.cos(phase)
+        s = np.sin(phase)
+        yc += y[i] * c
+        ys += y[i] * s
+        cc += c * c
+        cs += c * s
+        yy += y[i] * y[i]
+    if yy <= 0.0:
+        return 0.0
+    ss = n - cc
+    two_tau = np.arctan2(2.0 * cs, cc - ss)
+    ct = np.cos(0.5 * two_tau)
+    st = np.sin(0.5 * two_tau)
+    c2 = cc * ct * ct + 2.0 * cs * ct * st + ss * st * st
+    s2 = ss * ct * ct - 2.0 * cs * ct * st + cc * st * st
+    a = yc * ct + ys * st
+    b = ys * ct - yc * st
+    power = 0.0
+    if c2 > 1e-12:
+        power += a * a / c2
+    if s2 > 1e-12:
+        power += b * b / s2
+    return power / yy
+
+
+@nb.njit(cache=True, nogil=True)
+def _refine_peak(t, y, frequency, df):
+    """The best frequency within one grid step of ``frequency`` (steps of df / 20).
+
+    The grid can miss the top of a peak by half a step, which over a long baseline puts the
+    folded light curve out of phase; the Fourier shape needs the peak itself.
+    """
+    best_f = frequency
+    best = _power_at(t, y, frequency)
+    for j in range(-20, 21):
+        f = frequency + j * df / 20.0
+        if f <= 0.0 or j == 0:
+            continue
+        p = _power_at(t, y, f)
+        if p > best:
+            best = p
+            best_f = f
+    return best_f
+
+
+@nb.njit(cache=True, nogil=True)
 def _fourier_shape(t, y, frequency, n_harmonics, out):
     """Least-squares Fourier series at ``frequency``: relative amplitudes and phases.
 
@@ -293,6 +349,8 @@ def _periodogram_kernel(
         for j in range(n_bins):
             out[k, j] = row[j]
         if best_f > 0.0:
+            centred = y_raw - y_raw.mean()
+            best_f = _refine_peak(tk, centred, best_f, df)
             fourier = np.zeros(3 * _N_HARMONICS - 2)
             # Fit at twice the best period: an eclipsing binary's orbit is twice its LS period.
             _fourier_shape(tk, y_raw, 0.5 * best_f, _N_HARMONICS, fourier)
