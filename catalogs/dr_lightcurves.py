@@ -192,7 +192,8 @@ def hats_partition_files(path: str) -> list[str]:
 def input_catalog_name(path: str) -> str:
     """Name and release of the light curves in ``path``, for provenance columns.
 
-    A HATS catalog: its ``catalog_name`` property. An IRSA DR file or folder: "ZTF DR<n>" when
+    A HATS catalog: its ``obs_collection`` property (HATS 1.0; ``catalog_name`` in older
+    catalogs). An IRSA DR file or folder: "ZTF DR<n>" when
     the name says which release (``..._dr5.parquet``), else its base name.
     """
     import re
@@ -202,10 +203,13 @@ def input_catalog_name(path: str) -> str:
     if is_hats_catalog(str(p)):
         for name in ("hats.properties", "properties"):
             if (p / name).is_file():
+                properties = {}
                 for line in (p / name).read_text().splitlines():
                     key, _, value = line.partition("=")
-                    if key.strip() == "catalog_name" and value.strip():
-                        return value.strip()
+                    properties[key.strip()] = value.strip()
+                for key in ("obs_collection", "catalog_name"):
+                    if properties.get(key):
+                        return properties[key]
         return p.name
     release = re.search(r"(?:^|[_./-])dr(\d+)(?:[_./-]|$)", p.name, flags=re.IGNORECASE)
     return f"ZTF DR{release.group(1)}" if release else p.name

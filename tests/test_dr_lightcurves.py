@@ -3,7 +3,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalogs.dr_lightcurves import check_dr_file, check_dr_files, expand_input_paths
+from catalogs.dr_lightcurves import (
+    check_dr_file,
+    check_dr_files,
+    expand_input_paths,
+    input_catalog_name,
+)
 from catalogs.errors import InputError
 
 
@@ -70,3 +75,24 @@ def test_float64_times_accepted(sample_file, tmp_path):
     path = tmp_path / "f64.parquet"
     pq.write_table(table, path)
     assert check_dr_file(str(path)).hmjd_type == "double"
+
+
+@pytest.mark.parametrize(
+    ("properties", "expected"),
+    [
+        ("obs_collection=ztf_dr19_lc\ndataproduct_type=object\n", "ztf_dr19_lc"),  # HATS 1.0
+        ("catalog_name=old_style\n", "old_style"),  # before HATS 1.0
+        ("dataproduct_type=object\n", "my_catalog"),  # no name: the folder's
+    ],
+)
+def test_input_catalog_name_of_a_hats_catalog(tmp_path, properties, expected):
+    catalog = tmp_path / "my_catalog"
+    (catalog / "dataset").mkdir(parents=True)
+    (catalog / "hats.properties").write_text("#HATS catalog\n" + properties)
+    assert input_catalog_name(str(catalog)) == expected
+
+
+def test_input_catalog_name_of_dr_files():
+    assert input_catalog_name("/data/ztf_000250_zg_c01_q1_dr5.parquet") == "ZTF DR5"
+    assert input_catalog_name("file:///data/field_0250_DR19/") == "ZTF DR19"
+    assert input_catalog_name("/data/lightcurves.parquet") == "lightcurves.parquet"
