@@ -147,6 +147,26 @@ def _standardised_residuals(t, mag, channel, n_channels, y):
             y[idx[j]] = min(max(r, -_CLIP_SIGMA), _CLIP_SIGMA)
 
 
+@nb.njit(cache=True, nogil=True)
+def _power_from_sums(yc, ys, cc, cs, yy, n):
+    """Normalised Lomb-Scargle power from the sums of y cos, y sin, cos^2, cos sin and y^2."""
+    ss = n - cc
+    # Time offset tau: tan(2 w tau) = sum sin 2wt / sum cos 2wt.
+    two_tau = np.arctan2(2.0 * cs, cc - ss)
+    ct = np.cos(0.5 * two_tau)
+    st = np.sin(0.5 * two_tau)
+    c2 = cc * ct * ct + 2.0 * cs * ct * st + ss * st * st
+    s2 = ss * ct * ct - 2.0 * cs * ct * st + cc * st * st
+    a = yc * ct + ys * st
+    b = ys * ct - yc * st
+    power = 0.0
+    if c2 > 1e-12:
+        power += a * a / c2
+    if s2 > 1e-12:
+        power += b * b / s2
+    return power / yy
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
     """Largest Lomb-Scargle power per log-period bin; ``t`` relative to the first epoch."""
@@ -187,21 +207,7 @@ def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
             ys += y[i] * s[i]
             cc += c[i] * c[i]
             cs += c[i] * s[i]
-        ss = n - cc
-        # Time offset tau: tan(2 w tau) = sum sin 2wt / sum cos 2wt.
-        two_tau = np.arctan2(2.0 * cs, cc - ss)
-        ct = np.cos(0.5 * two_tau)
-        st = np.sin(0.5 * two_tau)
-        c2 = cc * ct * ct + 2.0 * cs * ct * st + ss * st * st
-        s2 = ss * ct * ct - 2.0 * cs * ct * st + cc * st * st
-        a = yc * ct + ys * st
-        b = ys * ct - yc * st
-        power = 0.0
-        if c2 > 1e-12:
-            power += a * a / c2
-        if s2 > 1e-12:
-            power += b * b / s2
-        power /= yy
+        power = _power_from_sums(yc, ys, cc, cs, yy, n)
         j = int((np.log(1.0 / f) - log_p_min) * inv_log_step)
         if 0 <= j < n_bins and power > out[j]:
             out[j] = power
@@ -236,20 +242,7 @@ def _power_at(t, y, frequency):
         yy += y[i] * y[i]
     if yy <= 0.0:
         return 0.0
-    ss = n - cc
-    two_tau = np.arctan2(2.0 * cs, cc - ss)
-    ct = np.cos(0.5 * two_tau)
-    st = np.sin(0.5 * two_tau)
-    c2 = cc * ct * ct + 2.0 * cs * ct * st + ss * st * st
-    s2 = ss * ct * ct - 2.0 * cs * ct * st + cc * st * st
-    a = yc * ct + ys * st
-    b = ys * ct - yc * st
-    power = 0.0
-    if c2 > 1e-12:
-        power += a * a / c2
-    if s2 > 1e-12:
-        power += b * b / s2
-    return power / yy
+    return _power_from_sums(yc, ys, cc, cs, yy, n)
 
 
 @nb.njit(cache=True, nogil=True)
