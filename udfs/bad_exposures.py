@@ -31,9 +31,9 @@ from catalogs.schema import (
     LIGHTCURVE,
     N_GOOD,
     SOURCE_FILE,
-    DRColumn,
     n_good_column,
 )
+from udfs.inference import flat_lightcurves
 
 #: Width of an exposure's time bin, days (86 s: one exposure, whatever the star's heliocentric
 #: correction within a quadrant).
@@ -54,26 +54,6 @@ DEVIATION_SCHEMA = pa.schema(
 )
 
 
-def _flat(lightcurve: pa.Array) -> tuple[np.ndarray, ...]:
-    if isinstance(lightcurve, pa.ChunkedArray):
-        lightcurve = lightcurve.combine_chunks()
-    hmjd = lightcurve.field(DRColumn.HMJD)
-    lengths = pc.fill_null(pc.list_value_length(hmjd), 0).to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(hmjd) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-
-    def values(name, dtype):
-        flat = pc.list_flatten(lightcurve.field(name))
-        return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-
-    return (
-        values(DRColumn.HMJD, np.float64),
-        values(DRColumn.MAG, np.float64),
-        values(BAND, np.int8),
-        offsets,
-    )
-
-
 def exposure_key(hmjd_days: np.ndarray) -> np.ndarray:
     """Exposure time bin of each epoch (int64)."""
     return np.round(np.asarray(hmjd_days, dtype=np.float64) / EXPOSURE_BIN_DAYS).astype(np.int64)
@@ -81,7 +61,8 @@ def exposure_key(hmjd_days: np.ndarray) -> np.ndarray:
 
 def exposure_deviations(batch: pa.RecordBatch) -> pa.RecordBatch:
     """One row per epoch: source file, band, exposure key, and whether the epoch deviates."""
-    t, mag, band, offsets = _flat(batch.column(LIGHTCURVE))
+    flat = flat_lightcurves(batch.column(LIGHTCURVE))
+    t, mag, band, offsets = flat.t_days, flat.mag, flat.channel, flat.offsets
     deviant = np.zeros(t.size, dtype=bool)
     for k in range(len(offsets) - 1):
         lo, hi = offsets[k], offsets[k + 1]
@@ -155,7 +136,8 @@ def remove_epochs(
     lightcurve = batch.column(LIGHTCURVE)
     if isinstance(lightcurve, pa.ChunkedArray):
         lightcurve = lightcurve.combine_chunks()
-    t, _, band, offsets = _flat(lightcurve)
+    flat = flat_lightcurves(lightcurve)
+    t, band, offsets = flat.t_days, flat.channel, flat.offsets
     keys = exposure_key(t)
     files = batch.column(SOURCE_FILE).to_numpy(zero_copy_only=False)
     keep = np.ones(t.size, dtype=bool)
