@@ -51,6 +51,23 @@ def test_the_peak_lands_in_the_bin_of_the_period(period_days):
     assert shape[0, 3] > 0.8
 
 
+@pytest.mark.parametrize("phi21", [0.0, 1.3, -2.4])
+def test_phi42_is_the_phase_difference_at_the_best_period(phi21):
+    rng = np.random.default_rng(11)
+    period = 0.37
+    t = np.sort(rng.uniform(59000.0, 59300.0, 400))
+    x = 2 * np.pi * (t - 59000.0) / period
+    mag = 15 + 0.3 * np.cos(x) + 0.1 * np.cos(2 * x + phi21) + rng.normal(0, 0.005, t.size)
+    _, shape = binned_periodograms(
+        t, mag, np.zeros(t.size, np.int8), np.array([0, t.size]), GRID, 3
+    )
+    features = dict(zip(SHAPE_FEATURE_NAMES, shape[0], strict=True))
+    # The fit writes each harmonic as A_k cos(k x - phi_k), so phi_2 - 2 phi_1 at the period is
+    # -phi21 here, whatever the time origin; the other phase features cannot see it.
+    found = np.arctan2(features["sin_phi42"], features["cos_phi42"])
+    assert abs(np.angle(np.exp(1j * (found + phi21)))) < 0.2
+
+
 def test_bands_are_standardised_separately_and_times_are_float64_safe():
     rng = np.random.default_rng(3)
     t, mag = _sine(rng, 0.45)

@@ -139,6 +139,8 @@ def test_training_on_a_labelled_table_and_the_dr5_sample(spark, sample_file, tmp
     kept = record.n_train + record.n_val + record.n_test
     assert kept + sum(result.left_out.values()) == table.num_rows
     assert "labels.parquet" in record.description and record.cadence_sample is None
+    assert record.learning_rate_schedule == "cosine decay to 0 over 2 epochs"
+    assert record.learning_rate == config.learning_rate
     assert set(result.card.test_metrics.per_class) == {"bright_many", "sparse"}
 
 

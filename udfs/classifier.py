@@ -154,6 +154,10 @@ class TrainingRecord:
         Band-dropped copies added to the training split.
     duration_s : float
         Wall time of the training job, seconds.
+    learning_rate : float
+        Adam's starting learning rate.
+    learning_rate_schedule : str
+        How the learning rate changed over the epochs.
     """
 
     description: str
@@ -170,6 +174,8 @@ class TrainingRecord:
     band_dropout: float = 0.0
     n_band_dropped: int = 0
     duration_s: float = float("nan")
+    learning_rate: float = float("nan")
+    learning_rate_schedule: str = ""
 
 
 def _record_from_dict(data: Mapping[str, Any], source: str) -> TrainingRecord:
@@ -436,8 +442,9 @@ def build_model(
 
     dm-dt image branch: uint8 (n_dm, n_dt, n_bands) -> Rescaling(1/255) -> Conv2D(32, 3x3) ->
     MaxPooling(2) -> Conv2D(64, 3x3) -> MaxPooling(2) -> Dropout(0.1) -> Flatten.
-    Periodogram branch (if asked): (n_bins,) -> two Conv1D(5)+MaxPooling(2) blocks -> Flatten;
-    with it the folded-shape numbers (n_shape,) -> Dense(32).
+    Periodogram branch (if asked): (n_bins,) -> two Conv1D(5)+MaxPooling(2) blocks -> Flatten,
+    and beside it Dense(64) on the whole vector; with it the folded-shape numbers (n_shape,) ->
+    Dense(32).
     Feature branch (if asked): (n_features,) -> Normalization (fixed mean and variance of the
     training set) -> Dense(64).
     Head: concatenate -> Dense(128) -> Dropout(0.25) -> Dense(128) -> Dense(n_classes, sigmoid).
@@ -479,6 +486,8 @@ def build_model(
         p = layers.Conv1D(32, 5, padding="same", activation="relu", name="pconv2")(p)
         p = layers.MaxPooling1D(2, name="ppool2")(p)
         branches.append(layers.Flatten(name="pflatten")(p))
+        # The convolutions see local peak shapes; a dense layer relates distant bins (aliases).
+        branches.append(layers.Dense(64, activation="relu", name="pdense")(power))
         (n_shape,) = shapes[PERIOD_SHAPE_INPUT]
         shape = keras.Input(shape=(n_shape,), name=PERIOD_SHAPE_INPUT)
         inputs.append(shape)

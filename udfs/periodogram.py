@@ -47,6 +47,11 @@ SHAPE_FEATURE_NAMES: tuple[str, ...] = (
     "best_power",
     *[f"relative_amplitude_{k}" for k in range(1, _N_HARMONICS + 1)],
     *[f"{f}_phi{k}1" for k in range(2, _N_HARMONICS + 1) for f in ("cos", "sin")],
+    # phi_4 - 2 phi_2 of the same fit: the classical phi_21 at the best period itself. The
+    # phi_k1 above are referred to the first harmonic of the doubled period, which is noise for
+    # a pulsator (it repeats every best period), so they cannot hold a pulsator's shape.
+    "cos_phi42",
+    "sin_phi42",
 )
 N_SHAPE_FEATURES = len(SHAPE_FEATURE_NAMES)
 #: Recompute cos and sin exactly every this many recurrence steps (bounds rounding drift).
@@ -270,7 +275,8 @@ def _fourier_shape(t, y, frequency, n_harmonics, out):
     """Least-squares Fourier series at ``frequency``: relative amplitudes and phases.
 
     Writes, for harmonics k = 1..n: A_k / sum(A), then for k = 2..n: cos and sin of
-    phi_k - k phi_1 (the classical phase differences, independent of the time origin).
+    phi_k - k phi_1 (the classical phase differences, independent of the time origin), then
+    cos and sin of phi_4 - 2 phi_2 (n >= 4).
     """
     n = t.size
     m = 2 * n_harmonics
@@ -306,6 +312,10 @@ def _fourier_shape(t, y, frequency, n_harmonics, out):
         d = phi[k] - (k + 1) * phi[0]
         out[n_harmonics + 2 * (k - 1)] = np.cos(d)
         out[n_harmonics + 2 * (k - 1) + 1] = np.sin(d)
+    if n_harmonics >= 4:
+        d = phi[3] - 2.0 * phi[1]
+        out[3 * n_harmonics - 2] = np.cos(d)
+        out[3 * n_harmonics - 1] = np.sin(d)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -344,7 +354,7 @@ def _periodogram_kernel(
         if best_f > 0.0:
             centred = y_raw - y_raw.mean()
             best_f = _refine_peak(tk, centred, best_f, df)
-            fourier = np.zeros(3 * _N_HARMONICS - 2)
+            fourier = np.zeros(N_SHAPE_FEATURES - 2)
             # Fit at twice the best period: an eclipsing binary's orbit is twice its LS period.
             _fourier_shape(tk, y_raw, 0.5 * best_f, _N_HARMONICS, fourier)
             shape[k, 0] = np.log10(1.0 / best_f)
@@ -385,8 +395,8 @@ def binned_periodograms(
     shape : float32 array, shape (n_lc, N_SHAPE_FEATURES)
         :data:`SHAPE_FEATURE_NAMES`: log10 of the best period (days) and its power, then a
         4-harmonic Fourier fit at twice the best period (twice, so that an eclipsing binary is
-        folded on its orbit): relative amplitudes and the phase differences phi_k1 as cos and
-        sin. Zeros where the powers are.
+        folded on its orbit): relative amplitudes, the phase differences phi_k1 as cos and
+        sin, and phi_42 (phi_21 at the best period). Zeros where the powers are.
     """
     t = np.ascontiguousarray(t, dtype=np.float64)
     mag = np.ascontiguousarray(mag, dtype=np.float64)
