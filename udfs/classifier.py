@@ -154,8 +154,8 @@ class TrainingRecord:
         Band-dropped copies added to the training split.
     duration_s : float
         Wall time of the training job, seconds.
-    learning_rate : float
-        Adam's starting learning rate.
+    learning_rate : float or None
+        Adam's starting learning rate (None in cards written before it was recorded).
     learning_rate_schedule : str
         How the learning rate changed over the epochs.
     """
@@ -174,7 +174,7 @@ class TrainingRecord:
     band_dropout: float = 0.0
     n_band_dropped: int = 0
     duration_s: float = float("nan")
-    learning_rate: float = float("nan")
+    learning_rate: float | None = None
     learning_rate_schedule: str = ""
 
 
