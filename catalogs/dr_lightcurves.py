@@ -193,8 +193,8 @@ def input_catalog_name(path: str) -> str:
     """Name and release of the light curves in ``path``, for provenance columns.
 
     A HATS catalog: its ``obs_collection`` property (HATS 1.0; ``catalog_name`` in older
-    catalogs). An IRSA DR file or folder: "ZTF DR<n>" when
-    the name says which release (``..._dr5.parquet``), else its base name.
+    catalogs). An IRSA DR file or folder: "ZTF DR<n>" when the name says which release
+    (``..._dr5.parquet``), else its base name.
     """
     import re
     from pathlib import Path

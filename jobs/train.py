@@ -84,7 +84,7 @@ class TrainConfig:
         Simulated light curves per class (all splits together).
     max_epochs : int
         Training epochs: the learning rate decays to zero over them (cosine); early stopping
-        ends sooner only if the validation loss stops improving.
+        ends sooner only if the validation accuracy stops improving.
     seed : int
         Seed of the simulation, the split, band dropout and Keras.
     grid_name : str
