@@ -121,8 +121,8 @@ class TrainConfig:
     """
 
     output: Path
-    objects_per_class: int = 7000
-    max_epochs: int = 30
+    objects_per_class: int = 10000
+    max_epochs: int = 20
     seed: int = 42
     grid_name: str = "mahabal2017"
     batch_size: int = 128
