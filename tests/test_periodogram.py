@@ -9,6 +9,8 @@ from udfs.periodogram import (
     SHAPE_FEATURE_NAMES,
     PeriodogramGrid,
     _binned_power,
+    _power_from_sums,
+    _power_without_tau,
     _standardised_residuals,
     binned_periodograms,
 )
@@ -32,6 +34,23 @@ def test_power_at_one_frequency_equals_astropy():
         out = np.zeros(1)
         _binned_power(tk, y.copy(), frequency, 1e-3, 1, np.log(0.01), 1 / np.log(1e6), 1, out)
         np.testing.assert_allclose(out[0], reference.power(frequency), rtol=1e-9)
+
+
+def test_power_without_tau_equals_the_tau_form():
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 700, 60))
+    y = rng.normal(0, 1, t.size)
+    y -= y.mean()
+    # The last frequency puts every epoch at phase 0 (sin sums vanish): the fallback path.
+    t_aligned = np.arange(40, dtype=float)
+    for times, frequencies in ((t, rng.uniform(1e-3, 20, 200)), (t_aligned, [1.0, 2.0])):
+        ys = y[: times.size] - y[: times.size].mean()
+        for f in frequencies:
+            c, s = np.cos(2 * np.pi * f * times), np.sin(2 * np.pi * f * times)
+            sums = (ys @ c, ys @ s, c @ c, c @ s, ys @ ys, times.size)
+            np.testing.assert_allclose(
+                _power_without_tau(*sums), _power_from_sums(*sums), rtol=1e-9, atol=1e-12
+            )
 
 
 @pytest.mark.parametrize("period_days", [0.31, 0.61, 3.7, 45.0])

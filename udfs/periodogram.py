@@ -172,6 +172,28 @@ def _power_from_sums(yc, ys, cc, cs, yy, n):
     return power / yy
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _power_without_tau(yc, ys, cc, cs, yy, n):
+    """The power of :func:`_power_from_sums` without its three trigonometric calls.
+
+    The classical power with the time offset tau equals the least-squares power of
+    a cos + b sin: (YC, YS) M^-1 (YC, YS)^T / yy with M = [[CC, CS], [CS, SS]], tau only
+    diagonalising M. The tau form stays for a near-singular M (all phases aligned), where it
+    drops the unsampled term. The float32 powers are the same as the tau form's.
+    """
+    ss = n - cc
+    det = cc * ss - cs * cs
+    if det > 1e-6 * n * n:
+        return (ss * yc * yc - 2.0 * cs * yc * ys + cc * ys * ys) / (det * yy)
+    return _power_from_sums(yc, ys, cc, cs, yy, n)
+
+
+@nb.njit(cache=True, nogil=True)
+def _bin_edge_frequency(j, log_p_min, inv_log_step):
+    """Frequency (1/days) just below the high-frequency edge of period bin ``j``."""
+    return np.exp(-(log_p_min + j / inv_log_step)) * (1.0 - 1e-9)
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
     """Largest Lomb-Scargle power per log-period bin; ``t`` relative to the first epoch."""
@@ -196,6 +218,9 @@ def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
         step = 2.0 * np.pi * df * t[i]
         cd[i] = np.cos(step)
         sd[i] = np.sin(step)
+    # The frequency rises, so the period bin only falls: take a log only near a bin edge.
+    j = int((np.log(1.0 / f_lo) - log_p_min) * inv_log_step)
+    f_next_log = _bin_edge_frequency(j, log_p_min, inv_log_step)
     for k in range(n_freq):
         f = f_lo + k * df
         if k % _RESEED_STEPS == 0:
@@ -208,22 +233,26 @@ def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
         cc = 0.0
         cs = 0.0
         for i in range(n):
-            yc += y[i] * c[i]
-            ys += y[i] * s[i]
-            cc += c[i] * c[i]
-            cs += c[i] * s[i]
-        power = _power_from_sums(yc, ys, cc, cs, yy, n)
-        j = int((np.log(1.0 / f) - log_p_min) * inv_log_step)
+            ci = c[i]
+            si = s[i]
+            yc += y[i] * ci
+            ys += y[i] * si
+            cc += ci * ci
+            cs += ci * si
+            # Advance the phase by one frequency step.
+            c[i] = ci * cd[i] - si * sd[i]
+            s[i] = si * cd[i] + ci * sd[i]
+        power = _power_without_tau(yc, ys, cc, cs, yy, n)
+        if f >= f_next_log:
+            j = int((np.log(1.0 / f) - log_p_min) * inv_log_step)
+            f_next_log = _bin_edge_frequency(j, log_p_min, inv_log_step)
+            if f >= f_next_log:  # within rounding of the edge: the next frequency takes a log too
+                f_next_log = f + 0.5 * df
         if 0 <= j < n_bins and power > out[j]:
             out[j] = power
         if power > best_power:
             best_power = power
             best_f = f
-        # Advance every epoch's phase by one frequency step.
-        for i in range(n):
-            cn = c[i] * cd[i] - s[i] * sd[i]
-            s[i] = s[i] * cd[i] + c[i] * sd[i]
-            c[i] = cn
     return best_f, best_power
 
 
