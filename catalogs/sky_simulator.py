@@ -66,16 +66,13 @@ from catalogs.ztf_psfcat import (
 )
 from udfs.classifier import CLASS_NAMES
 
-# The per-class magnitude models and the noise of the labelled-light-curve simulator, reused so
-# that the sky's variables are the classifier's training classes. They are that module's
-# internals: the sky needs to evaluate a model at given epochs, which its public API does not
-# offer.
+# The labelled-light-curve simulator's class models and noise, so that the sky's variables are
+# the classifier's training classes.
 from udfs.lightcurve_simulator import (
-    _CLASS_MODELS,
-    _MAGERR_LOG_SCATTER,
     SURVEY_START_HMJD,
-    _Epochs,
+    draw_magerr,
     median_magerr,
+    object_variability,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -831,16 +828,13 @@ def _object_model(
         last = t[-1] if t.size else config.survey_start_mjd
         t = np.concatenate([t, last + np.arange(1.0, n_pad + 1.0)])
         channel = np.concatenate([channel, np.zeros(n_pad, dtype=np.int8)])
-    epochs = _Epochs(
-        t, channel, np.array([0, t.size], dtype=np.int64), np.zeros(t.size, dtype=np.int64)
-    )
-    draw = _CLASS_MODELS[CLASS_NAMES[class_index]](rng, epochs)
+    draw = object_variability(CLASS_NAMES[class_index], rng, t, channel)
     colour_gr = rng.uniform(*draw.colour_gr_mag)
     colour_ri = colour_gr * rng.uniform(0.3, 0.6)
     levels = np.array([mean_g_mag, mean_g_mag - colour_gr, mean_g_mag - colour_gr - colour_ri])
     model = levels[channel] + draw.delta_mag
     n = t.size - n_pad
-    return model[:n], levels, float(draw.period_days[0]), float(draw.amplitude_mag[0])
+    return model[:n], levels, draw.period_days, draw.amplitude_mag
 
 
 def _pixels(
@@ -905,7 +899,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     # Noise, detection, astrometry and flags of every (object, exposure).
     m = obj.size
     rows = rows_f[exp]
-    magerr = median_magerr(model) * np.exp(_MAGERR_LOG_SCATTER * rng.standard_normal(m))
+    magerr = draw_magerr(rng, model)
     mag = model + magerr * rng.standard_normal(m)
     outlier = rng.random(m) < _OUTLIER_FRACTION
     mag[outlier] += rng.uniform(*_OUTLIER_MAG, outlier.sum()) * rng.choice(

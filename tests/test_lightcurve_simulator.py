@@ -11,8 +11,10 @@ from udfs.lightcurve_simulator import (
     SURVEY_END_HMJD,
     SURVEY_START_HMJD,
     SimulatedLightCurves,
+    draw_magerr,
     load_dr_cadences,
     median_magerr,
+    object_variability,
     simulate_lightcurves,
 )
 
@@ -191,3 +193,26 @@ def test_bad_arguments_are_named():
         simulate_lightcurves(0, seed=1)
     with pytest.raises(FileNotFoundError, match="cadence sample .*nowhere.parquet"):
         simulate_lightcurves(2, seed=1, cadence_sample_path="nowhere.parquet")
+
+
+def test_object_variability_evaluates_one_object_at_given_epochs():
+    t = 58300.0 + np.sort(np.random.default_rng(0).uniform(0, 700, 300))
+    channel = np.tile([0, 1], 150)
+    a = object_variability("rrab", np.random.default_rng(5), t, channel)
+    b = object_variability("rrab", np.random.default_rng(5), t, channel)
+    np.testing.assert_array_equal(a.delta_mag, b.delta_mag)
+    assert a.delta_mag.shape == t.shape
+    assert 0.45 <= a.period_days <= 0.9 and 0.5 <= a.amplitude_mag <= 1.2
+    # The r band varies less than g for a pulsator.
+    assert np.ptp(a.delta_mag[channel == 1]) < np.ptp(a.delta_mag[channel == 0])
+    assert np.isnan(object_variability("agn", np.random.default_rng(5), t, channel).period_days)
+    with pytest.raises(ValueError, match="unknown class 'rr_lyrae'"):
+        object_variability("rr_lyrae", np.random.default_rng(5), t, channel)
+
+
+def test_draw_magerr_scatters_about_the_median_relation():
+    mag = np.full(20000, 19.0)
+    magerr = draw_magerr(np.random.default_rng(2), mag)
+    assert magerr.shape == mag.shape and (magerr > 0).all()
+    assert np.median(magerr) == pytest.approx(median_magerr(19.0), rel=0.02)
+    assert np.std(np.log(magerr)) == pytest.approx(0.2, rel=0.05)

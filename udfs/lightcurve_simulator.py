@@ -686,6 +686,67 @@ def median_magerr(mag: npt.ArrayLike) -> FloatArray:
     return np.interp(mag, _MAGERR_RELATION_MAG, _MAGERR_RELATION_ERR_MAG)
 
 
+def draw_magerr(rng: np.random.Generator, model_mag: npt.ArrayLike) -> FloatArray:
+    """Reported magnitude errors (mag) of epochs at these noiseless magnitudes (mag).
+
+    The sample's median relation with lognormal epoch-to-epoch scatter.
+    """
+    model_mag = np.asarray(model_mag, dtype=np.float64)
+    scatter = rng.standard_normal(model_mag.shape)
+    return median_magerr(model_mag) * np.exp(_MAGERR_LOG_SCATTER * scatter)
+
+
+@dataclass(frozen=True)
+class ObjectVariability:
+    """One simulated object's variability at its epochs.
+
+    Attributes
+    ----------
+    delta_mag : float array, shape (n_epochs,)
+        Noiseless offset of each epoch from its band's mean level, mag.
+    period_days : float
+        Period, days (NaN for aperiodic classes).
+    amplitude_mag : float
+        Amplitude, mag (for bogus, the largest artefact).
+    colour_gr_mag : tuple of float
+        Range of the class's g - r colour, mag.
+    """
+
+    delta_mag: FloatArray
+    period_days: float
+    amplitude_mag: float
+    colour_gr_mag: tuple[float, float]
+
+
+def object_variability(
+    class_name: str,
+    rng: np.random.Generator,
+    t_hmjd: npt.ArrayLike,
+    channel: npt.ArrayLike,
+) -> ObjectVariability:
+    """Draw one object of ``class_name`` and evaluate it at the epochs ``t_hmjd`` (days).
+
+    ``channel`` is each epoch's band channel (g, r, i = 0, 1, 2). The draw is the training
+    simulator's own, so a simulated sky holds the classifier's classes.
+    """
+    if class_name not in _CLASS_MODELS:
+        raise ValueError(f"object_variability: unknown class {class_name!r}; one of {CLASS_NAMES}")
+    t = np.asarray(t_hmjd, dtype=np.float64)
+    epochs = _Epochs(
+        t,
+        np.asarray(channel, dtype=np.int8),
+        np.array([0, t.size], dtype=np.int64),
+        np.zeros(t.size, dtype=np.int64),
+    )
+    draw = _CLASS_MODELS[class_name](rng, epochs)
+    return ObjectVariability(
+        draw.delta_mag,
+        float(draw.period_days[0]),
+        float(draw.amplitude_mag[0]),
+        draw.colour_gr_mag,
+    )
+
+
 def _number_count_magnitudes(
     rng: np.random.Generator, lo: FloatArray, hi: FloatArray
 ) -> FloatArray:
@@ -743,7 +804,7 @@ def _simulate_class(
     model = levels[obj, ch] + draw.delta_mag
     # Noise: magerr from the sample's relation with epoch-to-epoch scatter; the true scatter is
     # the reported error times a per-object factor plus calibration scatter; outliers.
-    magerr = median_magerr(model) * np.exp(_MAGERR_LOG_SCATTER * rng.standard_normal(t.size))
+    magerr = draw_magerr(rng, model)
     scale = rng.uniform(*_ERROR_SCALE, n_objects)[obj]
     calibration = rng.uniform(*_CALIBRATION_SCATTER_MAG, n_objects)[obj]
     sigma = np.hypot(scale * magerr, calibration)
