@@ -24,31 +24,34 @@ import numba
 import numpy as np
 
 from udfs.lightcurve_simulator import simulate_lightcurves
-from udfs.periodogram import PeriodogramGrid, binned_periodograms
+
+# The kernel's own input scaling, so both sides see the same data.
+from udfs.periodogram import (
+    PeriodogramGrid,
+    _standardised_residuals,
+    binned_periodograms,
+    frequency_grid,
+)
 
 PEER_METHODS = ("cython", "scipy", "fast")
 
 
-def standardised(mag: np.ndarray, channel: np.ndarray) -> np.ndarray:
-    """Each band minus its median over 1.4826 MAD, clipped at 5 (varsky's periodogram input)."""
-    y = np.zeros(mag.size)
-    for c in np.unique(channel):
-        band = channel == c
-        median = np.median(mag[band])
-        spread = 1.4826 * np.median(np.abs(mag[band] - median))
-        if band.sum() > 1 and spread > 1e-6:
-            y[band] = np.clip((mag[band] - median) / spread, -5.0, 5.0)
+def standardised(t: np.ndarray, mag: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """varsky's periodogram input: each band centred on its median, over its robust spread."""
+    y = np.empty(mag.size)
+    _standardised_residuals(t, mag, channel.astype(np.int64), 3, y)
     return y
 
 
-def frequency_grid(baseline_days: float, grid: PeriodogramGrid) -> np.ndarray:
+def frequencies(baseline_days: float, grid: PeriodogramGrid) -> np.ndarray:
     """varsky's linear frequency grid (1/days) for one light curve."""
-    f_lo, f_hi = 1.0 / grid.max_period_days, 1.0 / grid.min_period_days
-    df = 1.0 / (grid.oversampling * baseline_days)
-    n = int((f_hi - f_lo) / df) + 1
-    if n > grid.max_frequencies:
-        n = grid.max_frequencies
-        df = (f_hi - f_lo) / (n - 1)
+    f_lo, df, n = frequency_grid(
+        baseline_days,
+        grid.min_period_days,
+        grid.max_period_days,
+        grid.oversampling,
+        grid.max_frequencies,
+    )
     return f_lo + df * np.arange(n)
 
 
@@ -76,8 +79,8 @@ def time_astropy(
     for j, k in enumerate(picked):
         lo, hi = sim.offsets[k], sim.offsets[k + 1]
         t = sim.t_hmjd[lo:hi] - sim.t_hmjd[lo]
-        y = standardised(sim.mag[lo:hi], sim.channel[lo:hi])
-        freq = frequency_grid(float(t.max()), grid)
+        y = standardised(t, sim.mag[lo:hi].astype(np.float64), sim.channel[lo:hi])
+        freq = frequencies(float(t.max()), grid)
         t0 = time.perf_counter()
         power = LombScargle(t, y, fit_mean=False, center_data=True).power(
             freq, method=method, assume_regular_frequency=True
@@ -115,7 +118,7 @@ def main() -> None:
         seconds, best_f = time_astropy(sim, grid, picked, method)
         rows.append((f"astropy LombScargle '{method}', 1 thread", n_peer, seconds, 1))
         baselines = [np.ptp(sim.t_hmjd[sim.offsets[k] : sim.offsets[k + 1]]) for k in picked]
-        step = np.array([np.diff(frequency_grid(float(b), grid)[:2])[0] for b in baselines])
+        step = np.array([np.diff(frequencies(float(b), grid)[:2])[0] for b in baselines])
         # varsky refines its best frequency within one grid step; allow that step.
         off = np.abs(best_f - 1.0 / periods_1[picked])
         agreement[method] = float(np.mean(off <= 1.01 * step))

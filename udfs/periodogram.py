@@ -347,6 +347,23 @@ def _fourier_shape(t, y, frequency, n_harmonics, out):
         out[3 * n_harmonics - 1] = np.sin(d)
 
 
+@nb.njit(cache=True, nogil=True)
+def frequency_grid(baseline_days, min_period_days, max_period_days, oversampling, max_frequencies):
+    """The linear frequency grid of one light curve: (lowest frequency, step, count), 1/days.
+
+    Step ``1 / (oversampling * baseline_days)`` from ``1 / max_period_days``, widened so that
+    at most ``max_frequencies`` reach ``1 / min_period_days``.
+    """
+    f_lo = 1.0 / max_period_days
+    f_hi = 1.0 / min_period_days
+    df = 1.0 / (oversampling * baseline_days)
+    n_freq = int((f_hi - f_lo) / df) + 1
+    if n_freq > max_frequencies:
+        n_freq = max_frequencies
+        df = (f_hi - f_lo) / (max_frequencies - 1)
+    return f_lo, df, n_freq
+
+
 @nb.njit(cache=True, parallel=True)
 def _periodogram_kernel(
     t, mag, channel, offsets, n_channels, p_min, p_max, n_bins, oversampling, max_freq
@@ -366,13 +383,7 @@ def _periodogram_kernel(
             continue
         y = np.empty(hi - lo)
         _standardised_residuals(tk, mag[lo:hi], channel[lo:hi], n_channels, y)
-        f_lo = 1.0 / p_max
-        f_hi = 1.0 / p_min
-        df = 1.0 / (oversampling * baseline)
-        n_freq = int((f_hi - f_lo) / df) + 1
-        if n_freq > max_freq:
-            n_freq = max_freq
-            df = (f_hi - f_lo) / (max_freq - 1)
+        f_lo, df, n_freq = frequency_grid(baseline, p_min, p_max, oversampling, max_freq)
         row = np.zeros(n_bins)
         y_raw = y.copy()
         best_f, best_power = _binned_power(
