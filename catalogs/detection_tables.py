@@ -10,9 +10,11 @@ catalog never belong to the same object.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from catalogs.band_map import DROPPED_CHANNEL, BandMap
 from catalogs.errors import InputError
 from catalogs.healpix import healpix_29
 from catalogs.schema import (
@@ -64,10 +66,14 @@ SOURCE_SCHEMA = pa.schema(
 )
 
 
-def _reasons(flagged: np.ndarray, finite: np.ndarray, band_ok: np.ndarray) -> np.ndarray:
+def _reasons(
+    flagged: np.ndarray, finite: np.ndarray, band_ok: np.ndarray, dropped: np.ndarray | None = None
+) -> np.ndarray:
     reason = np.full(flagged.size, None, dtype=object)
     reason[flagged] = DetectionRejectReason.FLAGGED
     reason[~band_ok] = DetectionRejectReason.BAD_BAND
+    if dropped is not None:
+        reason[dropped] = DetectionRejectReason.BAND_DROPPED
     reason[~finite] = DetectionRejectReason.NONFINITE
     return reason
 
@@ -235,15 +241,37 @@ def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
 
 #: Generic long-format detections: required columns; objectid and flags are optional.
 GENERIC_REQUIRED = ("ra", "dec", "mjd", "band", "mag", "magerr")
-_BAND_CODES = {b.name: b.value - 1 for b in Band}
 
 
-def from_generic(table: pa.Table, path: str, file_index: int) -> pa.Table:
+def generic_band_channels(
+    table: pa.Table, path: str, band_map: BandMap | None = None
+) -> npt.NDArray[np.int64]:
+    """Channel of each row of a generic table's ``band`` column.
+
+    String bands go through ``band_map`` (an unmapped band is an :class:`InputError` naming the
+    file, row and band; a dropped one is :data:`catalogs.band_map.DROPPED_CHANNEL`); integer bands
+    are ZTF filterids 1/2/3 (others and nulls give -1, an ``unknown_band`` reject).
+    """
+    band_col = table.column("band")
+    if pa.types.is_string(band_col.type) or pa.types.is_large_string(band_col.type):
+        if band_col.null_count:
+            row = int(np.flatnonzero(band_col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(path, "band is null", column="band", row=row)
+        names = band_col.to_numpy(zero_copy_only=False)
+        return (band_map or BandMap()).channels(names, path).astype(np.int64)
+    return pc.fill_null(band_col, 0).to_numpy(zero_copy_only=False).astype(np.int64) - 1
+
+
+def from_generic(
+    table: pa.Table, path: str, file_index: int, band_map: BandMap | None = None
+) -> pa.Table:
     """Detections of a generic long-format table.
 
-    Columns ra, dec (degrees), mjd (days, taken as given), band ('g'/'r'/'i' or the ZTF filterid
-    1/2/3), mag, magerr, and optionally flags and objectid. detid = (file_index << 40) | row.
-    Without objectid, the catalog of a detection is its exposure time.
+    Columns ra, dec (degrees), mjd (days, taken as given, float64), band (a name mapped by
+    ``band_map``, see :mod:`catalogs.band_map`, or the ZTF filterid 1/2/3), mag, magerr, and
+    optionally flags and objectid. detid = (file_index << 40) | row. Without objectid, the catalog
+    of a detection is its exposure time. Epochs of a dropped band are rejected
+    (``band_dropped``).
     """
     for name in GENERIC_REQUIRED:
         if name not in table.column_names:
@@ -255,12 +283,8 @@ def from_generic(table: pa.Table, path: str, file_index: int) -> pa.Table:
     def col(name, dtype, fill=np.nan):
         return pc.fill_null(table.column(name), fill).to_numpy(zero_copy_only=False).astype(dtype)
 
-    band_col = table.column("band")
-    if pa.types.is_string(band_col.type) or pa.types.is_large_string(band_col.type):
-        names = band_col.to_numpy(zero_copy_only=False)
-        band = np.array([_BAND_CODES.get(b, -1) if b is not None else -1 for b in names])
-    else:
-        band = pc.fill_null(band_col, 0).to_numpy(zero_copy_only=False).astype(np.int64) - 1
+    band = generic_band_channels(table, path, band_map)
+    dropped = band == DROPPED_CHANNEL
     ra, dec, mjd = col("ra", np.float64), col("dec", np.float64), col("mjd", np.float64)
     mag, magerr = col("mag", np.float64), col("magerr", np.float64)
     flags = col("flags", np.int64, 0) if "flags" in table.column_names else np.zeros(n, np.int64)
@@ -289,6 +313,8 @@ def from_generic(table: pa.Table, path: str, file_index: int) -> pa.Table:
             DetColumn.FLAGS: flags.astype(np.int32),
             DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
             DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
-            REJECT_REASON: _reasons(flags != 0, finite, (band >= 0) & (band < 3)),
+            REJECT_REASON: _reasons(
+                flags != 0, finite, ((band >= 0) & (band < 3)) | dropped, dropped
+            ),
         }
     )

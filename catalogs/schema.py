@@ -195,5 +195,6 @@ class DetectionRejectReason:
     FLAGGED = "flagged"  # survey flags (catflags != 0; psfcat flags or INFOBITS != 0)
     NONFINITE = "nonfinite"  # non-finite time, position, mag or magerr
     BAD_BAND = "unknown_band"
+    BAND_DROPPED = "band_dropped"  # the band map says not to use this band
     NO_OBJECT = "no_reference_within_radius"
     DUPLICATE = "duplicate_epoch"  # same detid, or same object, band, time and mag, as a kept one

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from catalogs.band_map import BUILTIN_PROFILES, BandMap
 from catalogs.detection_tables import (
     CATALOG,
     INGEST_DETECTION_SCHEMA,
@@ -69,6 +70,7 @@ class IngestConfig:
     catalog_name: str = "varsky_lightcurves"
     overwrite: bool = False
     master: str | None = None
+    band_map: BandMap = field(default_factory=BandMap)
 
 
 @dataclass
@@ -139,6 +141,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="objects per output HEALPix pixel at most")  # fmt: skip
     parser.add_argument("--work-rows", type=int, default=DEFAULT_WORK_ROWS,
                         help="detections per association task at most, roughly")  # fmt: skip
+    parser.add_argument("--band-map", metavar="MAP",
+                        help="how the bands of --format detections map onto varsky's g, r, i: "
+                        "NAME=BAND pairs (V=g,u=g,z=i; BAND may be 'drop'), a profile "
+                        f"({', '.join(BUILTIN_PROFILES)}) or a .toml/.json profile file; "
+                        "g, r and i map to themselves")  # fmt: skip
     parser.add_argument("--catalog-name", default="varsky_lightcurves")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--master", help="Spark master when run in-process (default local[*])")
@@ -150,6 +157,8 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         raise ValueError(f"--radius-arcsec must be positive, got {args.radius_arcsec}")
     if args.reference and args.input_format != "psfcat":
         raise ValueError("--reference applies to --format psfcat only")
+    if getattr(args, "band_map", None) and args.input_format != "detections":
+        raise ValueError("--band-map applies to --format detections only")
     output = args.output.rstrip("/")
     return IngestConfig(
         input_format=args.input_format,
@@ -163,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         catalog_name=args.catalog_name,
         overwrite=args.overwrite,
         master=args.master,
+        band_map=BandMap.parse(getattr(args, "band_map", None)),
     )
 
 
@@ -199,6 +209,28 @@ def _spark_schema(schema: pa.Schema):
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(schema)
+
+
+def check_generic_tables(files: list[str], band_map: BandMap) -> None:
+    """Fail before any Spark work on a band ``band_map`` lacks or a non-integer objectid."""
+    import pyarrow.parquet as pq
+
+    from catalogs.detection_tables import generic_band_channels
+
+    for path in files:
+        try:
+            schema = pq.read_schema(path)
+            bands = pq.read_table(path, columns=["band"])
+        except (KeyError, pa.ArrowInvalid, OSError):
+            continue  # from_generic names the missing column or the unreadable file
+        if "objectid" in schema.names and not pa.types.is_integer(schema.field("objectid").type):
+            raise InputError(
+                path,
+                f"objectid must be an integer type, found {schema.field('objectid').type}; "
+                "map the ids to int64, or leave the column out to group detections by position",
+                column="objectid",
+            )
+        generic_band_channels(bands, path, band_map)
 
 
 def read_detections(spark, config: IngestConfig):
@@ -251,6 +283,8 @@ def read_detections(spark, config: IngestConfig):
             read_psf, _spark_schema(INGEST_DETECTION_SCHEMA)
         ), len(files)
     files = expand_files(config.inputs, (".parquet",))
+    check_generic_tables(files, config.band_map)
+    band_map = config.band_map
 
     def read_generic(batches):
         import pyarrow.parquet as pq
@@ -261,7 +295,8 @@ def read_detections(spark, config: IngestConfig):
                 batch.column("path").to_pylist(),
                 strict=True,
             ):
-                yield from from_generic(pq.read_table(path), path, index).to_batches()
+                table = pq.read_table(path)
+                yield from from_generic(table, path, index, band_map).to_batches()
 
     return _files_frame(spark, files).mapInArrow(
         read_generic, _spark_schema(INGEST_DETECTION_SCHEMA)
@@ -533,7 +568,9 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         catalog, config.output, config.catalog_name, out_tiles, "ra", "dec",
         max_rows=config.max_rows_per_pixel,
         extra_properties={"varsky_input_format": config.input_format,
-                          "varsky_radius_arcsec": str(config.radius_arcsec)},
+                          "varsky_radius_arcsec": str(config.radius_arcsec),
+                          **({"varsky_band_map": config.band_map.to_json()}
+                             if config.input_format == "detections" else {})},
     )  # fmt: skip
     summary.output_tiles = len(written)
     stage_s["write catalog"] = time.perf_counter() - t

@@ -224,3 +224,103 @@ def test_hats_input_in_irsa_layout(spark, sample_file, tmp_path):
     assert summary.rejected_by_reason == {"flagged": 8422}
     assert summary.rows_out == 98_166
     assert len(lsdb.open_catalog(out).compute()) == summary.objects_out == 5301
+
+
+# --- other surveys' bands: --band-map ----------------------------------------------------------
+
+
+def _crts_slice(n_objects: int) -> pa.Table:
+    from tests.conftest import REPO
+
+    real = REPO / "data" / "real_labelled"
+    labels = pq.read_table(real / "crts_train_labels.parquet").slice(0, n_objects)
+    dets = pq.read_table(real / "crts_train_detections.parquet")
+    keep = pc.is_in(dets.column("objectid"), labels.column("objectid"))
+    dets = dets.filter(keep)
+    ids = dict(zip(labels.column("objectid").to_pylist(), labels.column("objectid_int").to_pylist(),
+                   strict=True))  # fmt: skip
+    return dets.set_column(
+        0, "objectid", pa.array([ids[o] for o in dets.column("objectid").to_pylist()], pa.int64())
+    )
+
+
+def test_crts_detections_with_band_map(spark, tmp_path):
+    from catalogs.band_map import BandMap
+
+    dets = _crts_slice(4)
+    path = tmp_path / "crts.parquet"
+    pq.write_table(dets, path)
+    out = tmp_path / "crts_lc"
+    config = _config("detections", [path], out, band_map=BandMap.parse("V=g"))
+    summary = run_ingest(spark, config, log=lambda *_: None)
+    assert summary.rows_in == dets.num_rows == summary.rows_out + summary.rows_rejected
+    df = lsdb.open_catalog(out).compute()
+    assert sorted(df["objectid"]) == sorted(set(dets.column("objectid").to_pylist()))
+    for oid, lc in zip(df["objectid"], df["lightcurve"], strict=True):
+        mine = dets.filter(pc.equal(dets.column("objectid"), oid))
+        assert set(lc["band"]) == {0}  # V -> g
+        np.testing.assert_array_equal(np.sort(lc["hmjd"]), np.sort(mine.column("mjd").to_numpy()))
+    props = (out / "hats.properties").read_text()
+    assert '"V": "g"' in props.replace("\\\\", "")
+
+
+def test_unmapped_band_is_a_clear_error(spark, tmp_path):
+    from catalogs.errors import InputError
+
+    path = tmp_path / "crts.parquet"
+    pq.write_table(_crts_slice(1), path)
+    with pytest.raises(
+        InputError, match=r"crts.parquet, column 'band', row 0: band 'V' .*--band-map V=g"
+    ):
+        run_ingest(spark, _config("detections", [path], tmp_path / "out"), log=lambda *_: None)
+
+
+def test_string_objectid_is_a_clear_error(spark, tmp_path):
+    from catalogs.band_map import BandMap
+    from catalogs.errors import InputError
+
+    path = tmp_path / "s.parquet"
+    pq.write_table(_crts_slice(1).set_column(0, "objectid", pa.array(["x"] * 1, pa.string()).take(
+        pa.array(np.zeros(_crts_slice(1).num_rows, np.int64)))), path)  # fmt: skip
+    with pytest.raises(InputError, match="objectid must be an integer type"):
+        run_ingest(spark, _config("detections", [path], tmp_path / "out",
+                                  band_map=BandMap.parse("crts")), log=lambda *_: None)  # fmt: skip
+
+
+def _rubin_table() -> pa.Table:
+    rng = np.random.default_rng(5)
+    rows = {k: [] for k in ("objectid", "ra", "dec", "mjd", "band", "mag", "magerr")}
+    for oid, (ra, dec) in enumerate([(150.0, 2.0), (150.1, 2.05)], start=1):
+        for k in range(60):
+            rows["objectid"].append(oid)
+            rows["ra"].append(ra)
+            rows["dec"].append(dec)
+            rows["mjd"].append(60800.0 + 3.1 * k + 0.001 * oid)
+            rows["band"].append("ugrizy"[k % 6])
+            rows["mag"].append(20 + rng.normal(0, 0.05))
+            rows["magerr"].append(0.05)
+    return pa.table(rows)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kept_bands", "dropped"),
+    [("rubin", {0, 1, 2}, 40), ("u=g,z=i,y=i", {0, 1, 2}, 0)],
+)
+def test_rubin_ugrizy(spark, tmp_path, spec, kept_bands, dropped):
+    from catalogs.band_map import BandMap
+
+    table = _rubin_table()
+    path = tmp_path / "rubin.parquet"
+    pq.write_table(table, path)
+    out = tmp_path / "rubin_lc"
+    summary = run_ingest(
+        spark, _config("detections", [path], out, band_map=BandMap.parse(spec)),
+        log=lambda *_: None,
+    )  # fmt: skip
+    assert summary.rows_in == 120 == summary.rows_out + summary.rows_rejected
+    assert summary.rejected_by_reason.get("band_dropped", 0) == dropped
+    df = lsdb.open_catalog(out).compute()
+    assert len(df) == 2
+    assert set(np.concatenate([lc["band"] for lc in df["lightcurve"]])) == kept_bands
+    counts = sorted(int(n) for n in df["n_epochs_i"])
+    assert counts == ([20, 20] if dropped else [30, 30])  # i + z, plus y when mapped

@@ -1,0 +1,289 @@
+"""Training logic on numpy arrays (no Spark): splits, targets, fitting, fine-tuning, calibration.
+
+`varsky train` (:mod:`jobs.train`) makes the model inputs with Spark and calls these; tests call
+them directly. The recipe of ``make model``:
+
+1. pretrain the network on simulated light curves of every class (:func:`fit`);
+2. fine-tune it on real labelled light curves (CRTS periodic variables, spectroscopic quasars)
+   mixed with simulated ones, at a lower learning rate (:func:`fit` again, from the pretrained
+   weights);
+3. calibrate each class's sigmoid on the validation objects (:func:`fit_platt`, folded into the
+   output layer by :func:`fold_calibration`, so the saved model gives calibrated probabilities
+   with built-in layers only).
+
+Labels may name several acceptable classes (``rrc|rrab``): :func:`multi_hot_targets` makes all of
+them positives of their one-vs-rest sigmoids, and a prediction counts as right when its argmax is
+any of them (:func:`accepted_mask`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+#: Split codes.
+TRAIN, VALIDATION, TEST = 0, 1, 2
+
+
+def split_by_object(
+    labels: npt.NDArray[np.integer], val_fraction: float, test_fraction: float, seed: int
+) -> npt.NDArray[np.int8]:
+    """Assign each object to train, validation or test, stratified by class.
+
+    Every class with at least 3 objects gets at least one in each split.
+
+    Parameters
+    ----------
+    labels : integer array, shape (n,)
+    val_fraction, test_fraction : float
+    seed : int
+
+    Returns
+    -------
+    int8 array, shape (n,)
+        :data:`TRAIN`, :data:`VALIDATION` or :data:`TEST`.
+    """
+    rng = np.random.default_rng([seed, 1])
+    split = np.full(labels.shape, TRAIN, dtype=np.int8)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = max(1, int(round(test_fraction * members.size)))
+        n_val = max(1, int(round(val_fraction * members.size)))
+        split[members[:n_test]] = TEST
+        split[members[n_test : n_test + n_val]] = VALIDATION
+    return split
+
+
+def real_split(
+    objectids: npt.ArrayLike, strata: Sequence[str], val_fraction: float, seed: int
+) -> npt.NDArray[np.int8]:
+    """Train/validation split of real labelled objects, by object, stratified, fixed seed.
+
+    The split depends only on the object ids, their strata (the source's own label, e.g.
+    ``crts_train/RRd``) and the seed, not on row order: objects are ordered by id within each
+    stratum before a seeded permutation. Every stratum of at least 2 objects gets at least one
+    validation object.
+
+    Returns
+    -------
+    int8 array
+        :data:`TRAIN` or :data:`VALIDATION` per object.
+    """
+    ids = np.asarray(objectids, dtype=np.int64)
+    strata = np.asarray(strata, dtype=object).astype(str)
+    split = np.full(ids.size, TRAIN, dtype=np.int8)
+    for stratum in sorted(set(strata.tolist())):
+        members = np.flatnonzero(strata == stratum)
+        members = members[np.argsort(ids[members], kind="stable")]
+        if members.size < 2:
+            continue
+        digest = hashlib.sha256(stratum.encode()).digest()
+        rng = np.random.default_rng([seed, int.from_bytes(digest[:4], "little")])
+        n_val = max(1, int(round(val_fraction * members.size)))
+        split[rng.permutation(members)[:n_val]] = VALIDATION
+
+    return split
+
+
+def multi_hot_targets(
+    labels: Sequence[str], classes: Sequence[str], separator: str = "|"
+) -> npt.NDArray[np.float32]:
+    """One-vs-rest targets: 1 for every acceptable class of each label (``"rrc|rrab"``).
+
+    A label may name only classes in ``classes``; a ValueError names the first that does not.
+    """
+    index = {c: k for k, c in enumerate(classes)}
+    out = np.zeros((len(labels), len(classes)), dtype=np.float32)
+    for row, label in enumerate(labels):
+        for name in str(label).split(separator):
+            if name not in index:
+                raise ValueError(f"label {label!r} (row {row}): {name!r} is not a model class")
+            out[row, index[name]] = 1.0
+    return out
+
+
+def accepted_mask(labels: Sequence[str], classes: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """(n, n_classes) booleans: which predicted classes count as right for each label."""
+    return multi_hot_targets(labels, classes) > 0
+
+
+def class_weights(targets: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Balanced per-class weights from (n, n_classes) targets (a multi-label row counts in each)."""
+    counts = targets.sum(axis=0).astype(np.float64)
+    n_present = max(int((counts > 0).sum()), 1)
+    return targets.shape[0] / (n_present * np.maximum(counts, 1.0))
+
+
+def sample_weights(
+    targets: npt.NDArray[np.floating], weights: npt.NDArray[np.float64]
+) -> np.ndarray:
+    """Weight of each object: the mean class weight of its positive classes (1 if it has none)."""
+    positives = targets.sum(axis=1)
+    total = targets @ weights
+    return np.where(positives > 0, total / np.maximum(positives, 1), 1.0).astype(np.float32)
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+
+def _logit(p: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, np.float64)))
+
+
+@dataclass(frozen=True)
+class PlattScaling:
+    """Per-class calibration of one-vs-rest sigmoids: p' = sigmoid(scale * logit(p) + shift).
+
+    ``scale`` is the inverse temperature; ``shift`` moves the class's prior. Fitted by
+    :func:`fit_platt`; :func:`fold_calibration` writes it into the output layer.
+    """
+
+    scale: tuple[float, ...]
+    shift: tuple[float, ...]
+
+    def apply(self, probabilities: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """Calibrated probabilities, (n, n_classes) float32."""
+        z = _logit(probabilities) * np.asarray(self.scale) + np.asarray(self.shift)
+        return _sigmoid(z).astype(np.float32)
+
+
+def fit_platt(
+    probabilities: npt.NDArray[np.floating],
+    targets: npt.NDArray[np.floating],
+    weights: npt.NDArray[np.floating] | None = None,
+    l2: float = 1e-3,
+    iterations: int = 50,
+) -> PlattScaling:
+    """Fit :class:`PlattScaling` per class by weighted binary cross-entropy (Newton steps).
+
+    A small ridge ``l2`` pulls scale towards 1 and shift towards 0, so a class with few or no
+    positives keeps its probabilities nearly unchanged.
+    """
+    z_all = _logit(probabilities)
+    y_all = np.asarray(targets, np.float64)
+    w = np.ones(z_all.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    scales, shifts = [], []
+    for k in range(z_all.shape[1]):
+        z, y = z_all[:, k], y_all[:, k]
+        a, b = 1.0, 0.0
+        for _ in range(iterations):
+            p = _sigmoid(a * z + b)
+            r = w * (p - y)
+            s = w * p * (1 - p)
+            grad = np.array([np.sum(r * z) + l2 * (a - 1), np.sum(r) + l2 * b])
+            hess = np.array(
+                [[np.sum(s * z * z) + l2, np.sum(s * z)], [np.sum(s * z), np.sum(s) + l2]]
+            )
+            step = np.linalg.solve(hess + 1e-9 * np.eye(2), grad)
+            a, b = a - step[0], b - step[1]
+            if np.abs(step).max() < 1e-8:
+                break
+        scales.append(float(a))
+        shifts.append(float(b))
+    return PlattScaling(tuple(scales), tuple(shifts))
+
+
+def fold_calibration(model, scaling: PlattScaling, layer_name: str = "class_probability") -> None:
+    """Write ``scaling`` into the sigmoid output layer: W' = scale W, b' = scale b + shift."""
+    layer = model.get_layer(layer_name)
+    kernel, bias = layer.get_weights()
+    scale = np.asarray(scaling.scale, np.float32)
+    shift = np.asarray(scaling.shift, np.float32)
+    layer.set_weights([kernel * scale[None, :], bias * scale + shift])
+
+
+def expected_calibration_error(
+    probabilities: npt.NDArray[np.floating], correct: npt.NDArray[np.bool_], n_bins: int = 15
+) -> float:
+    """Top-label ECE: the mean |accuracy - confidence| over equal-width confidence bins.
+
+    Parameters
+    ----------
+    probabilities : (n, n_classes)
+        The predicted class is the argmax; its probability is the confidence.
+    correct : (n,) bool
+        Whether each prediction is right.
+    """
+    confidence = np.asarray(probabilities).max(axis=1)
+    return _ece(confidence, np.asarray(correct, bool), n_bins)
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
+    if confidence.size == 0:
+        return float("nan")
+    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        inside = bins == b
+        if inside.any():
+            total += inside.sum() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total / confidence.size)
+
+
+def reliability_curve(
+    probabilities: npt.NDArray[np.floating], correct: npt.NDArray[np.bool_], n_bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin: mean confidence, accuracy and count (empty bins NaN, 0)."""
+    confidence = np.asarray(probabilities).max(axis=1)
+    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(bins, confidence, n_bins) / count
+        accuracy = np.bincount(bins, np.asarray(correct, np.float64), n_bins) / count
+    return mean_conf, accuracy, count
+
+
+# --- scores on labels with several acceptable classes ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupRecall:
+    """Recall of one source label (e.g. CRTS ``RRd``): objects, right calls, and what they got."""
+
+    label: str
+    n: int
+    n_right: int
+    predicted: dict[str, int]
+
+    @property
+    def recall(self) -> float:
+        """Fraction called one of the acceptable classes."""
+        return self.n_right / self.n if self.n else float("nan")
+
+
+def recall_by_group(
+    groups: Sequence[str],
+    accepted: npt.NDArray[np.bool_],
+    predicted: npt.NDArray[np.integer],
+    classes: Sequence[str],
+) -> dict[str, GroupRecall]:
+    """Recall of each source label: right when the argmax is one of its acceptable classes."""
+    groups = np.asarray(groups, dtype=object).astype(str)
+    predicted = np.asarray(predicted)
+    right = accepted[np.arange(predicted.size), predicted]
+    out = {}
+    for group in sorted(set(groups.tolist())):
+        inside = groups == group
+        names, counts = np.unique(np.asarray(classes)[predicted[inside]], return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        out[group] = GroupRecall(
+            group,
+            int(inside.sum()),
+            int(right[inside].sum()),
+            {str(names[i]): int(counts[i]) for i in order},
+        )
+    return out
+
+
+def mapping_of(values: Mapping[str, float]) -> dict[str, float]:
+    """Plain dict with float values (for JSON)."""
+    return {str(k): float(v) for k, v in values.items()}
