@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalogs.band_map import BandMap
 from catalogs.errors import InputError
 from catalogs.provenance import file_sha256
 from catalogs.schema import (
@@ -47,7 +47,6 @@ from udfs.classifier import (
     MODEL_FILE,
     Classifier,
     ModelCard,
-    TestMetrics,
     TrainingRecord,
     build_model,
     classification_metrics,
@@ -55,11 +54,15 @@ from udfs.classifier import (
 )
 from udfs.dmdt import DmDtGrid
 from udfs.lightcurve_features import FEATURE_NAMES
+from udfs.model_figures import plot_confusion_matrix, plot_reliability
 from udfs.model_inputs import FEATURES_INPUT
 from udfs.periodogram import PeriodogramGrid
+from udfs.training import TEST, TRAIN, VALIDATION, split_by_object, training_arrays_sha256
 
 #: The confusion-matrix plot written beside the model.
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+#: The reliability diagram (real validation split, before and after calibration).
+RELIABILITY_FILE = "reliability.png"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The real ZTF DR5 light curves whose epochs some simulated objects use as their cadence.
 DEFAULT_CADENCE_SAMPLE = _REPO_ROOT / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
@@ -67,9 +70,6 @@ GRID_NAMES = ("mahabal2017", "scope")
 #: Columns of a labelled table.
 LABEL = "label"
 SPLIT = "split"
-
-#: Split codes stored in the checksum of the training arrays.
-TRAIN, VALIDATION, TEST = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,25 @@ class TrainConfig:
         dm-dt image (turn off to measure what each adds).
     master : str or None
         Spark master (default local[*]).
+    real_sets : tuple of str
+        Real labelled sets (``DIR/NAME`` of :mod:`catalogs.labelled_sets`) to fine-tune the
+        pretrained network on; empty for simulated light curves only.
+    band_map : BandMap
+        Maps the real sets' bands onto g, r, i.
+    real_val_fraction : float
+        Fraction of each real set's objects (per source label) kept for validation: never
+        trained on; the calibration is fitted on it and the real-data scores come from it.
+    real_split_seed : int
+        Seed of the real validation split (fixed, so every model meets the same objects).
+    finetune_epochs : int
+    finetune_learning_rate : float
+        Adam's starting rate for fine-tuning, cosine decay to 0 over ``finetune_epochs``.
+    finetune_sim_per_class : int
+        Simulated training objects per class mixed into the fine-tuning set (they keep the
+        classes without real examples, and ZTF's cadence, in view).
+    calibration_sim_per_class : int
+        Simulated validation objects per class beside the real ones when fitting the
+        calibration (classes without real examples need positives).
     """
 
     output: Path
@@ -140,6 +159,14 @@ class TrainConfig:
     periodogram: bool = True
     features: bool = True
     master: str | None = None
+    real_sets: tuple[str, ...] = ()
+    band_map: BandMap = field(default_factory=BandMap)
+    real_val_fraction: float = 0.2
+    real_split_seed: int = 2026
+    finetune_epochs: int = 20
+    finetune_learning_rate: float = 1e-3
+    finetune_sim_per_class: int = 600
+    calibration_sim_per_class: int = 300
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -162,6 +189,14 @@ class TrainConfig:
             raise ValueError("train: --labels and --input go together")
         if not 0.0 <= self.band_dropout <= 1.0:
             raise ValueError(f"train: --band-dropout must be in [0, 1], got {self.band_dropout}")
+        if self.real_sets and self.labels is not None:
+            raise ValueError("train: --real fine-tunes the simulator's model; not with --labels")
+        if not 0.0 < self.real_val_fraction < 1.0:
+            raise ValueError(
+                f"train: --real-val-fraction must be in (0, 1), got {self.real_val_fraction}"
+            )
+        if self.finetune_epochs < 1:
+            raise ValueError(f"train: --finetune-epochs must be >= 1, got {self.finetune_epochs}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -185,6 +220,9 @@ class TrainConfig:
             periodogram=not args.no_periodogram,
             features=not args.no_features,
             master=args.master,
+            real_sets=tuple(args.real or ()),
+            band_map=BandMap.parse(args.band_map),
+            finetune_epochs=args.finetune_epochs,
         )
 
 
@@ -314,52 +352,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TensorFlow intra-op threads (default: all cores, %(default)s)",
     )
     parser.add_argument("--master", help="Spark master URL (default: local[*])")
-
-
-def split_by_object(
-    labels: npt.NDArray[np.integer], val_fraction: float, test_fraction: float, seed: int
-) -> npt.NDArray[np.int8]:
-    """Assign each object to train, validation or test, stratified by class.
-
-    Every class with at least 3 objects gets at least one in each split.
-
-    Parameters
-    ----------
-    labels : integer array, shape (n,)
-    val_fraction, test_fraction : float
-    seed : int
-
-    Returns
-    -------
-    int8 array, shape (n,)
-        :data:`TRAIN`, :data:`VALIDATION` or :data:`TEST`.
-    """
-    rng = np.random.default_rng([seed, 1])
-    split = np.full(labels.shape, TRAIN, dtype=np.int8)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = max(1, int(round(test_fraction * members.size)))
-        n_val = max(1, int(round(val_fraction * members.size)))
-        split[members[:n_test]] = TEST
-        split[members[n_test : n_test + n_val]] = VALIDATION
-    return split
-
-
-def training_arrays_sha256(
-    inputs: dict[str, np.ndarray], labels: npt.NDArray[np.int16], split: npt.NDArray[np.int8]
-) -> str:
-    """Hex sha256 of the training arrays.
-
-    Each input in name order (name, then C-order bytes), then the labels (int16), then the split
-    codes (int8).
-    """
-    digest = hashlib.sha256()
-    for name in sorted(inputs):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(inputs[name]).tobytes())
-    for array, dtype in ((labels, np.int16), (split, np.int8)):
-        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
-    return digest.hexdigest()
+    parser.add_argument(
+        "--real",
+        action="append",
+        metavar="DIR/NAME",
+        help="a real labelled set (NAME_detections.parquet + NAME_labels.parquet, see "
+        "data/real_labelled) to fine-tune on after pretraining on the simulator; repeatable",
+    )
+    parser.add_argument(
+        "--band-map",
+        metavar="MAP",
+        help="how the real sets' bands map onto g, r, i: NAME=BAND pairs (V=g), a profile "
+        "(crts, rubin, ztf) or a .toml/.json file",
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=defaults.finetune_epochs,
+        metavar="E",
+        help="fine-tuning epochs on the real sets (default %(default)s)",
+    )
 
 
 def _portable_path(path: Path) -> str:
@@ -385,43 +397,6 @@ def _data_description(config: TrainConfig) -> str:
         "variables bright enough to be detected (amplitude >= 4 median magerr). Split by "
         "object, stratified by class."
     )
-
-
-def _class_weights(labels: npt.NDArray[np.integer], n_classes: int) -> dict[int, float]:
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    weights = labels.size / (n_classes * np.maximum(counts, 1.0))
-    return {k: float(w) for k, w in enumerate(weights)}
-
-
-def plot_confusion_matrix(
-    metrics: TestMetrics, classes: tuple[str, ...], path: Path, title: str
-) -> None:
-    """Write the confusion matrix (fractions of each true class, counts written in) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = np.asarray(metrics.confusion_matrix, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fractions = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
-    fig, ax = plt.subplots(figsize=(9, 8), layout="constrained")
-    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            if counts[i, j]:
-                colour = "white" if fractions[i, j] > 0.5 else "black"
-                ax.text(
-                    j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7, color=colour
-                )
-    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="fraction of the true class", shrink=0.8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def simulated_lightcurve_table(config: TrainConfig) -> tuple[pa.Table, str]:
@@ -608,8 +583,91 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
     return kept.select(DRColumn.OBJECTID, LABEL, LIGHTCURVE), left_out, description
 
 
+def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
+    """The real labelled sets as one light-curve table with the real split, and their record."""
+    from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
+    from udfs.training import real_split
+
+    tables, sets = [], []
+    for prefix in config.real_sets:
+        table = read_labelled_set(prefix, config.band_map)
+        name = Path(prefix).name
+        n_epochs = table.column(N_EPOCHS).to_numpy()
+        enough = n_epochs >= config.min_epochs
+        sets.append(
+            {
+                "name": name,
+                "detections": _portable_path(Path(f"{prefix}_detections.parquet")),
+                "detections_sha256": file_sha256(Path(f"{prefix}_detections.parquet")),
+                "labels": _portable_path(Path(f"{prefix}_labels.parquet")),
+                "labels_sha256": file_sha256(Path(f"{prefix}_labels.parquet")),
+                "objects": table.num_rows,
+                "too_few_epochs": int((~enough).sum()),
+            }
+        )
+        tables.append(table.filter(pa.array(enough)))
+    table = pa.concat_tables(tables)
+    groups = [
+        f"{s}/{g}"
+        for s, g in zip(
+            table.column(SET_NAME).to_pylist(), table.column(LABEL_ORIG).to_pylist(), strict=True
+        )
+    ]
+    split = real_split(
+        table.column(DRColumn.OBJECTID).to_numpy(),
+        groups,
+        config.real_val_fraction,
+        config.real_split_seed,
+    )
+    for entry in sets:
+        mine = np.asarray(table.column(SET_NAME).to_pylist()) == entry["name"]
+        entry["train"] = int((mine & (split == TRAIN)).sum())
+        entry["validation"] = int((mine & (split == VALIDATION)).sum())
+        log(
+            f"[train] real set {entry['name']}: {entry['objects']} objects, "
+            f"{entry['too_few_epochs']} with fewer than {config.min_epochs} epochs left out, "
+            f"train {entry['train']}, validation {entry['validation']}"
+        )
+    lightcurves = table.select([DRColumn.OBJECTID, CLASSES, LIGHTCURVE]).rename_columns(
+        [DRColumn.OBJECTID, LABEL, LIGHTCURVE]
+    )
+    lightcurves = lightcurves.append_column(SPLIT, pa.array(split, pa.int8()))
+    pq.write_table(lightcurves, workdir / "real.parquet", row_group_size=500)
+    meta = {
+        "objectid": table.column(DRColumn.OBJECTID).to_numpy(),
+        "set": np.asarray(table.column(SET_NAME).to_pylist(), dtype=object),
+        "label_orig": np.asarray(table.column(LABEL_ORIG).to_pylist(), dtype=object),
+    }
+    return spark.read.parquet(str(workdir / "real.parquet")), sets, meta
+
+
+def _predict(model, card: ModelCard, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    return (
+        Classifier(model, card).predict(inputs)
+        if len(next(iter(inputs.values())))
+        else (np.zeros((0, len(card.classes)), np.float32))
+    )
+
+
 def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
-    """Build the training set with Spark, train, evaluate and write the model directory."""
+    """Build the training sets with Spark, pretrain, fine-tune, calibrate, evaluate, write."""
+    from udfs.band_dropout import VARIANT
+    from udfs.inference import model_input_arrays
+    from udfs.real_validation import labelled_scores
+    from udfs.training import (
+        class_weights,
+        concat_inputs,
+        expected_calibration_error,
+        first_per_class,
+        fit,
+        fit_platt,
+        fold_calibration,
+        multi_hot_targets,
+        reliability_curve,
+        sample_weights,
+        take,
+    )
+
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     configure_tensorflow_threads(config.threads)
@@ -619,6 +677,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     periodogram = PeriodogramGrid() if config.periodogram else None
     features = FEATURE_NAMES if config.features else ()
     left_out: dict[str, int] = {}
+    real_table = None
     workdir = Path(tempfile.mkdtemp(prefix="varsky_train_"))
     try:
         t0 = time.perf_counter()
@@ -650,6 +709,9 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         pq.write_table(pa.table({DRColumn.OBJECTID: ids, SPLIT: split}), workdir / "split.parquet")
         split_df = spark.read.parquet(str(workdir / "split.parquet"))
         lightcurves = lightcurves.join(split_df, DRColumn.OBJECTID)
+        real_sets: list[dict] = []
+        if config.real_sets:
+            real_lcs, real_sets, real_meta = _real_lightcurves(spark, config, workdir, log)
         seconds["light curves"] = time.perf_counter() - t0
         log(
             f"[train] {ids.size} labelled light curves, {len(classes)} classes; making model "
@@ -659,12 +721,11 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         card = ModelCard.for_grid(grid, classes, periodogram=periodogram, features=features)
         t0 = time.perf_counter()
         table = make_training_set(spark, lightcurves, card, config)
+        if config.real_sets:
+            real_table = make_training_set(spark, real_lcs, card, config)
         seconds["inputs"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-    from udfs.band_dropout import VARIANT
-    from udfs.inference import model_input_arrays
 
     arrays = model_input_arrays(table, card)
     labels = np.array([classes.index(n) for n in table.column(LABEL).to_pylist()], dtype=np.int16)
@@ -695,49 +756,121 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
 
     keras.utils.set_random_seed(config.seed)
     model = network()
-    steps_per_epoch = -(-int(train_.sum()) // config.batch_size)
-    # Cosine decay beat halving on plateaus: test macro F1 0.897 against 0.891 (README).
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, config.max_epochs * steps_per_epoch
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=schedule),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
     one_hot = np.eye(len(classes), dtype=np.float32)[labels]
-    callbacks = [
-        # On accuracy, not loss: as the rate anneals the sigmoids grow confident, and the
-        # validation loss stalls while the accuracy still climbs (make model: loss best at
-        # epoch 17 of 30, accuracy still rising at 30).
-        keras.callbacks.EarlyStopping(
-            monitor="val_accuracy",
-            mode="max",
-            patience=config.patience,
-            restore_best_weights=True,
-        ),
-    ]
-    order = list(shapes)
-
-    def pick(mask):
-        return {k: arrays[k][mask] for k in order}
-
     log(f"[train] training {model.count_params()} parameters, up to {config.max_epochs} epochs")
     t0 = time.perf_counter()
-    history = model.fit(
-        pick(train_),
+    history = fit(
+        model,
+        take(arrays, train_),
         one_hot[train_],
-        validation_data=(pick(val), one_hot[val]),
         epochs=config.max_epochs,
+        learning_rate=config.learning_rate,
         batch_size=config.batch_size,
-        class_weight=_class_weights(labels[train_], len(classes)),
-        callbacks=callbacks,
-        verbose=2,
+        sample_weight=sample_weights(one_hot[train_], class_weights(one_hot[train_])),
+        validation=(take(arrays, val), one_hot[val]),
+        patience=config.patience,
     )
     seconds["fit"] = time.perf_counter() - t0
-    epochs_run = len(history.history["loss"])
-    best_val_loss = float(np.min(history.history["val_loss"]))
-    best_val_accuracy = float(np.max(history.history["val_accuracy"]))
+    epochs_run = len(history["loss"])
+    best_val_loss = float(np.min(history["val_loss"]))
+    best_val_accuracy = float(np.max(history["val_accuracy"]))
+
+    fine_tuning = calibration = real_validation = None
+    reliability = {}
+    if real_table is not None:
+        t0 = time.perf_counter()
+        r_arrays = model_input_arrays(real_table, card)
+        r_ids = real_table.column(DRColumn.OBJECTID).to_numpy()
+        r_labels = real_table.column(LABEL).to_pylist()
+        r_split = real_table.column(SPLIT).to_numpy()
+        r_original = real_table.column(VARIANT).to_numpy() == 0
+        r_train, r_val = r_split == TRAIN, (r_split == VALIDATION) & r_original
+        where = {int(o): k for k, o in enumerate(real_meta["objectid"])}
+        r_row = np.array([where[int(o)] for o in r_ids])
+        r_set, r_group = real_meta["set"][r_row], real_meta["label_orig"][r_row]
+        r_targets = multi_hot_targets(r_labels, classes)
+        sim_pick = first_per_class(labels, train_ & original, config.finetune_sim_per_class)
+        x_ft = concat_inputs([take(r_arrays, r_train), take(arrays, sim_pick)])
+        y_ft = np.concatenate([r_targets[r_train], one_hot[sim_pick]])
+        log(
+            f"[train] fine-tuning on {int(r_train.sum())} real (with band-dropped copies) + "
+            f"{sim_pick.size} simulated light curves, {config.finetune_epochs} epochs"
+        )
+        fit(
+            model,
+            x_ft,
+            y_ft,
+            epochs=config.finetune_epochs,
+            learning_rate=config.finetune_learning_rate,
+            batch_size=config.batch_size,
+            sample_weight=sample_weights(y_ft, class_weights(y_ft)),
+        )
+        seconds["fine-tune"] = time.perf_counter() - t0
+        # Calibration on the validation objects: real ones, and simulated ones for the classes
+        # that have no real examples.
+        sim_cal = first_per_class(labels, val, config.calibration_sim_per_class)
+        x_cal = concat_inputs([take(r_arrays, r_val), take(arrays, sim_cal)])
+        y_cal = np.concatenate([r_targets[r_val], one_hot[sim_cal]])
+        p_cal = _predict(model, card, x_cal)
+        scaling = fit_platt(p_cal, y_cal)
+        n_real_val = int(r_val.sum())
+        p_real_before = p_cal[:n_real_val]
+        p_real_after = scaling.apply(p_real_before)
+        fold_calibration(model, scaling)
+        right_before = r_targets[r_val][np.arange(n_real_val), p_real_before.argmax(1)] > 0
+        right_after = r_targets[r_val][np.arange(n_real_val), p_real_after.argmax(1)] > 0
+        for tag, p, right in (
+            ("before calibration", p_real_before, right_before),
+            ("after calibration", p_real_after, right_after),
+        ):
+            conf, acc, count = reliability_curve(p, right)
+            reliability[f"real validation, {tag}"] = {
+                "confidence": conf.tolist(),
+                "accuracy": acc.tolist(),
+                "count": count.tolist(),
+            }
+        calibration = {
+            "method": "per-class Platt scaling of the one-vs-rest sigmoids, folded into the "
+            "output layer: p' = sigmoid(scale * logit(p) + shift)",
+            "fitted_on": f"{n_real_val} real validation objects and {sim_cal.size} simulated "
+            f"validation objects ({config.calibration_sim_per_class} per class)",
+            "scale": dict(zip(classes, scaling.scale, strict=True)),
+            "shift": dict(zip(classes, scaling.shift, strict=True)),
+            "ece_real_validation_before": expected_calibration_error(p_real_before, right_before),
+            "ece_real_validation_after": expected_calibration_error(p_real_after, right_after),
+            "reliability": reliability,
+        }
+        real_validation = {}
+        for name in sorted(set(r_set[r_val].tolist())):
+            mine = r_set[r_val] == name
+            real_validation[name] = labelled_scores(
+                p_real_after[mine],
+                [r_labels[k] for k in np.flatnonzero(r_val)[mine]],
+                r_group[r_val][mine],
+                classes,
+            )
+        fine_tuning = {
+            "sets": real_sets,
+            "band_map": json.loads(config.band_map.to_json()),
+            "label_rule": "a label naming several classes (a|b) makes each of them a positive "
+            "of its one-vs-rest sigmoid; a prediction counts as right when its argmax is any "
+            "of them",
+            "min_epochs": config.min_epochs,
+            "validation": f"{config.real_val_fraction:.0%} of each set's objects per source "
+            f"label (udfs.training.real_split, seed {config.real_split_seed}); never trained on",
+            "epochs": config.finetune_epochs,
+            "learning_rate": config.finetune_learning_rate,
+            "learning_rate_schedule": f"cosine decay to 0 over {config.finetune_epochs} epochs",
+            "mix": f"real training objects (with band-dropped copies) + "
+            f"{config.finetune_sim_per_class} simulated training objects per class; balanced "
+            "class weights",
+            "n_real_train": int(r_train.sum()),
+            "n_simulated": int(sim_pick.size),
+            "layers": "all trainable",
+            "sha256": training_arrays_sha256(
+                r_arrays, np.frombuffer("\n".join(r_labels).encode(), np.uint8), r_split
+            ),
+        }
 
     # Save an uncompiled copy: no optimizer state in the file, which stays small.
     output = config.output
@@ -768,10 +901,16 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         learning_rate=config.learning_rate,
         learning_rate_schedule=f"cosine decay to 0 over {config.max_epochs} epochs",
     )
-    card = replace(card, training=record)
+    card = replace(
+        card,
+        training=record,
+        fine_tuning=fine_tuning,
+        calibration=calibration,
+        real_validation=real_validation,
+    )
     # Score the written file, not the in-memory model: the card describes what is on disk.
     classifier = Classifier.load(model_path, card)
-    probabilities = classifier.predict({k: arrays[k][test] for k in order})
+    probabilities = classifier.predict(take(arrays, test))
     metrics = classification_metrics(labels[test], probabilities.argmax(axis=1), classes)
     seconds["total"] = time.perf_counter() - start
     card = replace(
@@ -783,8 +922,17 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         metrics,
         classes,
         confusion_path,
-        f"{card.name}, test split ({record.n_test} objects): macro F1 {metrics.macro_f1:.3f}",
+        f"{card.name}, synthetic test split ({record.n_test} objects): macro F1 "
+        f"{metrics.macro_f1:.3f}",
     )
+    if reliability:
+        plot_reliability(
+            reliability,
+            output / RELIABILITY_FILE,
+            f"{card.name}: real validation split, ECE "
+            f"{calibration['ece_real_validation_before']:.3f} -> "
+            f"{calibration['ece_real_validation_after']:.3f}",
+        )
     return TrainResult(
         card=card,
         model_path=model_path,

@@ -854,7 +854,7 @@ def plot_dmdt_examples(
 
 def plot_model_confusion_matrix(card: ModelCard, path: str | Path) -> Path | None:
     """Write the card's test-split confusion matrix; None if the card has no test metrics."""
-    from jobs.train import plot_confusion_matrix
+    from udfs.model_figures import plot_confusion_matrix
 
     metrics = card.test_metrics
     if metrics is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -216,3 +217,87 @@ def test_config_errors_name_the_option():
         TrainConfig(output=Path("x"), grid_name="crts")
     with pytest.raises(ValueError, match="--labels and --input go together"):
         TrainConfig(output=Path("x"), labels=Path("labels.parquet"))
+
+
+# --- fine-tuning on real labelled sets ----------------------------------------------------------
+
+SEVEN = ("EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV")
+
+
+def _tiny_real_sets(directory):
+    """8 CRTS stars of each of the paper's seven labels and 10 TDSS quasars, as labelled sets."""
+    from tests.conftest import REPO
+
+    real = REPO / "data" / "real_labelled"
+    prefixes = []
+    for name, pick in (("crts_train", SEVEN), ("tdss_quasars", ("QSO",))):
+        labels = pq.read_table(real / f"{name}_labels.parquet")
+        dets = pq.read_table(real / f"{name}_detections.parquet")
+        counts = dets.group_by("objectid").aggregate([("mjd", "count")])
+        rich = set(counts.filter(pc.greater_equal(counts["mjd_count"], 25))["objectid"].to_pylist())
+        rows = []
+        per = 8 if name == "crts_train" else 10
+        for label in pick:
+            mine = [
+                k
+                for k, (o, lab) in enumerate(
+                    zip(
+                        labels["objectid"].to_pylist(),
+                        labels["label_orig"].to_pylist(),
+                        strict=True,
+                    )
+                )
+                if lab == label and o in rich
+            ]
+            rows += mine[:per]
+        tiny = labels.take(rows)
+        pq.write_table(tiny, directory / f"{name}_labels.parquet")
+        keep = pc.is_in(dets["objectid"], tiny["objectid"])
+        pq.write_table(dets.filter(keep), directory / f"{name}_detections.parquet")
+        prefixes.append(str(directory / name))
+    return prefixes
+
+
+@pytest.fixture(scope="module")
+def finetuned(spark, tmp_path_factory):
+    sets = _tiny_real_sets(tmp_path_factory.mktemp("real"))
+    output = tmp_path_factory.mktemp("finetune") / "model"
+    argv = ["train", "--output", str(output), *TINY, "--band-map", "crts", "--finetune-epochs", "1"]
+    for prefix in sets:
+        argv += ["--real", prefix]
+    args = build_parser().parse_args(argv)
+    lines = []
+    result = train(spark, TrainConfig.from_args(args), log=lines.append)
+    return output, result, lines
+
+
+def test_finetune_card_records_sets_calibration_and_real_scores(finetuned):
+    output, result, lines = finetuned
+    card = ModelCard.read(output)
+    ft = card.fine_tuning
+    assert [s["name"] for s in ft["sets"]] == ["crts_train", "tdss_quasars"]
+    crts = ft["sets"][0]
+    assert crts["objects"] == 56 and crts["too_few_epochs"] == 0
+    assert crts["train"] + crts["validation"] == 56 and crts["validation"] >= 7
+    assert len(crts["detections_sha256"]) == 64 and ft["band_map"]["bands"]["V"] == "g"
+    assert "a|b" in ft["label_rule"]
+    cal = card.calibration
+    assert set(cal["scale"]) == set(CLASS_NAMES)
+    assert 0 <= cal["ece_real_validation_after"] <= 1
+    assert (output / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    scores = card.real_validation["crts_train"]
+    assert set(scores["per_label"]) == set(SEVEN)
+    assert set(scores["mahabal2017"]["varsky"]) == set(SEVEN)
+    assert card.real_validation["tdss_quasars"]["n"] >= 1
+    assert any("real set crts_train: 56 objects" in line for line in lines)
+
+
+def test_finetuned_model_is_calibrated_on_disk(finetuned):
+    """The saved model's probabilities are the calibrated ones: classify needs no extra step."""
+    output, result, _ = finetuned
+    card = ModelCard.read(output)
+    classifier = Classifier.load(output)
+    assert classifier.card.calibration == card.calibration
+    layer = classifier.model.get_layer("class_probability")
+    assert layer.get_weights()[0].shape[1] == len(CLASS_NAMES)
+    assert card.test_metrics is not None and card.test_metrics.split == "test"

@@ -221,6 +221,15 @@ class ModelCard:
         for a model without it.
     training : TrainingRecord or None
     test_metrics : TestMetrics or None
+        Scores on the held-out synthetic test split.
+    fine_tuning : dict or None
+        How the pretrained network was fine-tuned on real labelled light curves: the sets
+        (files and sha256), label rule, split, mix, epochs, learning rate.
+    calibration : dict or None
+        Per-class Platt scaling folded into the output layer (``scale``, ``shift``), what it was
+        fitted on, and the expected calibration error before and after.
+    real_validation : dict or None
+        Scores on the real validation split of each labelled set (see ``bench/real_validation.py``).
     created : str
         UTC time the card was made, ISO 8601.
     """
@@ -238,6 +247,9 @@ class ModelCard:
     features: tuple[str, ...] = ()
     training: TrainingRecord | None = None
     test_metrics: TestMetrics | None = None
+    fine_tuning: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    real_validation: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
@@ -310,6 +322,9 @@ class ModelCard:
             "features": list(self.features),
             "training": asdict(self.training) if self.training else None,
             "test_metrics": asdict(self.test_metrics) if self.test_metrics else None,
+            "fine_tuning": self.fine_tuning,
+            "calibration": self.calibration,
+            "real_validation": self.real_validation,
             "created": self.created,
         }
 
@@ -341,6 +356,9 @@ class ModelCard:
             features=tuple(str(f) for f in data.get("features") or ()),
             training=_record_from_dict(training, source) if training else None,
             test_metrics=TestMetrics.from_dict(metrics) if metrics else None,
+            fine_tuning=data.get("fine_tuning"),
+            calibration=data.get("calibration"),
+            real_validation=data.get("real_validation"),
             created=str(data.get("created", "")),
         )
 

@@ -71,15 +71,18 @@ class PeriodogramGrid:
     oversampling : float
         Frequency step is ``1 / (oversampling * baseline)``.
     max_frequencies : int
-        Cap on the frequencies evaluated for one light curve (the step grows for very long
-        baselines), which bounds the cost.
+        Cap on the frequencies evaluated for one light curve (the step grows beyond it), which
+        bounds the cost. 150,000 keeps the step at 1 / (2 x baseline) down to 0.05 d for
+        baselines up to 10 years (CRTS: 8); a 20,000 cap made the step 6 times coarser than a
+        peak's width on CRTS light curves, and the shipped model's mean recall on the real CRTS
+        validation split went from 0.54 to 0.44 (before fine-tuning; README).
     """
 
     min_period_days: float = 0.05
     max_period_days: float = 1000.0
     n_bins: int = 64
     oversampling: float = 2.0
-    max_frequencies: int = 20000
+    max_frequencies: int = 150_000
 
     def __post_init__(self) -> None:
         if not 0 < self.min_period_days < self.max_period_days:
