@@ -66,7 +66,9 @@ RELIABILITY_FILE = "reliability.png"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The real ZTF DR5 light curves whose epochs some simulated objects use as their cadence.
 DEFAULT_CADENCE_SAMPLE = _REPO_ROOT / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
-GRID_NAMES = ("mahabal2017", "scope")
+GRID_NAMES = ("mahabal2017", "scope", "equalized")
+#: Light curves sampled from the training set (simulated, then real) to equalise a grid.
+EQUALIZED_GRID_SAMPLE = (3000, 1500)
 #: Columns of a labelled table.
 LABEL = "label"
 SPLIT = "split"
@@ -638,7 +640,33 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         "set": np.asarray(table.column(SET_NAME).to_pylist(), dtype=object),
         "label_orig": np.asarray(table.column(LABEL_ORIG).to_pylist(), dtype=object),
     }
-    return spark.read.parquet(str(workdir / "real.parquet")), sets, meta
+    return spark.read.parquet(str(workdir / "real.parquet")), sets, meta, lightcurves
+
+
+def equalized_grid(tables: list[pa.Table], seed: int) -> DmDtGrid:
+    """:meth:`DmDtGrid.equalized` on a seeded sample of the training light curves of ``tables``.
+
+    Each table has ``lightcurve`` and ``split``; up to :data:`EQUALIZED_GRID_SAMPLE` training
+    rows are drawn from each in turn (simulated, then real).
+    """
+    from udfs.inference import flat_lightcurves
+
+    parts = []
+    rng = np.random.default_rng([seed, 3])
+    for table, n in zip(tables, EQUALIZED_GRID_SAMPLE, strict=False):
+        rows = np.flatnonzero(table.column(SPLIT).to_numpy() == TRAIN)
+        rows = np.sort(rng.choice(rows, min(n, rows.size), replace=False))
+        parts.append(flat_lightcurves(table.column(LIGHTCURVE).take(pa.array(rows))))
+    t = np.concatenate([p.t_days for p in parts])
+    mag = np.concatenate([p.mag for p in parts])
+    channel = np.concatenate([p.channel for p in parts])
+    offsets = [parts[0].offsets]
+    for p in parts[1:]:
+        offsets.append(p.offsets[1:] + offsets[-1][-1])
+    n_dm, n_dt = DmDtGrid.mahabal2017().shape
+    return DmDtGrid.equalized(
+        t, mag, np.concatenate(offsets), channel, n_dt=n_dt, n_dm=n_dm, seed=seed
+    )
 
 
 def _predict(model, card: ModelCard, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -673,7 +701,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     configure_tensorflow_threads(config.threads)
     import keras
 
-    grid = DmDtGrid.named(config.grid_name)
+    grid = None if config.grid_name == "equalized" else DmDtGrid.named(config.grid_name)
     periodogram = PeriodogramGrid() if config.periodogram else None
     features = FEATURE_NAMES if config.features else ()
     left_out: dict[str, int] = {}
@@ -711,7 +739,20 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         lightcurves = lightcurves.join(split_df, DRColumn.OBJECTID)
         real_sets: list[dict] = []
         if config.real_sets:
-            real_lcs, real_sets, real_meta = _real_lightcurves(spark, config, workdir, log)
+            real_lcs, real_sets, real_meta, real_arrow = _real_lightcurves(
+                spark, config, workdir, log
+            )
+        if config.grid_name == "equalized":
+            if config.labels is not None:
+                raise ValueError("train: --grid equalized needs simulated training light curves")
+            position = {int(o): k for k, o in enumerate(ids)}
+            rows = [position[int(o)] for o in table.column(DRColumn.OBJECTID).to_pylist()]
+            sim = table.append_column(SPLIT, pa.array(split[rows], pa.int8()))
+            grid = equalized_grid([sim] + ([real_arrow] if config.real_sets else []), config.seed)
+            log(
+                f"[train] equalized dm-dt grid: dt edges {np.round(grid.dt_edges_days, 3).tolist()}"
+                f" days; dm edges {np.round(grid.dm_edges_mag, 3).tolist()} mag"
+            )
         seconds["light curves"] = time.perf_counter() - t0
         log(
             f"[train] {ids.size} labelled light curves, {len(classes)} classes; making model "
@@ -856,6 +897,8 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "of its one-vs-rest sigmoid; a prediction counts as right when its argmax is any "
             "of them",
             "min_epochs": config.min_epochs,
+            "validation_fraction": config.real_val_fraction,
+            "validation_seed": config.real_split_seed,
             "validation": f"{config.real_val_fraction:.0%} of each set's objects per source "
             f"label (udfs.training.real_split, seed {config.real_split_seed}); never trained on",
             "epochs": config.finetune_epochs,

@@ -569,3 +569,31 @@ def test_grid_validation_errors():
         DmDtGrid.log_linear(0.0, 10.0, 5, 1.0, 4)
     with pytest.raises(ValueError, match="need n_dt >= 2 and n_dm >= 1"):
         DmDtGrid.log_linear(0.1, 10.0, 1, 1.0, 4)
+
+
+def test_equalized_grid_equalises_pair_counts():
+    from udfs.dmdt import DmDtGrid, dmdt_counts
+
+    rng = np.random.default_rng(4)
+    n_lc, n = 40, 60
+    t = np.concatenate([np.sort(rng.uniform(0, 1000, n)) for _ in range(n_lc)])
+    mag = 15 + rng.normal(0, 0.3, t.size)
+    offsets = np.arange(n_lc + 1, dtype=np.int64) * n
+    grid = DmDtGrid.equalized(t, mag, offsets, n_dt=8, n_dm=6, pairs_per_lightcurve=10**6)
+    assert grid.shape == (6, 8) and grid.name == "equalized" and grid.dt_edges_days[0] == 0.0
+    counts = dmdt_counts(t, mag, offsets, grid).sum(axis=0)
+    per_dt = counts.sum(axis=0)
+    per_dm = counts.sum(axis=1)
+    total = n_lc * n * (n - 1) // 2
+    assert per_dt.sum() == per_dm.sum() == total  # every pair inside the grid
+    np.testing.assert_allclose(per_dt / total, 1 / 8, atol=0.002)
+    np.testing.assert_allclose(per_dm / total, 1 / 6, atol=0.002)
+    again = DmDtGrid.equalized(t, mag, offsets, n_dt=8, n_dm=6, pairs_per_lightcurve=10**6)
+    assert again == grid
+
+
+def test_equalized_grid_needs_pairs():
+    from udfs.dmdt import DmDtGrid
+
+    with pytest.raises(ValueError, match="no light curve has two epochs"):
+        DmDtGrid.equalized(np.array([1.0]), np.array([15.0]), np.array([0, 1]))

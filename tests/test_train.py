@@ -301,3 +301,17 @@ def test_finetuned_model_is_calibrated_on_disk(finetuned):
     layer = classifier.model.get_layer("class_probability")
     assert layer.get_weights()[0].shape[1] == len(CLASS_NAMES)
     assert card.test_metrics is not None and card.test_metrics.split == "test"
+
+
+def test_equalized_grid_is_saved_in_the_card(spark, tmp_path):
+    from udfs.dmdt import DmDtGrid
+
+    output = tmp_path / "model"
+    args = build_parser().parse_args(
+        ["train", "--output", str(output), *TINY, "--grid", "equalized"]
+    )
+    train(spark, TrainConfig.from_args(args), log=lambda line: None)
+    card = ModelCard.read(output)
+    assert card.grid_name == "equalized" and card.grid.shape == DmDtGrid.mahabal2017().shape
+    assert card.grid != DmDtGrid.mahabal2017() and card.dt_edges_days[0] == 0.0
+    assert Classifier.load(output).card.grid == card.grid

@@ -189,6 +189,85 @@ class DmDtGrid:
         return cls(dt, dm, name or f"loglin_dt{n_dt}_dm{n_dm}")
 
     @classmethod
+    def equalized(
+        cls,
+        t_days: npt.ArrayLike,
+        mag: npt.ArrayLike,
+        offsets: npt.ArrayLike,
+        channel: npt.ArrayLike | None = None,
+        n_dt: int = 24,
+        n_dm: int = 22,
+        pairs_per_lightcurve: int = 2000,
+        seed: int = 0,
+        name: str = "equalized",
+    ) -> DmDtGrid:
+        """A grid whose cells hold equal shares of a training set's pairs, on each axis.
+
+        The seed's question, "How to choose bins? Histogram equalization in both axes?": the dt
+        edges are quantiles of the pairs' time differences and the dm edges quantiles of their
+        magnitude differences (pairs i < j within one band of one light curve, later minus
+        earlier), so every dt column and every dm row holds about the same number of pairs.
+        The first dt edge is 0 and the outer edges enclose every pair seen.
+
+        Parameters
+        ----------
+        t_days, mag : float arrays
+            Flat times (days) and magnitudes (mag) of the training light curves.
+        offsets : int array, shape (n_lc + 1,)
+        channel : int array, optional
+            Band of each epoch; pairs are taken within a band. All one band if omitted.
+        n_dt, n_dm : int
+            Cells on each axis.
+        pairs_per_lightcurve : int
+            At most this many pairs drawn at random from each light curve, so that long light
+            curves do not set the grid alone.
+        seed : int
+        name : str
+        """
+        t = np.asarray(t_days, dtype=np.float64)
+        m = np.asarray(mag, dtype=np.float64)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        band = np.zeros(t.size, np.int64) if channel is None else np.asarray(channel, np.int64)
+        if n_dt < 2 or n_dm < 2:
+            raise ValueError(f"equalized: need n_dt >= 2 and n_dm >= 2, got {n_dt}, {n_dm}")
+        rng = np.random.default_rng(seed)
+        dts, dms = [], []
+        for k in range(offsets.size - 1):
+            lo, hi = offsets[k], offsets[k + 1]
+            for b in np.unique(band[lo:hi]):
+                idx = lo + np.flatnonzero(band[lo:hi] == b)
+                idx = idx[np.argsort(t[idx], kind="stable")]
+                if idx.size < 2:
+                    continue
+                i, j = np.triu_indices(idx.size, k=1)
+                if i.size > pairs_per_lightcurve:
+                    pick = rng.choice(i.size, pairs_per_lightcurve, replace=False)
+                    i, j = i[pick], j[pick]
+                dts.append(t[idx[j]] - t[idx[i]])
+                dms.append(m[idx[j]] - m[idx[i]])
+        if not dts:
+            raise ValueError("equalized: no light curve has two epochs in one band")
+        dt, dm = np.concatenate(dts), np.concatenate(dms)
+        if not (np.isfinite(dt).all() and np.isfinite(dm).all()):
+            raise ValueError("equalized: times and magnitudes must be finite")
+
+        def quantile_edges(values, n, low):
+            inner = np.quantile(values, np.arange(1, n) / n)
+            top = values.max()
+            edges = np.concatenate([[low], inner, [top + max(abs(top), 1.0) * 1e-6]])
+            # Ties (many pairs at one lag) would give empty cells: keep edges strictly apart.
+            for e in range(1, edges.size):
+                if edges[e] <= edges[e - 1]:
+                    edges[e] = np.nextafter(edges[e - 1], np.inf) + 1e-9
+            return edges
+
+        return cls(
+            quantile_edges(dt, n_dt, 0.0),
+            quantile_edges(dm, n_dm, dm.min() - 1e-6),
+            name,
+        )
+
+    @classmethod
     def named(cls, name: str) -> DmDtGrid:
         """Look up a built-in grid by name (``mahabal2017`` or ``scope``)."""
         builders = {"mahabal2017": cls.mahabal2017, "scope": cls.scope}
