@@ -139,6 +139,10 @@ class TrainConfig:
     calibration_sim_per_class : int
         Simulated validation objects per class beside the real ones when fitting the
         calibration (classes without real examples need positives).
+    cadence_copies : int
+        Resampled copies of each real training light curve (:mod:`udfs.cadence_augmentation`:
+        a 1.5-5 year window, one epoch a night, 40-100% of those), so that the network meets
+        the real stars through cadences other than their survey's.
     """
 
     output: Path
@@ -169,6 +173,7 @@ class TrainConfig:
     finetune_learning_rate: float = 1e-3
     finetune_sim_per_class: int = 600
     calibration_sim_per_class: int = 300
+    cadence_copies: int = 2
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -225,6 +230,7 @@ class TrainConfig:
             real_sets=tuple(args.real or ()),
             band_map=BandMap.parse(args.band_map),
             finetune_epochs=args.finetune_epochs,
+            cadence_copies=args.cadence_copies,
         )
 
 
@@ -366,6 +372,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MAP",
         help="how the real sets' bands map onto g, r, i: NAME=BAND pairs (V=g), a profile "
         "(crts, rubin, ztf) or a .toml/.json file",
+    )
+    parser.add_argument(
+        "--cadence-copies",
+        type=int,
+        default=defaults.cadence_copies,
+        metavar="K",
+        help="resampled copies of each real training light curve (default %(default)s)",
     )
     parser.add_argument(
         "--finetune-epochs",
@@ -588,6 +601,7 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
 def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
     """The real labelled sets as one light-curve table with the real split, and their record."""
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
+    from udfs.cadence_augmentation import original_objectid
     from udfs.training import real_split
 
     tables, sets = [], []
@@ -609,6 +623,7 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         )
         tables.append(table.filter(pa.array(enough)))
     table = pa.concat_tables(tables)
+    meta_ids = table.column(DRColumn.OBJECTID).to_numpy()
     groups = [
         f"{s}/{g}"
         for s, g in zip(
@@ -634,6 +649,32 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         [DRColumn.OBJECTID, LABEL, LIGHTCURVE]
     )
     lightcurves = lightcurves.append_column(SPLIT, pa.array(split, pa.int8()))
+    if config.cadence_copies:
+        from udfs.cadence_augmentation import CadenceAugmentation, augment_lightcurve_table
+
+        copies = augment_lightcurve_table(
+            lightcurves.filter(pa.array(split == TRAIN)),
+            config.cadence_copies,
+            config.seed,
+            CadenceAugmentation(min_epochs=config.min_epochs),
+        )
+        log(f"[train] {copies.num_rows} cadence-resampled copies of real training light curves")
+        for entry in sets:
+            entry["cadence_copies"] = 0
+        for name in (
+            table.column(SET_NAME)
+            .take(
+                pa.array(
+                    [
+                        int(np.flatnonzero(meta_ids == o)[0])
+                        for o in original_objectid(copies.column(DRColumn.OBJECTID).to_numpy())
+                    ]
+                )
+            )
+            .to_pylist()
+        ):
+            next(e for e in sets if e["name"] == name)["cadence_copies"] += 1
+        lightcurves = pa.concat_tables([lightcurves, copies])
     pq.write_table(lightcurves, workdir / "real.parquet", row_group_size=500)
     meta = {
         "objectid": table.column(DRColumn.OBJECTID).to_numpy(),
@@ -680,6 +721,7 @@ def _predict(model, card: ModelCard, inputs: dict[str, np.ndarray]) -> np.ndarra
 def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     """Build the training sets with Spark, pretrain, fine-tune, calibrate, evaluate, write."""
     from udfs.band_dropout import VARIANT
+    from udfs.cadence_augmentation import original_objectid
     from udfs.inference import model_input_arrays
     from udfs.real_validation import labelled_scores
     from udfs.training import (
@@ -827,7 +869,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         r_original = real_table.column(VARIANT).to_numpy() == 0
         r_train, r_val = r_split == TRAIN, (r_split == VALIDATION) & r_original
         where = {int(o): k for k, o in enumerate(real_meta["objectid"])}
-        r_row = np.array([where[int(o)] for o in r_ids])
+        r_row = np.array([where[int(o)] for o in original_objectid(r_ids)])
         r_set, r_group = real_meta["set"][r_row], real_meta["label_orig"][r_row]
         r_targets = multi_hot_targets(r_labels, classes)
         sim_pick = first_per_class(labels, train_ & original, config.finetune_sim_per_class)
@@ -904,7 +946,10 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "epochs": config.finetune_epochs,
             "learning_rate": config.finetune_learning_rate,
             "learning_rate_schedule": f"cosine decay to 0 over {config.finetune_epochs} epochs",
-            "mix": f"real training objects (with band-dropped copies) + "
+            "cadence_augmentation": f"{config.cadence_copies} resampled copies of each real "
+            "training light curve (1.5-5 year window, one epoch a night, 40-100% kept; "
+            "udfs.cadence_augmentation)",
+            "mix": f"real training objects (with band-dropped and cadence copies) + "
             f"{config.finetune_sim_per_class} simulated training objects per class; balanced "
             "class weights",
             "n_real_train": int(r_train.sum()),

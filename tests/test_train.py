@@ -290,6 +290,7 @@ def test_finetune_card_records_sets_calibration_and_real_scores(finetuned):
     assert set(scores["mahabal2017"]["varsky"]) == set(SEVEN)
     assert card.real_validation["tdss_quasars"]["n"] >= 1
     assert any("real set crts_train: 56 objects" in line for line in lines)
+    assert crts["cadence_copies"] > 0 and "cadence" in ft["cadence_augmentation"]
 
 
 def test_finetuned_model_is_calibrated_on_disk(finetuned):

@@ -117,3 +117,56 @@ def augmented_copies(
         np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         np.concatenate(epochs).astype(np.int64),
     )
+
+
+#: Bit where the copy number goes in a copy's object id (real ids are below 2**53).
+COPY_ID_SHIFT = 56
+
+
+def copy_objectid(objectid: npt.ArrayLike, copy: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Object id of an augmented copy: the copy number above bit :data:`COPY_ID_SHIFT`."""
+    return np.asarray(objectid, np.int64) | (np.asarray(copy, np.int64) << COPY_ID_SHIFT)
+
+
+def original_objectid(objectid: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Inverse of :func:`copy_objectid` (an original's id is itself)."""
+    return np.asarray(objectid, np.int64) & ((1 << COPY_ID_SHIFT) - 1)
+
+
+def augment_lightcurve_table(
+    table,
+    n_copies: int,
+    seed: int,
+    augmentation: CadenceAugmentation | None = None,
+    id_column: str = "objectid",
+    lightcurve_column: str = "lightcurve",
+):
+    """Rows of resampled copies of every light curve of an Arrow table.
+
+    The other columns are copied from the source row; the id becomes :func:`copy_objectid`; the
+    ``lightcurve`` struct of lists keeps its fields, restricted to the copy's epochs.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lc = table.column(lightcurve_column).combine_chunks()
+    hmjd = lc.field(0)
+    lengths = pc.fill_null(pc.list_value_length(hmjd), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    t = pc.list_flatten(hmjd).to_numpy(zero_copy_only=False).astype(np.float64)
+    ids = table.column(id_column).to_numpy()
+    source, copy, copy_offsets, epochs = augmented_copies(
+        ids, t, offsets, n_copies, seed, augmentation
+    )
+    take = pa.array(epochs)
+    list_offsets = pa.array(copy_offsets.astype(np.int32))
+    fields = [
+        pa.ListArray.from_arrays(list_offsets, pc.list_flatten(lc.field(k)).take(take))
+        for k in range(lc.type.num_fields)
+    ]
+    new_lc = pa.StructArray.from_arrays(fields, fields=list(lc.type))
+    out = table.take(pa.array(source))
+    out = out.set_column(
+        out.schema.get_field_index(id_column), id_column, pa.array(copy_objectid(ids[source], copy))
+    )
+    return out.set_column(out.schema.get_field_index(lightcurve_column), lightcurve_column, new_lc)
