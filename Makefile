@@ -18,7 +18,7 @@ help:
 	@echo "make demo    build the environment, classify the bundled ZTF DR5 sample, write its report"
 	@echo "make test    build the environment, lint, run the whole test suite"
 	@echo "make setup   create or update the environment (.venv) from uv.lock"
-	@echo "make model   retrain the shipped model into models/varsky_dmdt_cnn"
+	@echo "make model   retrain the shipped model into models/varsky_dmdt_cnn (overwrites it)"
 	@echo "make lint / make format"
 
 $(UV):
@@ -55,8 +55,10 @@ demo: setup
 	$(VENV)/bin/varsky classify --input data/sample --output demo_output/classified --overwrite
 	$(VENV)/bin/varsky report demo_output/classified
 
+# Pretrain on the simulator, fine-tune on the bundled real labelled sets, calibrate (README).
 model: setup
-	$(VENV)/bin/varsky train --output models/varsky_dmdt_cnn
+	$(VENV)/bin/varsky train --output models/varsky_dmdt_cnn --band-map crts \
+	    --real data/real_labelled/crts_train --real data/real_labelled/tdss_quasars
 
 clean:
 	rm -rf demo_output build .numba_cache .pytest_cache

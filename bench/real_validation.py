@@ -78,6 +78,13 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--json", help="write the scores here")
     parser.add_argument("--workdir", help="keep the ingest and classify outputs here")
+    parser.add_argument(
+        "--min-epochs",
+        type=int,
+        default=20,
+        help="classify's --min-epochs (default %(default)s); lower it to see how sparse light "
+        "curves fare (recall per epoch-count bin is printed)",
+    )
     args = parser.parse_args()
     card = ModelCard.read(args.model)
     fraction, seed = 0.2, 2026
@@ -96,7 +103,8 @@ def main() -> int:
         t_ingest = varsky("ingest", "--format", "detections", "--band-map", band_map,
                           "--input", str(path), "--output", str(lc), "--overwrite")  # fmt: skip
         t_classify = varsky("classify", "--input", str(lc), "--output", str(out),
-                            "--model", args.model, "--overwrite")  # fmt: skip
+                            "--model", args.model, "--overwrite",
+                            "--min-epochs", str(args.min_epochs))  # fmt: skip
         catalog = pq.read_table(out / "varsky_classification" / "dataset")
         classes = list(card.classes)
         ids = catalog.column("objectid").to_numpy()
@@ -127,6 +135,22 @@ def main() -> int:
             )
             entry["scores"] = scores
             print("\n".join(format_scores(name, scores)))
+            right = np.array(
+                [
+                    classes[k] in accepted[r].split("|")
+                    for k, r in zip(probabilities.argmax(1), rows, strict=True)
+                ]
+            )
+            n_good = catalog.column("n_good").to_numpy()
+            by_epochs = {}
+            for lo, hi in ((0, 10), (10, 20), (20, 30), (30, 50), (50, 10**9)):
+                inside = (n_good >= lo) & (n_good < hi)
+                if inside.any():
+                    key = f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}"
+                    by_epochs[key] = {"n": int(inside.sum()), "recall": float(right[inside].mean())}
+            entry["recall_by_epochs"] = by_epochs
+            print("  right by good epochs: " + ", ".join(
+                f"{k}: {v['recall']:.3f} ({v['n']})" for k, v in by_epochs.items()))  # fmt: skip
             agn = float(np.mean(probabilities.argmax(1) == classes.index("agn")))
             entry["called_agn_fraction"] = agn
             print(f"  called agn: {agn:.2%}")

@@ -15,7 +15,10 @@ from catalogs.provenance import VARSKY_VERSION
 #: Subcommand name -> (module, one-line help).
 JOBS: dict[str, tuple[str, str]] = {
     "classify": ("jobs.classify", "classify DR light curves into a Parquet catalog"),
-    "train": ("jobs.train", "train the dm-dt CNN on simulated labelled light curves"),
+    "train": (
+        "jobs.train",
+        "train the dm-dt CNN: simulated light curves, then fine-tuning on real labelled ones",
+    ),
     "simulate": ("jobs.simulate", "write a synthetic ZTF sky in the real formats, with its truth"),
     "ingest": ("jobs.ingest", "survey catalogs to a HATS light-curve catalog of sky objects"),
     "report": (

@@ -75,6 +75,9 @@ SUMMARY_MD = "summary.md"
 SKY_MAP_FILE = "sky_map.png"
 EXAMPLES_FILE = "dmdt_examples_{:02d}.png"
 CONFUSION_FILE = "confusion_matrix.png"
+RELIABILITY_FILE = "reliability.png"
+#: Table of the model's recall on real labelled stars (from its card).
+REAL_VALIDATION_TABLE = "Model on real labelled stars (validation split, from the model card)"
 SALIENCY_FILE = "saliency.png"
 
 # --- Catalog properties the report uses ---
@@ -852,6 +855,45 @@ def plot_dmdt_examples(
     return _save(fig, Path(path))
 
 
+def plot_model_reliability(card: ModelCard, path: str | Path) -> Path | None:
+    """Write the card's reliability diagram; None if the card has no calibration record."""
+    from udfs.model_figures import plot_reliability
+
+    calibration = card.calibration or {}
+    if not calibration.get("reliability"):
+        return None
+    plot_reliability(
+        calibration["reliability"],
+        Path(path),
+        f"{card.name}: real validation split, ECE "
+        f"{calibration['ece_real_validation_before']:.3f} before, "
+        f"{calibration['ece_real_validation_after']:.3f} after calibration",
+    )
+    return Path(path)
+
+
+def real_validation_table(card: ModelCard) -> pd.DataFrame | None:
+    """Recall per source label on the card's real validation splits; None without them."""
+    if not card.real_validation:
+        return None
+    rows = []
+    for set_name, scores in card.real_validation.items():
+        paper = scores.get("mahabal2017", {}).get("paper", {})
+        for label, entry in scores["per_label"].items():
+            top = ", ".join(f"{k} {v}" for k, v in list(entry["predicted"].items())[:3])
+            rows.append(
+                {
+                    "set": set_name,
+                    "source label": label,
+                    "objects": entry["n"],
+                    "recall": round(entry["recall"], 3),
+                    "Mahabal+2017": paper.get(label),
+                    "called": top,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def plot_model_confusion_matrix(card: ModelCard, path: str | Path) -> Path | None:
     """Write the card's test-split confusion matrix; None if the card has no test metrics."""
     from udfs.model_figures import plot_confusion_matrix
@@ -1136,7 +1178,19 @@ def make_report(
         if confusion is None:
             notes.append(f"the model card in {model} has no test metrics: no confusion matrix")
         else:
-            figures["Model card: confusion matrix of the test split (rows: true class)"] = confusion
+            figures[
+                "Model card: confusion matrix of the synthetic (simulated) test split, rows: true "
+                "class (for real stars see the real-validation table)"
+            ] = confusion
+        reliability = plot_model_reliability(card, output / RELIABILITY_FILE)
+        if reliability is not None:
+            figures[
+                "Model card: reliability on the real validation split, before and after "
+                "calibration"
+            ] = reliability
+        real = real_validation_table(card)
+        if real is not None:
+            tables[REAL_VALIDATION_TABLE] = real
 
     if lightcurve_paths:
         inputs = [str(p) for p in lightcurve_paths]

@@ -406,3 +406,35 @@ def test_saliency_checks_its_arguments():
         finite_difference_saliency(classifier, inputs, 0, 2)
     with pytest.raises(TypeError, match="must be uint8"):
         finite_difference_saliency(classifier, {"dmdt_image": inputs["dmdt_image"] * 1.0}, 0, 0)
+
+
+def test_reliability_figure_and_real_table_from_the_card(tmp_path, model_dir):
+    from dataclasses import replace
+
+    from reports.catalog_report import plot_model_reliability, real_validation_table
+    from udfs.classifier import ModelCard
+
+    card = replace(ModelCard.read(model_dir), calibration=None, real_validation=None)
+    assert plot_model_reliability(card, tmp_path / "r.png") is None
+    assert real_validation_table(card) is None
+    curve = {"confidence": [0.15, float("nan"), 0.95], "accuracy": [0.1, float("nan"), 0.9]}
+    card = replace(
+        card,
+        calibration={
+            "reliability": {"before": curve, "after": curve},
+            "ece_real_validation_before": 0.2,
+            "ece_real_validation_after": 0.05,
+        },
+        real_validation={
+            "crts_train": {
+                "per_label": {"RRd": {"n": 50, "recall": 0.9, "predicted": {"rrc": 45, "ew": 5}}},
+                "mahabal2017": {"paper": {"RRd": 0.0}},
+            }
+        },
+    )
+    path = plot_model_reliability(card, tmp_path / "r.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    table = real_validation_table(card)
+    row = table.iloc[0].to_dict()
+    assert row["source label"] == "RRd" and row["recall"] == 0.9 and row["Mahabal+2017"] == 0.0
+    assert row["called"] == "rrc 45, ew 5"
