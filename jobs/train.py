@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -659,21 +660,13 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
             CadenceAugmentation(min_epochs=config.min_epochs),
         )
         log(f"[train] {copies.num_rows} cadence-resampled copies of real training light curves")
+        set_of = dict(zip(meta_ids.tolist(), table.column(SET_NAME).to_pylist(), strict=True))
+        made = Counter(
+            set_of[o]
+            for o in original_objectid(copies.column(DRColumn.OBJECTID).to_numpy()).tolist()
+        )
         for entry in sets:
-            entry["cadence_copies"] = 0
-        for name in (
-            table.column(SET_NAME)
-            .take(
-                pa.array(
-                    [
-                        int(np.flatnonzero(meta_ids == o)[0])
-                        for o in original_objectid(copies.column(DRColumn.OBJECTID).to_numpy())
-                    ]
-                )
-            )
-            .to_pylist()
-        ):
-            next(e for e in sets if e["name"] == name)["cadence_copies"] += 1
+            entry["cadence_copies"] = made.get(entry["name"], 0)
         lightcurves = pa.concat_tables([lightcurves, copies])
     pq.write_table(lightcurves, workdir / "real.parquet", row_group_size=500)
     meta = {
@@ -725,15 +718,11 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     from udfs.inference import model_input_arrays
     from udfs.real_validation import labelled_scores
     from udfs.training import (
+        calibrate,
         class_weights,
-        concat_inputs,
-        expected_calibration_error,
-        first_per_class,
+        finetune,
         fit,
-        fit_platt,
-        fold_calibration,
         multi_hot_targets,
-        reliability_curve,
         sample_weights,
         take,
     )
@@ -872,55 +861,46 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         r_row = np.array([where[int(o)] for o in original_objectid(r_ids)])
         r_set, r_group = real_meta["set"][r_row], real_meta["label_orig"][r_row]
         r_targets = multi_hot_targets(r_labels, classes)
-        sim_pick = first_per_class(labels, train_ & original, config.finetune_sim_per_class)
-        x_ft = concat_inputs([take(r_arrays, r_train), take(arrays, sim_pick)])
-        y_ft = np.concatenate([r_targets[r_train], one_hot[sim_pick]])
         log(
             f"[train] fine-tuning on {int(r_train.sum())} real (with band-dropped copies) + "
-            f"{sim_pick.size} simulated light curves, {config.finetune_epochs} epochs"
+            f"simulated light curves, {config.finetune_epochs} epochs"
         )
-        fit(
+        n_real_train, n_simulated = finetune(
             model,
-            x_ft,
-            y_ft,
+            r_arrays,
+            r_targets,
+            r_train,
+            arrays,
+            labels,
+            train_ & original,
+            sim_per_class=config.finetune_sim_per_class,
             epochs=config.finetune_epochs,
             learning_rate=config.finetune_learning_rate,
             batch_size=config.batch_size,
-            sample_weight=sample_weights(y_ft, class_weights(y_ft)),
         )
         seconds["fine-tune"] = time.perf_counter() - t0
-        # Calibration on the validation objects: real ones, and simulated ones for the classes
-        # that have no real examples.
-        sim_cal = first_per_class(labels, val, config.calibration_sim_per_class)
-        x_cal = concat_inputs([take(r_arrays, r_val), take(arrays, sim_cal)])
-        y_cal = np.concatenate([r_targets[r_val], one_hot[sim_cal]])
-        p_cal = _predict(model, card, x_cal)
-        scaling = fit_platt(p_cal, y_cal)
-        n_real_val = int(r_val.sum())
-        p_real_before = p_cal[:n_real_val]
-        p_real_after = scaling.apply(p_real_before)
-        fold_calibration(model, scaling)
-        right_before = r_targets[r_val][np.arange(n_real_val), p_real_before.argmax(1)] > 0
-        right_after = r_targets[r_val][np.arange(n_real_val), p_real_after.argmax(1)] > 0
-        for tag, p, right in (
-            ("before calibration", p_real_before, right_before),
-            ("after calibration", p_real_after, right_after),
-        ):
-            conf, acc, count = reliability_curve(p, right)
-            reliability[f"real validation, {tag}"] = {
-                "confidence": conf.tolist(),
-                "accuracy": acc.tolist(),
-                "count": count.tolist(),
-            }
+        cal = calibrate(
+            model,
+            lambda x: _predict(model, card, x),
+            r_arrays,
+            r_targets,
+            r_val,
+            arrays,
+            labels,
+            val,
+            sim_per_class=config.calibration_sim_per_class,
+        )
+        p_real_after = cal.p_real_after
+        reliability = cal.reliability
         calibration = {
             "method": "per-class Platt scaling of the one-vs-rest sigmoids, folded into the "
             "output layer: p' = sigmoid(scale * logit(p) + shift)",
-            "fitted_on": f"{n_real_val} real validation objects and {sim_cal.size} simulated "
+            "fitted_on": f"{cal.n_real} real validation objects and {cal.n_simulated} simulated "
             f"validation objects ({config.calibration_sim_per_class} per class)",
-            "scale": dict(zip(classes, scaling.scale, strict=True)),
-            "shift": dict(zip(classes, scaling.shift, strict=True)),
-            "ece_real_validation_before": expected_calibration_error(p_real_before, right_before),
-            "ece_real_validation_after": expected_calibration_error(p_real_after, right_after),
+            "scale": dict(zip(classes, cal.scaling.scale, strict=True)),
+            "shift": dict(zip(classes, cal.scaling.shift, strict=True)),
+            "ece_real_validation_before": cal.ece_before,
+            "ece_real_validation_after": cal.ece_after,
             "reliability": reliability,
         }
         real_validation = {}
@@ -952,8 +932,8 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "mix": f"real training objects (with band-dropped and cadence copies) + "
             f"{config.finetune_sim_per_class} simulated training objects per class; balanced "
             "class weights",
-            "n_real_train": int(r_train.sum()),
-            "n_simulated": int(sim_pick.size),
+            "n_real_train": n_real_train,
+            "n_simulated": n_simulated,
             "layers": "all trainable",
             "sha256": training_arrays_sha256(
                 r_arrays, np.frombuffer("\n".join(r_labels).encode(), np.uint8), r_split

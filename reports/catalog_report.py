@@ -1185,8 +1185,7 @@ def make_report(
         reliability = plot_model_reliability(card, output / RELIABILITY_FILE)
         if reliability is not None:
             figures[
-                "Model card: reliability on the real validation split, before and after "
-                "calibration"
+                "Model card: reliability on the real validation split, before and after calibration"
             ] = reliability
         real = real_validation_table(card)
         if real is not None:

@@ -118,3 +118,41 @@ def test_labelled_scores_with_ambiguous_labels_and_paper_table():
     assert scores["per_class"]["ew"]["precision"] == 0.5
     text = "\n".join(format_scores("crts", scores))
     assert "RRd" in text and "mean" in text
+
+
+def test_finetune_then_calibrate_without_spark():
+    import keras
+
+    from udfs.training import TRAIN, calibrate, finetune
+
+    rng = np.random.default_rng(3)
+    inputs = keras.Input(shape=(4,), name="x")
+    out = keras.layers.Dense(3, activation="sigmoid", name="class_probability")(
+        keras.layers.Dense(8, activation="relu")(inputs)
+    )
+    model = keras.Model(inputs, out)
+    classes = ["a", "b", "c"]
+    real_x = {"x": rng.normal(size=(60, 4)).astype(np.float32)}
+    real_y = multi_hot_targets(["a|b"] * 20 + ["b"] * 20 + ["a"] * 20, classes)
+    real_split_ = np.where(np.arange(60) % 5 == 0, VALIDATION, TRAIN)
+    sim_x = {"x": rng.normal(size=(90, 4)).astype(np.float32)}
+    sim_labels = np.repeat(np.arange(3), 30)
+    sim_split = np.where(np.arange(90) % 3 == 0, VALIDATION, TRAIN)
+    n_real, n_sim = finetune(
+        model, real_x, real_y, real_split_ == TRAIN, sim_x, sim_labels, sim_split == TRAIN,
+        sim_per_class=5, epochs=1, learning_rate=1e-3, batch_size=16,
+    )  # fmt: skip
+    assert (n_real, n_sim) == (48, 15)
+    before = np.asarray(model.predict(real_x["x"][real_split_ == VALIDATION], verbose=0))
+    cal = calibrate(
+        model, lambda x: np.asarray(model.predict(x["x"], verbose=0)), real_x, real_y,
+        real_split_ == VALIDATION, sim_x, sim_labels, sim_split == VALIDATION, sim_per_class=4,
+    )  # fmt: skip
+    assert (cal.n_real, cal.n_simulated) == (12, 12)
+    np.testing.assert_allclose(cal.p_real_before, before, atol=1e-6)
+    folded = np.asarray(model.predict(real_x["x"][real_split_ == VALIDATION], verbose=0))
+    np.testing.assert_allclose(folded, cal.p_real_after, atol=2e-5)
+    assert set(cal.reliability) == {
+        "real validation, before calibration",
+        "real validation, after calibration",
+    }

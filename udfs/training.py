@@ -379,3 +379,116 @@ def first_per_class(
         np.flatnonzero(eligible & (labels == k))[:n_per_class] for k in np.unique(labels[eligible])
     ]
     return np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+
+
+# --- the fine-tuning and calibration steps of `varsky train` -------------------------------------
+
+
+def finetune(
+    model,
+    real_inputs: Mapping[str, np.ndarray],
+    real_targets: npt.NDArray[np.float32],
+    real_train: npt.NDArray[np.bool_],
+    sim_inputs: Mapping[str, np.ndarray],
+    sim_labels: npt.NDArray[np.integer],
+    sim_train: npt.NDArray[np.bool_],
+    *,
+    sim_per_class: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+) -> tuple[int, int]:
+    """Fine-tune ``model`` on real training objects mixed with simulated ones.
+
+    The mix: every real training row (``real_targets`` multi-hot) and the first
+    ``sim_per_class`` simulated training rows of each class (one-hot), balanced class weights,
+    every layer trainable, cosine decay from ``learning_rate`` over ``epochs``.
+
+    Returns
+    -------
+    (int, int)
+        Real and simulated rows trained on.
+    """
+    pick = first_per_class(sim_labels, sim_train, sim_per_class)
+    one_hot = np.eye(real_targets.shape[1], dtype=np.float32)[sim_labels[pick]]
+    x = concat_inputs([take(real_inputs, real_train), take(sim_inputs, pick)])
+    y = np.concatenate([real_targets[real_train], one_hot])
+    fit(
+        model,
+        x,
+        y,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        sample_weight=sample_weights(y, class_weights(y)),
+    )
+    return int(real_train.sum()), int(pick.size)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted and folded calibration, and what it did on the real validation objects."""
+
+    scaling: PlattScaling
+    n_real: int
+    n_simulated: int
+    p_real_before: np.ndarray
+    p_real_after: np.ndarray
+    ece_before: float
+    ece_after: float
+    reliability: dict[str, dict[str, list[float]]]
+
+
+def calibrate(
+    model,
+    predict,
+    real_inputs: Mapping[str, np.ndarray],
+    real_targets: npt.NDArray[np.float32],
+    real_val: npt.NDArray[np.bool_],
+    sim_inputs: Mapping[str, np.ndarray],
+    sim_labels: npt.NDArray[np.integer],
+    sim_val: npt.NDArray[np.bool_],
+    *,
+    sim_per_class: int,
+) -> Calibration:
+    """Fit :class:`PlattScaling` on validation objects and fold it into ``model``.
+
+    Real validation rows, and the first ``sim_per_class`` simulated validation rows of each class
+    (classes without real examples need positives). ``predict(inputs) -> probabilities`` runs
+    the model. The expected calibration error and reliability curves are of the real rows.
+    """
+    pick = first_per_class(sim_labels, sim_val, sim_per_class)
+    x = concat_inputs([take(real_inputs, real_val), take(sim_inputs, pick)])
+    y = np.concatenate(
+        [real_targets[real_val], np.eye(real_targets.shape[1], dtype=np.float32)[sim_labels[pick]]]
+    )
+    p = predict(x)
+    scaling = fit_platt(p, y)
+    n_real = int(real_val.sum())
+    before = p[:n_real]
+    after = scaling.apply(before)
+    fold_calibration(model, scaling)
+    rows = np.arange(n_real)
+    right_before = real_targets[real_val][rows, before.argmax(1)] > 0
+    right_after = real_targets[real_val][rows, after.argmax(1)] > 0
+    reliability = {}
+    for tag, probs, right in (
+        ("before calibration", before, right_before),
+        ("after calibration", after, right_after),
+    ):
+        conf, acc, count = reliability_curve(probs, right)
+        reliability[f"real validation, {tag}"] = {
+            "confidence": conf.tolist(),
+            "accuracy": acc.tolist(),
+            "count": count.tolist(),
+        }
+    return Calibration(
+        scaling,
+        n_real,
+        int(pick.size),
+        before,
+        after,
+        expected_calibration_error(before, right_before),
+        expected_calibration_error(after, right_after),
+        reliability,
+    )
