@@ -262,7 +262,8 @@ def _tiny_real_sets(directory):
 def finetuned(spark, tmp_path_factory):
     sets = _tiny_real_sets(tmp_path_factory.mktemp("real"))
     output = tmp_path_factory.mktemp("finetune") / "model"
-    argv = ["train", "--output", str(output), *TINY, "--band-map", "crts", "--finetune-epochs", "1"]
+    argv = ["train", "--output", str(output), *TINY, "--band-map", "crts", "--finetune-epochs", "1",
+            "--cadence-copies", "2"]  # fmt: skip
     for prefix in sets:
         argv += ["--real", prefix]
     args = build_parser().parse_args(argv)
