@@ -29,16 +29,18 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REAL = REPO / "data" / "real_labelled"
 SEVEN = ("EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV")
-#: name -> (periodogram frequency cap, epochs, learning rate, cadence copies, real weight)
+#: name -> (periodogram frequency cap, epochs, learning rate, cadence copies, real weight,
+#: simulated objects per class in the mix)
 VARIANTS = {
-    "no fine-tuning, cap 20,000": (20_000, 0, 0.0, 0, 1.0),
-    "no fine-tuning, cap 150,000": (150_000, 0, 0.0, 0, 1.0),
-    "10 epochs, 5e-4, cap 20,000": (20_000, 10, 5e-4, 0, 1.0),
-    "10 epochs, 5e-4, cap 150,000": (150_000, 10, 5e-4, 0, 1.0),
-    "20 epochs, 1e-3": (150_000, 20, 1e-3, 0, 1.0),
-    "20 epochs, 1e-3, real weight 2": (150_000, 20, 1e-3, 0, 2.0),
-    "40 epochs, 1e-3": (150_000, 40, 1e-3, 0, 1.0),
-    "20 epochs, 1e-3, 2 cadence copies": (150_000, 20, 1e-3, 2, 1.0),
+    "no fine-tuning, cap 20,000": (20_000, 0, 0.0, 0, 1.0, 0),
+    "no fine-tuning, cap 150,000": (150_000, 0, 0.0, 0, 1.0, 0),
+    "10 epochs, 5e-4, cap 20,000": (20_000, 10, 5e-4, 0, 1.0, 600),
+    "10 epochs, 5e-4, cap 150,000": (150_000, 10, 5e-4, 0, 1.0, 600),
+    "20 epochs, 1e-3": (150_000, 20, 1e-3, 0, 1.0, 600),
+    "20 epochs, 1e-3, real weight 2": (150_000, 20, 1e-3, 0, 2.0, 600),
+    "40 epochs, 1e-3": (150_000, 40, 1e-3, 0, 1.0, 600),
+    "20 epochs, 1e-3, 2 cadence copies": (150_000, 20, 1e-3, 2, 1.0, 600),
+    "20 epochs, 1e-3, 1,500 simulated per class (make model)": (150_000, 20, 1e-3, 0, 1.0, 1500),
 }
 
 
@@ -84,12 +86,30 @@ def make_inputs(card, cap: int, sim_per_class: int, copies: int, min_epochs: int
     return out
 
 
+def dr5_lightcurves():
+    """The bundled DR5 quadrant's classified light curves, after classify's cuts."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from jobs.classify import DEFAULT_BAD_EXPOSURE_FRACTION, DEFAULT_BAD_EXPOSURE_MIN_STARS
+    from reports.catalog_report import fetch_lightcurves
+    from udfs.inference import flat_lightcurves
+
+    sample = REPO / "data" / "sample"
+    ids = pq.read_table(next(sample.glob("*.parquet")), columns=["objectid"])["objectid"].to_numpy()
+    table = fetch_lightcurves(
+        ids, [sample], bad_exposure_fraction=DEFAULT_BAD_EXPOSURE_FRACTION,
+        bad_exposure_min_stars=DEFAULT_BAD_EXPOSURE_MIN_STARS,
+    )  # fmt: skip
+    table = table.filter(pc.greater_equal(table.column("n_good"), 20))
+    return flat_lightcurves(table.column("lightcurve"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", required=True, help="model directory to start from")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--sim-per-class", type=int, default=3000)
-    parser.add_argument("--mix-per-class", type=int, default=600)
     args = parser.parse_args()
 
     from udfs.classifier import (
@@ -116,10 +136,11 @@ def main() -> int:
 
     classes = list(CLASS_NAMES)
     card0 = ModelCard.read(args.pretrained)
+    dr5 = dr5_lightcurves()
     cache: dict[tuple[int, int], dict] = {}
     rows = []
     for name in args.variants:
-        cap, epochs, lr, copies, real_weight = VARIANTS[name]
+        cap, epochs, lr, copies, real_weight, mix_per_class = VARIANTS[name]
         if (cap, copies) not in cache:
             t0 = time.perf_counter()
             cache[(cap, copies)] = make_inputs(card0, cap, args.sim_per_class, copies, 20)
@@ -145,9 +166,7 @@ def main() -> int:
                     ws.append(np.full(d["aug_classes"].size, real_weight))
             pick = np.concatenate(
                 [
-                    np.flatnonzero((sim_split == TRAIN) & (sim["classes"] == c))[
-                        : args.mix_per_class
-                    ]
+                    np.flatnonzero((sim_split == TRAIN) & (sim["classes"] == c))[:mix_per_class]
                     for c in classes
                 ]
             )
@@ -174,6 +193,8 @@ def main() -> int:
                 row["CRTS called agn"] = float(np.mean(p.argmax(1) == classes.index("agn")))
             else:
                 row["TDSS agn recall"] = scores["per_class"]["agn"]["recall"]
+        called = np.asarray(classes)[clf.predict(card.model_inputs(dr5)).argmax(1)]
+        row["DR5 variable"] = float(np.mean(~np.isin(called, ["constant", "bogus"])))
         val = sim_split == VALIDATION
         p = clf.predict(take(sim["x"], val))
         truth = np.array([classes.index(c) for c in sim["classes"][val]])
