@@ -36,24 +36,36 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 REAL = REPO / "data" / "real_labelled"
-#: Set name -> (band map, whether only the validation split is scored).
+#: Scored set -> (labelled set, band map, which objects). "validation": the split `varsky
+#: train` kept back (made among objects with at least the card's min_epochs epochs, as in
+#: training); "sparse": the objects with fewer epochs, never trained on, classified with a lower
+#: --min-epochs to show what sparse light curves give; "all": every object.
 SETS = {
-    "crts_train": ("crts", True),
-    "tdss_quasars": ("ztf", True),
-    "ztf_bts": ("ztf", False),
+    "crts_train": ("crts_train", "crts", "validation"),
+    "tdss_quasars": ("tdss_quasars", "ztf", "validation"),
+    "tdss_quasars_sparse": ("tdss_quasars", "ztf", "sparse"),
+    "ztf_bts": ("ztf_bts", "ztf", "all"),
 }
+#: --min-epochs of classify for the sparse objects.
+SPARSE_MIN_EPOCHS = 6
 
 
-def validation_detections(name: str, fraction: float, seed: int, only_validation: bool):
-    """The set's validation objects: their detections (objectid = objectid_int) and labels."""
+def validation_detections(name: str, fraction: float, seed: int, which: str, min_epochs: int):
+    """The set's objects to score: their detections (objectid = objectid_int) and labels."""
     from udfs.training import VALIDATION, real_split
 
     labels = pq.read_table(REAL / f"{name}_labels.parquet")
-    if only_validation:
+    dets = pq.read_table(REAL / f"{name}_detections.parquet")
+    counts = dets.group_by("objectid").aggregate([("mjd", "count")])
+    n_of = dict(zip(counts["objectid"].to_pylist(), counts["mjd_count"].to_pylist(), strict=True))
+    n_epochs = np.array([n_of.get(o, 0) for o in labels.column("objectid").to_pylist()])
+    if which == "validation":
+        labels = labels.filter(pa.array(n_epochs >= min_epochs))
         groups = [f"{name}/{g}" for g in labels.column("label_orig").to_pylist()]
         split = real_split(labels.column("objectid_int").to_numpy(), groups, fraction, seed)
         labels = labels.filter(pa.array(split == VALIDATION))
-    dets = pq.read_table(REAL / f"{name}_detections.parquet")
+    elif which == "sparse":
+        labels = labels.filter(pa.array(n_epochs < min_epochs))
     dets = dets.filter(pc.is_in(dets.column("objectid"), labels.column("objectid")))
     index = pc.index_in(dets.column("objectid"), labels.column("objectid"))
     ids = labels.column("objectid_int").take(index)
@@ -82,8 +94,8 @@ def main() -> int:
         "--min-epochs",
         type=int,
         default=20,
-        help="classify's --min-epochs (default %(default)s); lower it to see how sparse light "
-        "curves fare (recall per epoch-count bin is printed)",
+        help="classify's --min-epochs for the validation sets (default %(default)s; the sparse "
+        f"quasars use {SPARSE_MIN_EPOCHS})",
     )
     args = parser.parse_args()
     card = ModelCard.read(args.model)
@@ -94,9 +106,11 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="varsky_realval_"))
     work.mkdir(parents=True, exist_ok=True)
     results = {}
+    train_min_epochs = int((card.fine_tuning or {}).get("min_epochs", 20))
     for name in args.sets:
-        band_map, only_validation = SETS[name]
-        dets, labels = validation_detections(name, fraction, seed, only_validation)
+        source, band_map, which = SETS[name]
+        dets, labels = validation_detections(source, fraction, seed, which, train_min_epochs)
+        min_epochs = SPARSE_MIN_EPOCHS if which == "sparse" else args.min_epochs
         path = work / f"{name}_validation.parquet"
         pq.write_table(dets, path)
         lc, out = work / f"{name}_lc", work / f"{name}_classified"
@@ -104,7 +118,7 @@ def main() -> int:
                           "--input", str(path), "--output", str(lc), "--overwrite")  # fmt: skip
         t_classify = varsky("classify", "--input", str(lc), "--output", str(out),
                             "--model", args.model, "--overwrite",
-                            "--min-epochs", str(args.min_epochs))  # fmt: skip
+                            "--min-epochs", str(min_epochs))  # fmt: skip
         catalog = pq.read_table(out / "varsky_classification" / "dataset")
         classes = list(card.classes)
         ids = catalog.column("objectid").to_numpy()
@@ -122,11 +136,10 @@ def main() -> int:
             "not_classified": labels.num_rows - int(ids.size),
             "seconds": {"ingest": round(t_ingest, 1), "classify": round(t_classify, 1)},
         }
-        which = "validation split" if only_validation else "all"
         print(
-            f"\n== {name}: {labels.num_rows} objects ({which}), {ids.size} classified, "
-            f"{labels.num_rows - ids.size} not (too few epochs); ingest {t_ingest:.0f} s, "
-            f"classify {t_classify:.0f} s"
+            f"\n== {name}: {labels.num_rows} objects ({which}), {ids.size} classified with "
+            f"--min-epochs {min_epochs}, {labels.num_rows - ids.size} not (too few epochs); "
+            f"ingest {t_ingest:.0f} s, classify {t_classify:.0f} s"
         )
         known = [all(c in classes for c in accepted[r].split("|")) for r in rows]
         if all(known):
@@ -143,7 +156,7 @@ def main() -> int:
             )
             n_good = catalog.column("n_good").to_numpy()
             by_epochs = {}
-            for lo, hi in ((0, 10), (10, 20), (20, 30), (30, 50), (50, 10**9)):
+            for lo, hi in ((0, 10), (10, 15), (15, 20), (20, 30), (30, 50), (50, 10**9)):
                 inside = (n_good >= lo) & (n_good < hi)
                 if inside.any():
                     key = f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}"
