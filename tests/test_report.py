@@ -280,7 +280,7 @@ def test_every_figure_is_a_png(report, catalog):
     n_classes = len(set(rows.column("predicted_class").to_pylist()))
     n_example_figures = -(-n_classes // 3)
     assert names == sorted(
-        ["sky_map.png", "confusion_matrix.png", "saliency.png"]
+        ["sky_map.png", "confusion_matrix.png", "reliability.png", "saliency.png"]
         + [f"dmdt_examples_{k:02d}.png" for k in range(1, n_example_figures + 1)]
     )
     for path in report.figures.values():
@@ -288,6 +288,11 @@ def test_every_figure_is_a_png(report, catalog):
         assert png_bytes_ok(path.read_bytes()), path
     assert sorted(p.name for p in report.output_dir.glob("*.png")) == names
     assert report.notes == []  # model, card and light curves all agree with the catalog
+    from reports.catalog_report import REAL_VALIDATION_TABLE
+
+    real = report.tables[REAL_VALIDATION_TABLE]  # the shipped card's real-star scores
+    assert {"crts_train", "tdss_quasars"} <= set(real["set"])
+    assert "RRd" in set(real["source label"])
 
 
 def test_html_page_holds_the_tables_and_its_figures(report):
