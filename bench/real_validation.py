@@ -52,20 +52,26 @@ SPARSE_MIN_EPOCHS = 6
 
 def validation_detections(name: str, fraction: float, seed: int, which: str, min_epochs: int):
     """The set's objects to score: their detections (objectid = objectid_int) and labels."""
-    from udfs.training import VALIDATION, real_split
+    from udfs.training import TOO_SPARSE, VALIDATION, labelled_set_split
 
     labels = pq.read_table(REAL / f"{name}_labels.parquet")
     dets = pq.read_table(REAL / f"{name}_detections.parquet")
     counts = dets.group_by("objectid").aggregate([("mjd", "count")])
     n_of = dict(zip(counts["objectid"].to_pylist(), counts["mjd_count"].to_pylist(), strict=True))
     n_epochs = np.array([n_of.get(o, 0) for o in labels.column("objectid").to_pylist()])
+    split = labelled_set_split(
+        name,
+        labels.column("objectid_int").to_numpy(),
+        labels.column("label_orig").to_pylist(),
+        n_epochs,
+        min_epochs,
+        fraction,
+        seed,
+    )
     if which == "validation":
-        labels = labels.filter(pa.array(n_epochs >= min_epochs))
-        groups = [f"{name}/{g}" for g in labels.column("label_orig").to_pylist()]
-        split = real_split(labels.column("objectid_int").to_numpy(), groups, fraction, seed)
         labels = labels.filter(pa.array(split == VALIDATION))
     elif which == "sparse":
-        labels = labels.filter(pa.array(n_epochs < min_epochs))
+        labels = labels.filter(pa.array(split == TOO_SPARSE))
     dets = dets.filter(pc.is_in(dets.column("objectid"), labels.column("objectid")))
     index = pc.index_in(dets.column("objectid"), labels.column("objectid"))
     ids = labels.column("objectid_int").take(index)

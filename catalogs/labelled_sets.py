@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from catalogs.band_map import DROPPED_CHANNEL, BandMap
 from catalogs.errors import InputError
-from catalogs.schema import BAND, DEC, LIGHTCURVE, LIGHTCURVE_STRUCT, RA, DRColumn
+from catalogs.schema import DEC, LIGHTCURVE, LIGHTCURVE_STRUCT, RA, DRColumn
 
 #: Columns of a label table.
 LABEL_OBJECTID = "objectid"
@@ -139,5 +139,4 @@ def read_labelled_set(prefix: str | Path, band_map: BandMap | None = None) -> pa
             LIGHTCURVE: lightcurve,
         }
     )
-    assert BAND in LIGHTCURVE_STRUCT.names
     return table.sort_by(DRColumn.OBJECTID)

@@ -607,14 +607,22 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
     """The real labelled sets as one light-curve table with the real split, and their record."""
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
     from udfs.cadence_augmentation import original_objectid
-    from udfs.training import real_split
+    from udfs.training import TOO_SPARSE, labelled_set_split
 
-    tables, sets = [], []
+    tables, splits, sets = [], [], []
     for prefix in config.real_sets:
         table = read_labelled_set(prefix, config.band_map)
         name = Path(prefix).name
-        n_epochs = table.column(N_EPOCHS).to_numpy()
-        enough = n_epochs >= config.min_epochs
+        set_split = labelled_set_split(
+            name,
+            table.column(DRColumn.OBJECTID).to_numpy(),
+            table.column(LABEL_ORIG).to_pylist(),
+            table.column(N_EPOCHS).to_numpy(),
+            config.min_epochs,
+            config.real_val_fraction,
+            config.real_split_seed,
+        )
+        enough = set_split != TOO_SPARSE
         sets.append(
             {
                 "name": name,
@@ -627,20 +635,10 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
             }
         )
         tables.append(table.filter(pa.array(enough)))
+        splits.append(set_split[enough])
     table = pa.concat_tables(tables)
+    split = np.concatenate(splits)
     meta_ids = table.column(DRColumn.OBJECTID).to_numpy()
-    groups = [
-        f"{s}/{g}"
-        for s, g in zip(
-            table.column(SET_NAME).to_pylist(), table.column(LABEL_ORIG).to_pylist(), strict=True
-        )
-    ]
-    split = real_split(
-        table.column(DRColumn.OBJECTID).to_numpy(),
-        groups,
-        config.real_val_fraction,
-        config.real_split_seed,
-    )
     for entry in sets:
         mine = np.asarray(table.column(SET_NAME).to_pylist()) == entry["name"]
         entry["train"] = int((mine & (split == TRAIN)).sum())
@@ -704,14 +702,6 @@ def equalized_grid(tables: list[pa.Table], seed: int) -> DmDtGrid:
     n_dm, n_dt = DmDtGrid.mahabal2017().shape
     return DmDtGrid.equalized(
         t, mag, np.concatenate(offsets), channel, n_dt=n_dt, n_dm=n_dm, seed=seed
-    )
-
-
-def _predict(model, card: ModelCard, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    return (
-        Classifier(model, card).predict(inputs)
-        if len(next(iter(inputs.values())))
-        else (np.zeros((0, len(card.classes)), np.float32))
     )
 
 
@@ -885,7 +875,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         seconds["fine-tune"] = time.perf_counter() - t0
         cal = calibrate(
             model,
-            lambda x: _predict(model, card, x),
+            Classifier(model, card).predict,
             r_arrays,
             r_targets,
             r_val,

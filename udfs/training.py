@@ -89,6 +89,34 @@ def real_split(
     return split
 
 
+#: Split code of a labelled object with too few epochs to be trained on or validated.
+TOO_SPARSE = -1
+
+
+def labelled_set_split(
+    set_name: str,
+    objectids: npt.ArrayLike,
+    label_orig: Sequence[str],
+    n_epochs: npt.ArrayLike,
+    min_epochs: int,
+    val_fraction: float,
+    seed: int,
+) -> npt.NDArray[np.int8]:
+    """The real split of one labelled set, as `varsky train` and the real-validation bench make it.
+
+    Objects with fewer than ``min_epochs`` epochs get :data:`TOO_SPARSE`; the others are split
+    by :func:`real_split`, stratified by ``SET/LABEL``.
+    """
+    n_epochs = np.asarray(n_epochs)
+    enough = n_epochs >= min_epochs
+    split = np.full(n_epochs.size, TOO_SPARSE, dtype=np.int8)
+    labels = np.asarray(label_orig, dtype=object)[enough]
+    split[enough] = real_split(
+        np.asarray(objectids)[enough], [f"{set_name}/{g}" for g in labels], val_fraction, seed
+    )
+    return split
+
+
 def multi_hot_targets(
     labels: Sequence[str], classes: Sequence[str], separator: str = "|"
 ) -> npt.NDArray[np.float32]:
