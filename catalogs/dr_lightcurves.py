@@ -132,44 +132,6 @@ def check_dr_files(paths: list[str]) -> list[DRFile]:
     return [check_dr_file(p) for p in expand_input_paths(paths)]
 
 
-def spark_read_schema():
-    """The Spark schema DR files are read with.
-
-    Lists are requested as double (hmjd, mag, magerr) and int (catflags) so that files storing
-    float32 or float64, uint8 or int32, read alike: Spark widens on read but never narrows.
-    """
-    from pyspark.sql import types as T
-
-    return T.StructType(
-        [
-            T.StructField(DRColumn.OBJECTID, T.LongType()),
-            T.StructField(DRColumn.FILTERID, T.IntegerType()),
-            T.StructField(DRColumn.FIELDID, T.IntegerType()),
-            T.StructField(DRColumn.RCID, T.IntegerType()),
-            T.StructField(DRColumn.RA, T.DoubleType()),
-            T.StructField(DRColumn.DEC, T.DoubleType()),
-            T.StructField(DRColumn.HMJD, T.ArrayType(T.DoubleType())),
-            T.StructField(DRColumn.MAG, T.ArrayType(T.DoubleType())),
-            T.StructField(DRColumn.MAGERR, T.ArrayType(T.DoubleType())),
-            T.StructField(DRColumn.CATFLAGS, T.ArrayType(T.IntegerType())),
-        ]
-    )
-
-
-def read_dr_dataframe(spark, files: list[DRFile]):
-    """Spark DataFrame of the rows of checked DR files, with source_file and source_row."""
-    from pyspark.sql import functions as F
-
-    from catalogs.schema import SOURCE_FILE, SOURCE_ROW
-
-    return (
-        spark.read.schema(spark_read_schema())
-        .parquet(*[f.path for f in files])
-        .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
-        .withColumn(SOURCE_ROW, F.col("_metadata.row_index"))
-    )
-
-
 def is_hats_catalog(path: str) -> bool:
     """True for a local directory holding a HATS catalog (a properties file and dataset/)."""
     from pathlib import Path
@@ -199,17 +161,14 @@ def input_catalog_name(path: str) -> str:
     import re
     from pathlib import Path
 
+    from catalogs.hats_properties import read_properties
+
     p = Path(path[len("file://") :] if path.startswith("file://") else path)
     if is_hats_catalog(str(p)):
-        for name in ("hats.properties", "properties"):
-            if (p / name).is_file():
-                properties = {}
-                for line in (p / name).read_text().splitlines():
-                    key, _, value = line.partition("=")
-                    properties[key.strip()] = value.strip()
-                for key in ("obs_collection", "catalog_name"):
-                    if properties.get(key):
-                        return properties[key]
+        properties = read_properties(p)
+        for key in ("obs_collection", "catalog_name"):
+            if properties.get(key):
+                return properties[key]
         return p.name
     release = re.search(r"(?:^|[_./-])dr(\d+)(?:[_./-]|$)", p.name, flags=re.IGNORECASE)
     return f"ZTF DR{release.group(1)}" if release else p.name

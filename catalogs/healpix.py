@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import astropy.units as u
-import cdshealpix.nested
 import numpy as np
 import numpy.typing as npt
-from astropy.coordinates import Latitude, Longitude
+from hats.pixel_math.spatial_index import compute_spatial_index
 
 from catalogs.schema import HEALPIX_ORDER
 
@@ -14,17 +12,12 @@ from catalogs.schema import HEALPIX_ORDER
 def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Nested order-29 HEALPix index of each position (ICRS degrees), as int64.
 
-    The same value as ``cdshealpix.nested.lonlat_to_healpix(ra, dec, 29)``, the `_healpix_29`
-    column of hats and lsdb. Positions must be finite with -90 <= dec <= 90.
+    hats' ``compute_spatial_index``: the `_healpix_29` column of hats and lsdb. RA wraps (any
+    value); positions must be finite with -90 <= dec <= 90.
     """
     ra = np.asarray(ra_deg, dtype=np.float64)
     dec = np.asarray(dec_deg, dtype=np.float64)
-    if ra.size == 0:
-        return np.empty(0, dtype=np.int64)
-    ipix = cdshealpix.nested.lonlat_to_healpix(
-        Longitude(np.mod(ra, 360.0), unit=u.deg), Latitude(dec, unit=u.deg), HEALPIX_ORDER
-    )
-    return np.asarray(ipix, dtype=np.int64)
+    return compute_spatial_index(ra, dec, HEALPIX_ORDER).astype(np.int64, copy=False)
 
 
 def tile_of(healpix29: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:

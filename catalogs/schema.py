@@ -5,8 +5,9 @@ Everything that names a column or a code lives here, once. Other modules import 
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
+import numpy as np
 import pyarrow as pa
 
 # HEALPix: nested scheme; `_healpix_29` is the order-29 index used by hats and lsdb.
@@ -155,9 +156,15 @@ class DetColumn:
 DETID_SOURCEID_BITS = 20
 
 
-def make_detid(pid: int, sourceid: int) -> int:
-    """Detection id from the exposure-quadrant PID and the row's sourceid."""
-    return (int(pid) << DETID_SOURCEID_BITS) | int(sourceid)
+def make_detid(pid, sourceid):
+    """Detection id from the exposure-quadrant PID and the row's sourceid (ints or arrays).
+
+    An int for int arguments, else an int64 array (the arguments broadcast).
+    """
+    detid = (np.asarray(pid, np.int64) << np.int64(DETID_SOURCEID_BITS)) | np.asarray(
+        sourceid, np.int64
+    )
+    return int(detid) if detid.ndim == 0 else detid
 
 
 def rcid_of(ccdid: int, qid: int) -> int:
@@ -198,3 +205,51 @@ class DetectionRejectReason:
     BAND_DROPPED = "band_dropped"  # the band map says not to use this band
     NO_OBJECT = "no_reference_within_radius"
     DUPLICATE = "duplicate_epoch"  # same detid, or same object, band, time and mag, as a kept one
+
+
+# --- The class taxonomy ---
+class VariabilityClass(StrEnum):
+    """The classes the model tells apart, in output order."""
+
+    constant = "constant"
+    rrab = "rrab"  # RR Lyrae, fundamental mode
+    rrc = "rrc"  # RR Lyrae, first overtone
+    cepheid = "cepheid"
+    delta_scuti = "delta_scuti"
+    ew = "ew"  # W UMa contact binary
+    ea = "ea"  # Algol detached eclipsing binary
+    mira = "mira"
+    semiregular = "semiregular"
+    rotational = "rotational"  # spotted rotating star
+    agn = "agn"
+    yso = "yso"  # young stellar object: dippers and bursters
+    cv = "cv"  # cataclysmic variable (dwarf nova)
+    flare = "flare"  # flaring star
+    bogus = "bogus"  # artefacts of calibration or extraction
+
+
+#: Class names in model output order.
+CLASS_NAMES: tuple[str, ...] = tuple(c.value for c in VariabilityClass)
+
+#: Classes that are not astrophysical variability (the census counts the others as variable).
+NON_VARIABLE_CLASSES = frozenset({VariabilityClass.constant.value, VariabilityClass.bogus.value})
+
+
+# --- varsky's keys in hats.properties (collection.properties for the first two) ---
+class Property(StrEnum):
+    """The ``varsky_*`` keys varsky writes into the properties of the catalogs it makes."""
+
+    SCHEMA_VERSION = "varsky_schema_version"
+    VERSION = "varsky_version"
+    MODEL_NAME = "varsky_model_name"
+    MODEL_SHA256 = "varsky_model_sha256"
+    MODEL_DIR = "varsky_model_dir"
+    DMDT_GRID = "varsky_dmdt_grid"
+    CLASSES = "varsky_classes"
+    INPUT_CATALOGS = "varsky_input_catalogs"
+    INPUTS = "varsky_inputs"  # comma-separated absolute paths
+    PROCESSING_TIME = "varsky_processing_time_utc"
+    JOB_ARGUMENTS = "varsky_job_arguments"  # JSON
+    INPUT_FORMAT = "varsky_input_format"  # of a light-curve catalog (ingest)
+    RADIUS_ARCSEC = "varsky_radius_arcsec"
+    BAND_MAP = "varsky_band_map"  # JSON

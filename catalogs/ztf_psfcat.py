@@ -55,7 +55,14 @@ import pyarrow as pa
 from astropy.io import fits
 
 from catalogs.errors import InputError
-from catalogs.schema import DETID_SOURCEID_BITS, Band, DetColumn, band_channel, rcid_of
+from catalogs.schema import (
+    DETID_SOURCEID_BITS,
+    Band,
+    DetColumn,
+    band_channel,
+    make_detid,
+    rcid_of,
+)
 
 
 class PsfcatColumn:
@@ -608,7 +615,7 @@ def read_psfcat(path: str | os.PathLike, file_index_hint: int | None = None) -> 
     n = cat.n_rows
     return pa.Table.from_arrays(
         [
-            pa.array((np.int64(pid) << DETID_SOURCEID_BITS) | sourceid),
+            pa.array(make_detid(pid, sourceid)),
             pa.array(cat.column(PsfcatColumn.RA, np.float64)),
             pa.array(cat.column(PsfcatColumn.DEC, np.float64)),
             pa.array(np.full(n, mjd, dtype=np.float64)),
@@ -664,7 +671,7 @@ def read_refpsfcat(path: str | os.PathLike) -> pa.Table:
         nepochs = pa.nulls(n, pa.int32())
     return pa.Table.from_arrays(
         [
-            pa.array((np.int64(pid) << DETID_SOURCEID_BITS) | sourceid),
+            pa.array(make_detid(pid, sourceid)),
             pa.array(cat.column(PsfcatColumn.RA, np.float64)),
             pa.array(cat.column(PsfcatColumn.DEC, np.float64)),
             pa.array(np.full(n, channel, dtype=np.int8)),

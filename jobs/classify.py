@@ -33,7 +33,6 @@ from catalogs.dr_lightcurves import (
     hats_partition_files,
     input_catalog_name,
     is_hats_catalog,
-    read_dr_dataframe,
 )
 from catalogs.healpix import tile_shift_bits
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
@@ -44,25 +43,20 @@ from catalogs.schema import (
     DEC,
     DEFAULT_MIN_EPOCHS,
     DEFAULT_PARTITION_ORDER,
-    DMDT_GRID,
     HEALPIX_COLUMN,
-    INPUT_CATALOG,
-    INPUT_FILE,
     LIGHTCURVE,
-    MODEL_NAME_COLUMN,
-    MODEL_SHA256,
     N_FLAGGED,
     N_GOOD,
     N_NONFINITE,
     PREDICTED_CLASS,
-    PROCESSING_TIME,
     RA,
     REJECT_REASON,
     SOURCE_FILE,
     SOURCE_ROW,
-    VARSKY_VERSION_COLUMN,
     DRColumn,
+    Property,
 )
+from catalogs.spark_tables import read_dr_dataframe
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "varsky_dmdt_cnn"
 DEFAULT_ROWS_PER_PARTITION = 5000
@@ -340,15 +334,16 @@ def model_ref(spark, model_dir: str, grid: str | None):
     ), card
 
 
-def cut_lightcurves(df, min_epochs: int):
-    """Quality cuts and `_healpix_29` on every row (mapInArrow over Arrow batches)."""
+def cut_lightcurves(df, kind: str, min_epochs: int):
+    """Quality cuts and `_healpix_29` on every row: :func:`udfs.pipeline.cut_partition`."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from udfs.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
+    from udfs.lightcurve_cuts import CUT_SCHEMA
+    from udfs.pipeline import cut_partition
 
     def cut(batches):
         for batch in batches:
-            yield apply_quality_cuts(batch, min_epochs)
+            yield cut_partition(batch, kind, min_epochs)
 
     return df.mapInArrow(cut, from_arrow_schema(CUT_SCHEMA))
 
@@ -364,19 +359,6 @@ def read_lightcurve_catalog(spark, files: list[DRFile]):
     )
 
 
-def cut_catalog_lightcurves(df, min_epochs: int):
-    """Light-curve catalog rows as cut rows (min epochs; the rest was done by ingest)."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    from udfs.lightcurve_cuts import CUT_SCHEMA, cut_lightcurve_catalog
-
-    def cut(batches):
-        for batch in batches:
-            yield cut_lightcurve_catalog(batch, min_epochs)
-
-    return df.mapInArrow(cut, from_arrow_schema(CUT_SCHEMA))
-
-
 def lightcurve_reader(inputs: list[str]):
     """Check the input light curves; return (files, read_cut, catalog of each file).
 
@@ -386,6 +368,8 @@ def lightcurve_reader(inputs: list[str]):
     reason. The last item maps every spelling of a file's path that Spark may report
     (plain, ``file:`` and ``file://`` URIs) to the name and release of its catalog.
     """
+    from udfs.pipeline import InputKind
+
     catalogs = [p for p in inputs if is_hats_catalog(p)]
     if catalogs and len(catalogs) != len(inputs):
         raise ValueError("--input: give either HATS light-curve catalogs or DR Parquet, not both")
@@ -395,13 +379,15 @@ def lightcurve_reader(inputs: list[str]):
         names = {f: input_catalog_name(c) for c in catalogs for f in hats_partition_files(c)}
 
         def read_cut(spark, min_epochs: int):
-            return cut_catalog_lightcurves(read_lightcurve_catalog(spark, files), min_epochs)
+            return cut_lightcurves(
+                read_lightcurve_catalog(spark, files), InputKind.CATALOG, min_epochs
+            )
     else:
         files = check_dr_files(inputs)
         names = {f.path: input_catalog_name(f.path) for f in files}
 
         def read_cut(spark, min_epochs: int):
-            return cut_lightcurves(read_dr_dataframe(spark, files), min_epochs)
+            return cut_lightcurves(read_dr_dataframe(spark, files), InputKind.DR, min_epochs)
 
     catalog_of_file = {}
     for path, name in names.items():
@@ -411,24 +397,27 @@ def lightcurve_reader(inputs: list[str]):
     return files, read_cut, catalog_of_file
 
 
-def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, order: int, acc):
-    """Group kept light curves by HEALPix tile, then model inputs and network per partition."""
+def classify_lightcurves(
+    df, ref, classes, batch_size: int, n_partitions: int, order: int, acc, provenance
+):
+    """Group kept light curves by HEALPix tile, then :func:`udfs.pipeline.classify_partition`."""
     import pyarrow as pa
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from udfs.inference import CARRIED_COLUMNS, output_schema
+    from udfs.inference import CARRIED_COLUMNS
     from udfs.lightcurve_cuts import CUT_SCHEMA
+    from udfs.pipeline import classified_schema
     from udfs.spark_inference import classify_partitions
 
     tile = F.shiftright(F.col(HEALPIX_COLUMN), tile_shift_bits(order))
     carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
-    schema = from_arrow_schema(output_schema(classes, carried))
+    schema = from_arrow_schema(classified_schema(classes, carried))
     return (
         df.select(*CARRIED_COLUMNS, LIGHTCURVE)
         .repartition(n_partitions, tile)
         .sortWithinPartitions(HEALPIX_COLUMN, DRColumn.OBJECTID)
-        .mapInArrow(classify_partitions(ref, batch_size, acc), schema)
+        .mapInArrow(classify_partitions(ref, batch_size, acc, provenance), schema)
     )
 
 
@@ -440,40 +429,23 @@ def processing_time_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def with_provenance(df, card, model_sha256: str, catalog_of_file: dict[str, str], when):
-    """Add the per-row provenance columns (strings, and the processing time as a timestamp)."""
-    from pyspark.sql import functions as F
-
-    mapping = F.create_map(*[F.lit(x) for kv in sorted(catalog_of_file.items()) for x in kv])
-    return (
-        df.withColumn(INPUT_CATALOG, F.element_at(mapping, F.col(SOURCE_FILE)))
-        .withColumn(INPUT_FILE, F.element_at(F.split(F.col(SOURCE_FILE), "/"), -1))
-        .drop(SOURCE_FILE)
-        .withColumn(VARSKY_VERSION_COLUMN, F.lit(VARSKY_VERSION))
-        .withColumn(MODEL_NAME_COLUMN, F.lit(card.name))
-        .withColumn(MODEL_SHA256, F.lit(model_sha256))
-        .withColumn(DMDT_GRID, F.lit(card.grid.name))
-        .withColumn(PROCESSING_TIME, F.lit(when).cast("timestamp"))
-    )
-
-
 def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, when):
     """The varsky keys of the catalog's hats.properties: provenance and the job's arguments.
 
     (hats writes the catalog name itself, as ``obs_collection``.)
     """
     return {
-        "varsky_schema_version": CLASSIFICATION_SCHEMA_VERSION,
-        "varsky_version": VARSKY_VERSION,
-        "varsky_model_name": card.name,
-        "varsky_model_sha256": model_sha256,
-        "varsky_model_dir": str(Path(config.model_dir).resolve()),
-        "varsky_dmdt_grid": card.grid.name,
-        "varsky_classes": ",".join(card.classes),
-        "varsky_input_catalogs": ",".join(sorted(set(inputs.values()))),
-        "varsky_inputs": ",".join(str(Path(p).resolve()) for p in config.inputs),
-        "varsky_processing_time_utc": when.isoformat(),
-        "varsky_job_arguments": json.dumps(config.job_arguments(), sort_keys=True),
+        Property.SCHEMA_VERSION: CLASSIFICATION_SCHEMA_VERSION,
+        Property.VERSION: VARSKY_VERSION,
+        Property.MODEL_NAME: card.name,
+        Property.MODEL_SHA256: model_sha256,
+        Property.MODEL_DIR: str(Path(config.model_dir).resolve()),
+        Property.DMDT_GRID: card.grid.name,
+        Property.CLASSES: ",".join(card.classes),
+        Property.INPUT_CATALOGS: ",".join(sorted(set(inputs.values()))),
+        Property.INPUTS: ",".join(str(Path(p).resolve()) for p in config.inputs),
+        Property.PROCESSING_TIME: when.isoformat(),
+        Property.JOB_ARGUMENTS: json.dumps(config.job_arguments(), sort_keys=True),
     }
 
 
@@ -527,12 +499,8 @@ def write_classification_collection(classified, config: ClassifyConfig, properti
 
     Tiles are adaptive: HEALPix pixels split until they hold at most ``max_rows_per_pixel``.
     """
-    from catalogs.hats_writer import (
-        spark_tiles,
-        write_collection_properties,
-        write_hats_spark,
-        write_margin_spark,
-    )
+    from catalogs.hats_writer import write_collection_properties
+    from catalogs.spark_tables import spark_tiles, write_hats_spark, write_margin_spark
 
     tiles = spark_tiles(classified, HISTOGRAM_ORDER, config.max_rows_per_pixel)
     written = write_hats_spark(
@@ -558,7 +526,7 @@ def write_classification_collection(classified, config: ClassifyConfig, properti
         config.catalog_name,
         config.catalog_name,
         margin_dirs,
-        {"varsky_schema_version": CLASSIFICATION_SCHEMA_VERSION, "varsky_version": VARSKY_VERSION},
+        {Property.SCHEMA_VERSION: CLASSIFICATION_SCHEMA_VERSION, Property.VERSION: VARSKY_VERSION},
     )
     remove_spark_sidecar_files(config.output)
     return written, margin_rows
@@ -568,6 +536,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     """Run the whole job on ``spark``; return its summary."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+
+    from udfs.pipeline import Provenance
 
     stage_s: dict[str, float] = {}
     t = time.perf_counter()
@@ -639,6 +609,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
             config.min_epochs,
             removed,
         )
+    when = processing_time_utc()
+    provenance = Provenance(card.name, ref.sha256, card.grid.name, when, catalog_of_file)
     classified = classify_lightcurves(
         kept_rows,
         ref,
@@ -647,11 +619,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         n_partitions,
         config.partition_order,
         acc,
-    )
-    when = processing_time_utc()
-    classified = with_provenance(classified, card, ref.sha256, catalog_of_file, when).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+        provenance,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     counts = classified.groupBy(PREDICTED_CLASS).count().collect()
     summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
     summary.epochs_bad_exposure = removed.value

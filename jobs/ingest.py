@@ -36,6 +36,7 @@ from catalogs.schema import (
     SOURCE_IDS,
     DetColumn,
     DetectionRejectReason,
+    Property,
 )
 
 FORMATS = ("psfcat", "dr-parquet", "detections", "hats")
@@ -239,7 +240,8 @@ def read_detections(spark, config: IngestConfig):
 
     fmt = config.input_format
     if fmt == "dr-parquet":
-        from catalogs.dr_lightcurves import check_dr_files, read_dr_dataframe
+        from catalogs.dr_lightcurves import check_dr_files
+        from catalogs.spark_tables import read_dr_dataframe
 
         files = check_dr_files(list(config.inputs))
 
@@ -470,7 +472,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from catalogs.hats_writer import spark_tiles, write_hats_spark
+    from catalogs.spark_tables import spark_tiles, write_hats_spark
 
     summary = IngestSummary(config.input_format, output=config.output, rejects=config.rejects)
     stage_s = summary.stage_s
@@ -567,9 +569,9 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     written = write_hats_spark(
         catalog, config.output, config.catalog_name, out_tiles, "ra", "dec",
         max_rows=config.max_rows_per_pixel,
-        extra_properties={"varsky_input_format": config.input_format,
-                          "varsky_radius_arcsec": str(config.radius_arcsec),
-                          **({"varsky_band_map": config.band_map.to_json()}
+        extra_properties={Property.INPUT_FORMAT: config.input_format,
+                          Property.RADIUS_ARCSEC: str(config.radius_arcsec),
+                          **({Property.BAND_MAP: config.band_map.to_json()}
                              if config.input_format == "detections" else {})},
     )  # fmt: skip
     summary.output_tiles = len(written)

@@ -39,7 +39,14 @@ import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import expand_input_paths, hats_partition_files, is_hats_catalog
 from catalogs.errors import InputError
-from catalogs.hats_writer import DATASET_DIR, PARTITION_ORDER, PARTITION_PIXEL
+from catalogs.hats_properties import (
+    COLLECTION_PROPERTIES_FILE,
+    DATAPRODUCT_TYPE_PROPERTY,
+    MARGINS_PROPERTY,
+    catalog_properties,
+    read_properties,
+)
+from catalogs.hats_writer import PARTITION_ORDER, PARTITION_PIXEL
 from catalogs.healpix import healpix_29, tile_of
 from catalogs.provenance import file_sha256
 from catalogs.schema import (
@@ -52,6 +59,7 @@ from catalogs.schema import (
     LIGHTCURVE,
     MODEL_SHA256,
     N_GOOD,
+    NON_VARIABLE_CLASSES,
     PREDICTED_CLASS,
     PREDICTED_SCORE,
     RA,
@@ -60,6 +68,7 @@ from catalogs.schema import (
     SOURCE_ROW,
     VARSKY_VERSION_COLUMN,
     DRColumn,
+    Property,
     n_good_column,
 )
 
@@ -81,14 +90,9 @@ REAL_VALIDATION_TABLE = "Model on real labelled stars (validation split, from th
 SALIENCY_FILE = "saliency.png"
 
 # --- Catalog properties the report uses ---
-PROPERTIES_FILES = ("properties", "hats.properties")
-COLLECTION_PROPERTIES_FILE = "collection.properties"
-MODEL_DIR_PROPERTY = "varsky_model_dir"
-INPUTS_PROPERTY = "varsky_inputs"
-_DATAPRODUCT_TYPE = "dataproduct_type"
+MODEL_DIR_PROPERTY = Property.MODEL_DIR
+INPUTS_PROPERTY = Property.INPUTS
 _TABLE_TYPES = ("object", "source")  # other HATS tables (margin, index, ...) are not rows of ours
-_PRIMARY_PROPERTY = "hats_primary_table_url"
-_MARGINS_PROPERTY = "all_margins"
 _MARGIN_SUFFIX = "_margin"
 _METADATA_FILES = ("_metadata", "_common_metadata")
 
@@ -97,7 +101,6 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "varsky_dmd
 
 # --- What the report shows ---
 #: Predicted classes that do not count as variable stars.
-NON_VARIABLE_CLASSES = frozenset({"constant", "bogus"})
 #: Objects per predicted class in the example figures.
 N_EXAMPLES = 2
 #: Predicted classes per example figure (one figure row per object).
@@ -175,83 +178,6 @@ class ReportResult:
 
 
 # --- Reading the catalog ---
-def parse_properties(text: str) -> dict[str, str]:
-    r"""Parse a Java-style properties file (as hats writes it) into a dict.
-
-    ``key=value`` or ``key:value`` lines; ``#`` and ``!`` lines are comments; a backslash escapes
-    the next character (``\:`` is ``:``), with ``\t``, ``\n`` and ``\uXXXX`` as in Java;
-    a line ending in an odd number of backslashes continues on the next.
-    """
-    logical: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.lstrip() if pending else raw.strip()
-        if not pending and (not line or line[0] in "#!"):
-            continue
-        trailing = len(line) - len(line.rstrip("\\"))
-        if trailing % 2:
-            pending += line[:-1]
-            continue
-        logical.append(pending + line)
-        pending = ""
-    if pending:
-        logical.append(pending)
-    out: dict[str, str] = {}
-    for line in logical:
-        key, value, k = [], None, 0
-        while k < len(line):
-            char = line[k]
-            if char == "\\" and k + 1 < len(line):
-                (value if value is not None else key).append(_unescape(line, k))
-                k += 6 if line[k + 1] == "u" else 2
-                continue
-            if value is None and char in "=:":
-                value = []
-                k += 1
-                while k < len(line) and line[k] in " \t":
-                    k += 1
-                continue
-            (value if value is not None else key).append(char)
-            k += 1
-        out["".join(key).strip()] = "".join(value or []).strip()
-    return out
-
-
-def _unescape(line: str, k: int) -> str:
-    """The character a backslash escape at ``line[k]`` stands for."""
-    code = line[k + 1]
-    if code == "u":
-        return chr(int(line[k + 2 : k + 6], 16))
-    return {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(code, code)
-
-
-def _read_properties_in(directory: Path, names: Sequence[str]) -> dict[str, str]:
-    """Properties of the first of ``names`` that exists in ``directory`` (empty if none)."""
-    for name in names:
-        path = directory / name
-        if path.is_file():
-            return parse_properties(path.read_text(encoding="utf-8"))
-    return {}
-
-
-def read_catalog_properties(catalog_dir: str | Path) -> dict[str, str]:
-    """The catalog's properties, merged: collection, then the primary catalog's own.
-
-    Looks in ``catalog_dir`` (a catalog, or a HATS collection naming its primary catalog), and
-    in its parent when ``catalog_dir`` is a catalog's ``dataset/`` folder. Empty if none.
-    """
-    catalog_dir = Path(catalog_dir)
-    if catalog_dir.name == DATASET_DIR:
-        catalog_dir = catalog_dir.parent
-    collection = _read_properties_in(catalog_dir, (COLLECTION_PROPERTIES_FILE,))
-    merged = dict(collection)
-    primary = collection.get(_PRIMARY_PROPERTY)
-    if primary and (catalog_dir / primary).is_dir():
-        merged |= _read_properties_in(catalog_dir / primary, PROPERTIES_FILES)
-    merged |= _read_properties_in(catalog_dir, PROPERTIES_FILES)
-    return merged
-
-
 def _split_list(value: str | None) -> list[str]:
     """Items of a comma- or space-separated property value."""
     return [v for v in re.split(r"[,\s]+", value or "") if v]
@@ -262,7 +188,7 @@ def _skipped_directory(directory: Path, margins_here: set[str]) -> bool:
     name = directory.name
     if name.startswith(".") or name.endswith(_MARGIN_SUFFIX) or name in margins_here:
         return True
-    kind = _read_properties_in(directory, PROPERTIES_FILES).get(_DATAPRODUCT_TYPE)
+    kind = read_properties(directory).get(DATAPRODUCT_TYPE_PROPERTY)
     return kind is not None and kind not in _TABLE_TYPES
 
 
@@ -277,7 +203,7 @@ def catalog_files(catalog_dir: str | Path) -> list[Path]:
     found: list[Path] = []
     for here, dirs, files in os.walk(root):
         margins = set(_split_list(
-            _read_properties_in(Path(here), (COLLECTION_PROPERTIES_FILE,)).get(_MARGINS_PROPERTY)
+            read_properties(here, (COLLECTION_PROPERTIES_FILE,)).get(MARGINS_PROPERTY)
         ))  # fmt: skip
         dirs[:] = sorted(d for d in dirs if not _skipped_directory(Path(here, d), margins))
         found += [
@@ -514,19 +440,18 @@ def _rows_with_objectids(path: str, objectids: pa.Array) -> pa.Table | None:
     return table.append_column(SOURCE_ROW, pa.array(hits.astype(np.int64)))
 
 
-def _cut_rows(table: pa.Table, path: str, ingest_catalog: bool) -> pa.RecordBatch:
+def _cut_rows(table: pa.Table, ingest_catalog: bool) -> pa.RecordBatch:
     """Cut rows (``udfs.lightcurve_cuts.CUT_SCHEMA``) of light-curve rows, keeping every row."""
-    from catalogs.hats_input import dr_rows_of_hats_file
-    from udfs.lightcurve_cuts import apply_quality_cuts, cut_lightcurve_catalog
+    from udfs.pipeline import InputKind, cut_partition
 
-    # min_epochs 0: these objects were classified, so they passed classify's cut already.
     if ingest_catalog:
-        return cut_lightcurve_catalog(table.combine_chunks().to_batches()[0], 0)
-    if LIGHTCURVE in table.column_names:  # IRSA's DR light curves in HATS layout
-        rows = dr_rows_of_hats_file(table, path)  # numbers rows from 0: keep ours
-        index = rows.schema.get_field_index(SOURCE_ROW)
-        table = rows.set_column(index, SOURCE_ROW, table.column(SOURCE_ROW))
-    return apply_quality_cuts(table.combine_chunks().to_batches()[0], 0)
+        kind = InputKind.CATALOG
+    elif LIGHTCURVE in table.column_names:  # IRSA's DR light curves in HATS layout
+        kind = InputKind.HATS_DR
+    else:
+        kind = InputKind.DR
+    # min_epochs 0: these objects were classified, so they passed classify's cut already.
+    return cut_partition(table.combine_chunks().to_batches()[0], kind, 0)
 
 
 def _without_bad_exposures(
@@ -534,12 +459,12 @@ def _without_bad_exposures(
 ) -> pa.RecordBatch:
     """``batch`` (rows of the DR file ``path``) after classify's exposure-level cut."""
     from udfs.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
-    from udfs.lightcurve_cuts import apply_quality_cuts
+    from udfs.pipeline import InputKind, cut_partition
 
     whole = pq.read_table(path)
     whole = whole.append_column(SOURCE_FILE, pa.array([path] * whole.num_rows, pa.string()))
     whole = whole.append_column(SOURCE_ROW, pa.array(np.arange(whole.num_rows, dtype=np.int64)))
-    cut = apply_quality_cuts(whole.combine_chunks().to_batches()[0], min_epochs)
+    cut = cut_partition(whole.combine_chunks().to_batches()[0], InputKind.DR, min_epochs)
     kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
     flagged = flag_exposures(
         pa.Table.from_batches([exposure_deviations(kept)]), min_stars, fraction
@@ -614,7 +539,7 @@ def fetch_lightcurves(
             continue
         if ingest is None:  # a HATS catalog: varsky's light curves have n_epochs, IRSA's not
             ingest = "n_epochs" in rows.column_names
-        batch = _cut_rows(rows, path, ingest)
+        batch = _cut_rows(rows, ingest)
         if not ingest and bad_exposure_fraction > 0 and LIGHTCURVE not in rows.column_names:
             batch = _without_bad_exposures(
                 batch, path, bad_exposure_fraction, bad_exposure_min_stars, min_epochs
@@ -1142,7 +1067,7 @@ def make_report(
     catalog_dir = Path(catalog_dir)
     df = read_classification_catalog(catalog_dir)
     n_files = len(catalog_files(catalog_dir))
-    catalog_properties = read_catalog_properties(catalog_dir)
+    properties_of_catalog = catalog_properties(catalog_dir)
     output = Path(output_dir) if output_dir is not None else catalog_dir / REPORT_DIR
     output.mkdir(parents=True, exist_ok=True)
     classes = catalog_classes(df)
@@ -1158,7 +1083,7 @@ def make_report(
     else:
         notes.append("the catalog has no rows: no figures")
 
-    model = Path(model_dir or catalog_properties.get(MODEL_DIR_PROPERTY) or DEFAULT_MODEL_DIR)
+    model = Path(model_dir or properties_of_catalog.get(MODEL_DIR_PROPERTY) or DEFAULT_MODEL_DIR)
     card = None
     try:
         card = ModelCard.read(model)
@@ -1194,7 +1119,7 @@ def make_report(
     if lightcurve_paths:
         inputs = [str(p) for p in lightcurve_paths]
     else:
-        inputs = _split_list(catalog_properties.get(INPUTS_PROPERTY))
+        inputs = _split_list(properties_of_catalog.get(INPUTS_PROPERTY))
     missing = [p for p in inputs if "://" not in p and not Path(p).exists()]
     if missing:
         notes.append(f"light-curve inputs not found: {missing}")
@@ -1204,7 +1129,7 @@ def make_report(
     if card is not None and len(df) and inputs:
         examples = _top_objects(df, classes, N_EXAMPLES)
         log(f"  fetching the light curves of {len(examples)} example objects")
-        job = json.loads(catalog_properties.get("varsky_job_arguments") or "{}")
+        job = json.loads(properties_of_catalog.get(Property.JOB_ARGUMENTS) or "{}")
         found = fetch_lightcurves(
             examples[DRColumn.OBJECTID].to_numpy(),
             inputs,
@@ -1272,7 +1197,7 @@ def make_report(
     properties["model directory (report)"] = str(model)
     properties["light-curve inputs (report)"] = ", ".join(inputs) or "(none)"
     properties["generated (UTC)"] = datetime.now(UTC).isoformat(timespec="seconds")
-    properties |= {f"property {k}": v for k, v in catalog_properties.items()}
+    properties |= {f"property {k}": v for k, v in properties_of_catalog.items()}
     title = f"varsky report: {catalog_dir.resolve().name}"
     html_path = write_html(output, tables, figures, title, properties, notes)
     summary_path = write_summary_markdown(output, tables, figures, title, properties, notes)

@@ -16,9 +16,9 @@ from catalogs.dr_lightcurves import hats_partition_files
 from catalogs.errors import InputError
 from catalogs.healpix import healpix_29
 from catalogs.provenance import VARSKY_VERSION, file_sha256
+from catalogs.schema import CLASS_NAMES
 from jobs.classify import ClassifyConfig, run_classify
 from jobs.cli import build_parser, main
-from udfs.classifier import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
 

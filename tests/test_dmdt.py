@@ -25,7 +25,6 @@ from udfs.dmdt import (
     dmdt_counts,
     dmdt_counts_multiband,
     dmdt_epoch_counts,
-    dmdt_gausses_multiband,
     dmdt_images,
     normalize_counts,
 )
@@ -359,11 +358,6 @@ def test_unsorted_equals_sorted(case):
     shuffled = dmdt_counts_multiband(t, m, c, [0, t.size], grid, 2)
     ordered = dmdt_counts_multiband(t[order], m[order], c[order], [0, t.size], grid, 2)
     np.testing.assert_array_equal(shuffled, ordered)
-    e = np.full(t.size, 0.05)
-    np.testing.assert_array_equal(
-        dmdt_gausses_multiband(t, m, e, c, [0, t.size], grid, 2),
-        dmdt_gausses_multiband(t[order], m[order], e, c[order], [0, t.size], grid, 2),
-    )
 
 
 @HYPOTHESIS
@@ -411,12 +405,6 @@ def test_input_errors():
         dmdt_counts_multiband(t, np.zeros(4), np.zeros(4), [0, 4], grid, 1)
     with pytest.raises(ValueError, match="n_channels must be in 1..127"):
         dmdt_counts_multiband(t, np.zeros(4), np.zeros(4, np.int8), [0, 4], grid, 0)
-    with pytest.raises(ValueError, match=r"magerr has 1 non-finite .* index 2 "):
-        e = np.array([0.1, 0.1, np.nan, 0.1])
-        dmdt_gausses_multiband(t, np.zeros(4), e, np.zeros(4, np.int8), [0, 4], grid, 1)
-    with pytest.raises(ValueError, match="magerr must be >= 0, got -0.1 at index 1"):
-        e = np.array([0.1, -0.1, 0.1, 0.1])
-        dmdt_gausses_multiband(t, np.zeros(4), e, np.zeros(4, np.int8), [0, 4], grid, 1)
 
 
 # ---------------------------------------------------------------- normalisation
@@ -499,39 +487,6 @@ def test_norm_errors():
     with pytest.raises(ValueError, match="n_epochs gives fewer pairs than counted"):
         normalize_counts(counts + 1, "mahabal", [[2]])
     assert set(NORMS) == {"mahabal", "l2", "max", "dt_column", "none"}
-
-
-# ---------------------------------------------------------------- error-aware maps
-
-
-@pytest.mark.parametrize("grid_name", sorted(GRIDS))
-def test_gausses_match_light_curve(grid_name):
-    grid = GRIDS[grid_name]
-    rng = np.random.default_rng(9)
-    t, mag, magerr, channel, offsets = _batch(_ztf_like_lc, rng, n_channels=2)
-    maps = dmdt_gausses_multiband(t, mag, magerr, channel, offsets, grid, 2)
-    assert maps.dtype == np.float32 and maps.shape == (offsets.size - 1, *grid.shape, 2)
-    dmdt = _light_curve_dmdt(grid)
-    for k in range(offsets.size - 1):
-        sl = slice(offsets[k], offsets[k + 1])
-        for c in range(2):
-            sel = channel[sl] == c
-            if sel.sum() < 2:
-                assert not maps[k, :, :, c].any()
-                continue
-            ref = dmdt.gausses(t[sl][sel], mag[sl][sel], magerr[sl][sel]).T
-            tol = EPS32 * np.maximum(ref, 1.0)
-            assert np.all(np.abs(maps[k, :, :, c] - ref) <= tol)
-
-
-def test_gausses_with_zero_errors_are_points():
-    grid = GRIDS["mahabal2017"]
-    t, mag, _, channel, offsets = _batch(_quantized_lc, np.random.default_rng(8), n_channels=2)
-    zero = np.zeros(t.size)
-    np.testing.assert_array_equal(
-        dmdt_gausses_multiband(t, mag, zero, channel, offsets, grid, 2),
-        dmdt_counts_multiband(t, mag, channel, offsets, grid, 2),
-    )
 
 
 # ---------------------------------------------------------------- grids

@@ -17,17 +17,15 @@ from catalogs.hats_tiles import Tiles
 from catalogs.hats_writer import (
     TILE_COLUMN,
     partition_relative_path,
-    spark_histogram,
     write_catalog_metadata,
     write_collection_properties,
-    write_hats_spark,
     write_hats_table,
-    write_margin_spark,
     write_margin_table,
     write_partition,
 )
 from catalogs.healpix import healpix_29
 from catalogs.schema import HEALPIX_COLUMN
+from catalogs.spark_tables import spark_histogram, write_hats_spark, write_margin_spark
 
 MAX_ROWS = 400
 MARGIN_ARCSEC = 600.0

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import astropy.units as u
 import cdshealpix.nested
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from astropy.coordinates import Latitude, Longitude
 
@@ -15,6 +18,18 @@ def test_healpix_29_equals_cdshealpix_and_is_int64():
     got = healpix_29(ra, dec)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, expected.astype(np.int64))
+
+
+def test_healpix_29_is_the_hand_made_index_on_real_and_edge_positions():
+    # hats' compute_spatial_index replaced cdshealpix on RA mod 360; both on the DR5 sample and
+    # on RA 0/360, negative RA and the poles.
+    dr5 = pq.read_table(next(Path("data/sample").glob("*.parquet")), columns=["objra", "objdec"])
+    ra = np.concatenate([dr5["objra"].to_numpy(), [0.0, 360.0, -1e-9, 359.999999999, 720.5, 10]])
+    dec = np.concatenate([dr5["objdec"].to_numpy(), [0.0, 0.0, 90.0, -90.0, 89.9999999, -45]])
+    before = cdshealpix.nested.lonlat_to_healpix(
+        Longitude(np.mod(ra, 360.0), unit=u.deg), Latitude(dec, unit=u.deg), 29
+    )
+    np.testing.assert_array_equal(healpix_29(ra, dec), before.astype(np.int64))
 
 
 def test_healpix_29_wraps_ra_and_handles_empty():

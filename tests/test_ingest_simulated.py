@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalogs.healpix import healpix_29
-from catalogs.sky_simulator import SkyConfig, simulate_sky
 from jobs.ingest import IngestConfig, run_ingest
+from udfs.sky_simulator import SkyConfig, simulate_sky
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from udfs.classifier import CLASS_NAMES
+from catalogs.schema import CLASS_NAMES
 from udfs.dmdt import DmDtGrid, dmdt_images
 from udfs.lightcurve_simulator import (
     SURVEY_END_HMJD,

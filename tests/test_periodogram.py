@@ -87,6 +87,41 @@ def test_phi42_is_the_phase_difference_at_the_best_period(phi21):
     assert abs(np.angle(np.exp(1j * (found + phi21)))) < 0.2
 
 
+def _folded(mag_of_phase, period, seed):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(59000.0, 59600.0, 400))
+    phase = ((t - 59000.0) / period) % 1.0
+    mag = mag_of_phase(phase) + rng.normal(0, 0.005, t.size)
+    _, shape = binned_periodograms(
+        t, mag, np.zeros(t.size, np.int8), np.array([0, t.size]), GRID, 3
+    )
+    return dict(zip(SHAPE_FEATURE_NAMES, shape[0], strict=True))
+
+
+def test_folded_statistics_tell_a_contact_binary_from_an_rrc_star():
+    # Contact binary, orbit 0.6 d: two minima a little unequal, narrow minima, broad maxima.
+    def contact(phase):
+        depth = np.where(phase < 0.5, 0.40, 0.30)
+        return 15 + depth * np.abs(np.sin(2 * np.pi * phase)) ** 6  # minima at 0.25, 0.75
+
+    # RRc-like, 0.3 d: rises in 35% of the cycle, fades in 65%.
+    def rrc(phase):
+        rising = phase < 0.35
+        return 15 + 0.4 * np.where(rising, 1 - phase / 0.35, (phase - 0.35) / 0.65)
+
+    ew = _folded(contact, 0.6, 5)
+    rr = _folded(rrc, 0.3, 6)
+    np.testing.assert_allclose(10 ** ew["log_best_period_days"], 0.3, rtol=0.02)
+    np.testing.assert_allclose(10 ** rr["log_best_period_days"], 0.3, rtol=0.02)
+    # Same period; the shapes differ: faint-skewed and symmetric against a fast rise.
+    assert ew["folded_skew"] > 0.5 and abs(rr["folded_skew"]) < 0.3
+    # (A binary's flat maximum leaves its rise fraction loose: 0.5 within 0.1.)
+    assert abs(ew["rise_fraction"] - 0.5) < 0.1 and abs(rr["rise_fraction"] - 0.35) < 0.05
+    # Unequal minima show at twice the period; the pulsator repeats every cycle.
+    assert ew["minima_depth_difference"] > 0.15 > abs(rr["minima_depth_difference"])
+    assert ew["log_doubling_f_ratio"] > 1.0 > rr["log_doubling_f_ratio"]
+
+
 def test_bands_are_standardised_separately_and_times_are_float64_safe():
     rng = np.random.default_rng(3)
     t, mag = _sine(rng, 0.45)

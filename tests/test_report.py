@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalogs.errors import InputError
+from catalogs.hats_properties import catalog_properties, parse_properties
 from catalogs.hats_writer import partition_relative_path
 from catalogs.healpix import tile_of
 from catalogs.provenance import VARSKY_VERSION, file_sha256
@@ -25,8 +26,6 @@ from reports.catalog_report import (
     catalog_files,
     fetch_lightcurves,
     make_report,
-    parse_properties,
-    read_catalog_properties,
     read_classification_catalog,
     summary_tables,
 )
@@ -120,10 +119,10 @@ def test_margins_metadata_and_hidden_files_are_skipped(catalog, tmp_path):
     files = catalog_files(collection)
     assert all(f.parts[-5] == "cat" for f in files) and len(files) >= 2
     assert len(read_classification_catalog(collection)) == rows.num_rows
-    properties = read_catalog_properties(collection)
+    properties = catalog_properties(collection)
     assert properties["hats_primary_table_url"] == "cat"
     assert properties["varsky_model_dir"].endswith("varsky_dmdt_cnn")
-    assert read_catalog_properties(collection / "cat" / "dataset") == read_catalog_properties(
+    assert catalog_properties(collection / "cat" / "dataset") == catalog_properties(
         collection / "cat"
     )
 

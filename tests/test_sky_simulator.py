@@ -10,7 +10,10 @@ import pytest
 from scipy.spatial import cKDTree
 
 from catalogs.dr_lightcurves import check_dr_files
-from catalogs.sky_simulator import (
+from catalogs.time_scales import heliocentric_mjd
+from catalogs.ztf_psfcat import psfcat_quality, read_psfcat, read_refpsfcat
+from jobs.cli import main
+from udfs.sky_simulator import (
     DETECTIONS_SCHEMA,
     DR_CATFLAGS_BAD,
     DR_PARQUET_SCHEMA,
@@ -26,9 +29,6 @@ from catalogs.sky_simulator import (
     dr_objectid,
     simulate_sky,
 )
-from catalogs.time_scales import heliocentric_mjd
-from catalogs.ztf_psfcat import psfcat_quality, read_psfcat, read_refpsfcat
-from jobs.cli import main
 
 SMALL = SkyConfig(
     n_objects=300, seed=7, survey_days=60.0, ccds_per_side=1, bad_exposure_fraction=0.05

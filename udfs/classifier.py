@@ -20,7 +20,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from catalogs.provenance import VARSKY_VERSION
-from catalogs.schema import BAND_NAMES
+from catalogs.schema import BAND_NAMES, CLASS_NAMES, VariabilityClass  # noqa: F401 - re-exported
 from udfs.dmdt import DmDtGrid
 from udfs.lightcurve_features import FEATURE_NAMES
 from udfs.model_inputs import (
@@ -45,29 +44,6 @@ from udfs.periodogram import PeriodogramGrid
 if TYPE_CHECKING:
     import keras
 
-
-class VariabilityClass(StrEnum):
-    """The classes the model tells apart, in output order."""
-
-    constant = "constant"
-    rrab = "rrab"  # RR Lyrae, fundamental mode
-    rrc = "rrc"  # RR Lyrae, first overtone
-    cepheid = "cepheid"
-    delta_scuti = "delta_scuti"
-    ew = "ew"  # W UMa contact binary
-    ea = "ea"  # Algol detached eclipsing binary
-    mira = "mira"
-    semiregular = "semiregular"
-    rotational = "rotational"  # spotted rotating star
-    agn = "agn"
-    yso = "yso"  # young stellar object: dippers and bursters
-    cv = "cv"  # cataclysmic variable (dwarf nova)
-    flare = "flare"  # flaring star
-    bogus = "bogus"  # artefacts of calibration or extraction
-
-
-#: Class names in model output order.
-CLASS_NAMES: tuple[str, ...] = tuple(c.value for c in VariabilityClass)
 
 #: Files of a model directory.
 MODEL_FILE = "model.keras"

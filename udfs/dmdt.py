@@ -14,7 +14,7 @@ Rules
 -----
 - Times must be float64 days; absolute epochs never go through float32, whose spacing is minutes at
   MJD 59000 (a known SCoPe bug: float32 JD turns same-night pairs into dt = 0 or 0.25 d).
-- NaN or inf in ``t``, ``mag`` (or ``magerr``) is rejected before the kernel, with the count and the
+- NaN or inf in ``t`` or ``mag`` is rejected before the kernel, with the count and the
   first index; drop such epochs upstream.
 - Epochs need not be sorted: each channel of each light curve is sorted by time inside the kernel
   with a stable sort (skipped when it is already sorted, the usual case).
@@ -422,57 +422,6 @@ def _bin_pairs(t, m, dt_edges, dm_edges, lut, inv_step, row_hist):
                 break
 
 
-@nb.njit(cache=True, nogil=True)
-def _gauss_pairs(t, m, e, dt_edges, dm_edges, lut, inv_step, acc, c):
-    """Add the pairs of one time-sorted channel to ``acc[:, :, c]``, smeared over dm.
-
-    Each pair spreads a unit weight over the dm cells of its dt column as N(dm, e_i^2 + e_j^2):
-    cell weight Phi((hi - dm) / s) - Phi((lo - dm) / s). A pair with zero variance counts as a
-    point (its whole weight in its own cell, if inside the grid).
-    """
-    n = t.size
-    n_dm = dm_edges.size - 1
-    dt_lo = dt_edges[0]
-    dt_hi = dt_edges[-1]
-    dm_lo = dm_edges[0]
-    dm_hi = dm_edges[-1]
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
-    for i in range(n - 1):
-        ti = t[i]
-        mi = m[i]
-        vi = e[i] * e[i]
-        k = 0
-        for j in range(i + 1, n):
-            dt = t[j] - ti
-            if dt >= dt_hi:
-                break
-            if dt < dt_lo:
-                continue
-            while dt >= dt_edges[k + 1]:
-                k += 1
-            dm = m[j] - mi
-            var = vi + e[j] * e[j]
-            if var == 0.0:
-                if dm >= dm_lo and dm < dm_hi:
-                    acc[_dm_cell(dm, dm_edges, lut, inv_step), k, c] += 1.0
-                continue
-            inv_s = 1.0 / math.sqrt(var)
-            prev = 0.0
-            for b in range(n_dm + 1):
-                z = (dm_edges[b] - dm) * inv_s
-                if z < -_GAUSS_Z_CUT:
-                    cdf = 0.0
-                elif z > _GAUSS_Z_CUT:
-                    cdf = 1.0
-                else:
-                    cdf = 0.5 * math.erfc(-z * inv_sqrt2)
-                if b > 0:
-                    acc[b - 1, k, c] += cdf - prev
-                prev = cdf
-                if cdf == 1.0:
-                    break
-
-
 @nb.njit(cache=True, parallel=True)
 def _counts_kernel(t, m, channel, offsets, n_channels, dt_edges, dm_edges, lut, inv_step):
     n_lc = offsets.size - 1
@@ -496,35 +445,6 @@ def _counts_kernel(t, m, channel, offsets, n_channels, dt_edges, dm_edges, lut, 
                 _bin_pairs(ts[a:b], ms[a:b], dt_edges, dm_edges, lut, inv_step, row_hist)
                 out[k, :, :, c] = row_hist.T
     return out, n_epochs
-
-
-@nb.njit(cache=True, parallel=True)
-def _gausses_kernel(t, m, e, channel, offsets, n_channels, dt_edges, dm_edges, lut, inv_step):
-    n_lc = offsets.size - 1
-    n_dm = dm_edges.size - 1
-    n_dt = dt_edges.size - 1
-    out = np.zeros((n_lc, n_dm, n_dt, n_channels), dtype=np.float32)
-    n_epochs = np.zeros((n_lc, n_channels), dtype=np.int64)
-    for k in nb.prange(n_lc):
-        lo = offsets[k]
-        hi = offsets[k + 1]
-        if hi - lo < 2:
-            continue
-        ts, ms, es, starts = _group_by_channel(
-            t[lo:hi], m[lo:hi], e[lo:hi], channel[lo:hi], n_channels, n_epochs[k]
-        )
-        acc = np.zeros((n_dm, n_dt, n_channels), dtype=np.float64)  # float64 sums, one cast
-        for c in range(n_channels):
-            a = starts[c]
-            b = starts[c + 1]
-            if b - a > 1:
-                _gauss_pairs(ts[a:b], ms[a:b], es[a:b], dt_edges, dm_edges, lut, inv_step, acc, c)
-        out[k] = acc.astype(np.float32)
-    return out, n_epochs
-
-
-# --------------------------------------------------------------------------------------------
-# Input checks (before the kernels: the kernels trust their input).
 
 
 def _check_finite(name: str, values: npt.NDArray[np.float64]) -> None:
@@ -836,57 +756,3 @@ def dmdt_images(
         raise ValueError(f"dmdt_images: unknown dm-dt norm {norm!r}; known: {NORMS}")
     counts, n_epochs = _counts_and_epochs(t, mag, channel, offsets, grid, n_channels)
     return normalize_counts(counts, norm, n_epochs)
-
-
-def dmdt_gausses_multiband(
-    t: npt.ArrayLike,
-    mag: npt.ArrayLike,
-    magerr: npt.ArrayLike,
-    channel: npt.ArrayLike,
-    offsets: npt.ArrayLike,
-    grid: DmDtGrid,
-    n_channels: int,
-) -> npt.NDArray[np.float32]:
-    """Error-aware dm-dt maps: each pair smeared over dm by its uncertainty.
-
-    A pair (i, j) in dt cell k adds ``Phi((hi - dm) / s) - Phi((lo - dm) / s)`` to each dm cell
-    [lo, hi) of column k, with dm = m_j - m_i and s^2 = magerr_i^2 + magerr_j^2 (Phi the standard
-    normal CDF); the part of the Gaussian outside the dm range is lost. A pair with s = 0 counts as
-    a point. No normalisation. This is light-curve's ``DmDt.gausses`` (norm=[]) transposed, and
-    matches it to about 1e-6 relative (float32 output, float64 sums).
-
-    Parameters
-    ----------
-    t, mag, channel, offsets, grid, n_channels
-        As in ``dmdt_counts_multiband``.
-    magerr : float array, shape (n_epochs,)
-        Magnitude uncertainties (1 sigma), mag, finite and >= 0.
-
-    Returns
-    -------
-    float32 array, shape (n_lc, n_dm, n_dt, n_channels)
-        Smeared pair weight per cell.
-    """
-    t, mag, offsets = _check_flat(t, mag, offsets)
-    magerr = np.ascontiguousarray(magerr, dtype=np.float64)
-    if magerr.shape != t.shape:
-        raise ValueError(f"dmdt: magerr must have the shape of t {t.shape}, got {magerr.shape}")
-    _check_finite("magerr", magerr)
-    if magerr.size and magerr.min() < 0:
-        first = int(np.argmax(magerr < 0))
-        raise ValueError(f"dmdt: magerr must be >= 0, got {magerr[first]} at index {first}")
-    channel, n_channels = _check_channel(channel, t.size, n_channels)
-    lut, inv_step = _dm_lookup_table(grid.dm_edges_mag)
-    out, _ = _gausses_kernel(
-        t,
-        mag,
-        magerr,
-        channel,
-        offsets,
-        np.int64(n_channels),
-        grid.dt_edges_days,
-        grid.dm_edges_mag,
-        lut,
-        inv_step,
-    )
-    return out

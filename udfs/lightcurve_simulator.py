@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from catalogs.schema import BAND_NAMES, CATFLAGS_GOOD, DEFAULT_MIN_EPOCHS, DRColumn
-from udfs.classifier import CLASS_NAMES
+from catalogs.schema import BAND_NAMES, CATFLAGS_GOOD, CLASS_NAMES, DEFAULT_MIN_EPOCHS, DRColumn
 
 FloatArray = npt.NDArray[np.float64]
 

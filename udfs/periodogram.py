@@ -52,8 +52,18 @@ SHAPE_FEATURE_NAMES: tuple[str, ...] = (
     # a pulsator (it repeats every best period), so they cannot hold a pulsator's shape.
     "cos_phi42",
     "sin_phi42",
+    # Of the folded light curve's Fourier model at the best period (contact binaries: symmetric,
+    # faint-skewed, equal minima; RRc stars of the same period: rise faster than they fade).
+    "folded_skew",
+    "rise_fraction",
+    "log_doubling_f_ratio",
+    "minima_depth_difference",
 )
 N_SHAPE_FEATURES = len(SHAPE_FEATURE_NAMES)
+#: Shape features written by the Fourier fit at twice the period (after period and power).
+_N_FOURIER = 3 * _N_HARMONICS
+#: Phases at which the Fourier models are evaluated for the folded statistics.
+_N_PHASES = 100
 #: Recompute cos and sin exactly every this many recurrence steps (bounds rounding drift).
 _RESEED_STEPS = 256
 
@@ -351,6 +361,91 @@ def _fourier_shape(t, y, frequency, n_harmonics, out):
 
 
 @nb.njit(cache=True, nogil=True)
+def _fourier_fit(t, y, frequency, n_harmonics):
+    """Least-squares constant + Fourier series at ``frequency``: (coefficients, residual sum)."""
+    m = 2 * n_harmonics + 1
+    a = np.zeros((m, m))
+    b = np.zeros(m)
+    row = np.empty(m)
+    row[0] = 1.0
+    for i in range(t.size):
+        for k in range(n_harmonics):
+            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
+            row[2 * k + 1] = np.cos(phase)
+            row[2 * k + 2] = np.sin(phase)
+        for p in range(m):
+            b[p] += row[p] * y[i]
+            for q in range(m):
+                a[p, q] += row[p] * row[q]
+    for p in range(m):
+        a[p, p] += 1e-9 * t.size
+    coef = np.linalg.solve(a, b)
+    rss = 0.0
+    for i in range(t.size):
+        model = coef[0]
+        for k in range(n_harmonics):
+            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
+            model += coef[2 * k + 1] * np.cos(phase) + coef[2 * k + 2] * np.sin(phase)
+        rss += (y[i] - model) ** 2
+    return coef, rss
+
+
+@nb.njit(cache=True, nogil=True)
+def _model_curve(coef, n_harmonics, n_phases):
+    """A Fourier model (from :func:`_fourier_fit`) at ``n_phases`` phases over one period."""
+    curve = np.empty(n_phases)
+    for j in range(n_phases):
+        value = coef[0]
+        for k in range(n_harmonics):
+            phase = 2.0 * np.pi * (k + 1) * j / n_phases
+            value += coef[2 * k + 1] * np.cos(phase) + coef[2 * k + 2] * np.sin(phase)
+        curve[j] = value
+    return curve
+
+
+@nb.njit(cache=True, nogil=True)
+def _folded_statistics(t, y, frequency, out):
+    """Shape of the folded light curve, from Fourier models at the best period and twice it.
+
+    ``y`` is in magnitude units (larger is fainter). Writes:
+    0. skewness of the 4-harmonic model over phase at the best period: a contact binary spends
+       longer near maximum light than in its minima (positive), a pulsator is near 0 or negative;
+    1. fraction of the period from minimum to maximum light (0.5 for a symmetric curve, about 0.3
+       to 0.4 for RR Lyrae, which rise faster than they fade);
+    2. log10(1 + F), F the variance ratio of the 8-harmonic fit at twice the period against the
+       4-harmonic fit at the period (large when alternate cycles differ: unequal minima);
+    3. depth difference of the two minima of the 8-harmonic model at twice the period, over its
+       full range.
+    """
+    n = t.size
+    if n <= 2 * 8 + 2 or frequency <= 0.0:
+        return
+    coef1, rss1 = _fourier_fit(t, y, frequency, 4)
+    curve = _model_curve(coef1, 4, _N_PHASES)
+    mean = curve.mean()
+    m2 = ((curve - mean) ** 2).mean()
+    if m2 <= 0.0:
+        return
+    out[0] = min(max(((curve - mean) ** 3).mean() / m2**1.5, -5.0), 5.0)
+    faintest = np.argmax(curve)
+    brightest = np.argmin(curve)
+    out[1] = ((brightest - faintest) % _N_PHASES) / _N_PHASES
+    coef2, rss2 = _fourier_fit(t, y, 0.5 * frequency, 8)
+    if rss2 > 0.0:
+        f_ratio = ((rss1 - rss2) / 8.0) / (rss2 / (n - 17))
+        out[2] = np.log10(1.0 + max(f_ratio, 0.0))
+    curve2 = _model_curve(coef2, 8, 2 * _N_PHASES)
+    full_range = curve2.max() - curve2.min()
+    if full_range > 0.0:
+        start = np.argmax(curve2)
+        # The other minimum: the faintest point half a cycle (of the doubled period) away, +-1/4.
+        other = -np.inf
+        for j in range(_N_PHASES // 2, 3 * _N_PHASES // 2):
+            other = max(other, curve2[(start + j) % (2 * _N_PHASES)])
+        out[3] = (curve2[start] - other) / full_range
+
+
+@nb.njit(cache=True, nogil=True)
 def frequency_grid(baseline_days, min_period_days, max_period_days, oversampling, max_frequencies):
     """The linear frequency grid of one light curve: (lowest frequency, step, count), 1/days.
 
@@ -399,7 +494,8 @@ def _periodogram_kernel(
             best_f = _refine_peak(tk, centred, best_f, df)
             fourier = np.zeros(N_SHAPE_FEATURES - 2)
             # Fit at twice the best period: an eclipsing binary's orbit is twice its LS period.
-            _fourier_shape(tk, y_raw, 0.5 * best_f, _N_HARMONICS, fourier)
+            _fourier_shape(tk, y_raw, 0.5 * best_f, _N_HARMONICS, fourier[:_N_FOURIER])
+            _folded_statistics(tk, y_raw, best_f, fourier[_N_FOURIER:])
             shape[k, 0] = np.log10(1.0 / best_f)
             shape[k, 1] = best_power
             for j in range(fourier.size):
@@ -439,7 +535,8 @@ def binned_periodograms(
         :data:`SHAPE_FEATURE_NAMES`: log10 of the best period (days) and its power, then a
         4-harmonic Fourier fit at twice the best period (twice, so that an eclipsing binary is
         folded on its orbit): relative amplitudes, the phase differences phi_k1 as cos and
-        sin, and phi_42 (phi_21 at the best period). Zeros where the powers are.
+        sin, and phi_42 (phi_21 at the best period); then the folded statistics of
+        :func:`_folded_statistics`. Zeros where the powers are.
     """
     t = np.ascontiguousarray(t, dtype=np.float64)
     mag = np.ascontiguousarray(mag, dtype=np.float64)

@@ -1,8 +1,9 @@
-"""Spark wrapper of :func:`udfs.inference.classify_batch`: mapInArrow with a per-worker model.
+"""Spark wrappers of :mod:`udfs.pipeline`: mapInArrow functions with a per-worker model.
 
-The model is loaded once per Python worker (Spark reuses workers across tasks) and kept in a
-module-level cache keyed by the model file's sha256. TensorFlow's threads are set to the task's
-CPUs (``spark.task.cpus``), and so are numba's, so Spark's task slots divide the cores.
+The model is loaded once per Python worker (Spark reuses workers across tasks) by
+:func:`udfs.pipeline.cached_classifier`, from the copy Spark shipped to the worker. TensorFlow's
+threads are set to the task's CPUs (``spark.task.cpus``), and so are numba's, so Spark's task
+slots divide the cores.
 """
 
 from __future__ import annotations
@@ -14,10 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-
-from catalogs.provenance import file_sha256
-
-_CLASSIFIERS: dict[str, object] = {}
 
 
 @dataclass(frozen=True)
@@ -66,32 +63,23 @@ def _local_model_file(ref: ModelRef) -> str:
     )
 
 
-def cached_classifier(ref: ModelRef):
-    """The worker's classifier for ``ref``, loaded and verified on first use."""
-    classifier = _CLASSIFIERS.get(ref.sha256)
-    if classifier is None:
-        from udfs.classifier import Classifier, ModelCard, configure_tensorflow_threads
+def worker_classifier(ref: ModelRef):
+    """The worker's classifier for ``ref`` (:func:`udfs.pipeline.cached_classifier`)."""
+    from udfs.classifier import ModelCard, configure_tensorflow_threads
+    from udfs.pipeline import cached_classifier
 
-        configure_tensorflow_threads(_task_cpus())
-        path = _local_model_file(ref)
-        found = file_sha256(path)
-        if found != ref.sha256:
-            raise RuntimeError(
-                f"model file {path} has sha256 {found}, the driver's has {ref.sha256}: "
-                "workers must see the same model as the driver"
-            )
-        card = ModelCard.from_dict(json.loads(ref.card_json))
-        classifier = Classifier.load(path, card)
-        _CLASSIFIERS[ref.sha256] = classifier
-    return classifier
+    configure_tensorflow_threads(_task_cpus())
+    card = ModelCard.from_dict(json.loads(ref.card_json))
+    return cached_classifier(_local_model_file(ref), ref.sha256, card)
 
 
 def classify_partitions(
     ref: ModelRef,
     batch_size: int,
     accumulators: dict | None = None,
+    provenance=None,
 ):
-    """Return the function to pass to ``DataFrame.mapInArrow``.
+    """The ``DataFrame.mapInArrow`` function of :func:`udfs.pipeline.classify_partition`.
 
     Parameters
     ----------
@@ -101,22 +89,25 @@ def classify_partitions(
         Images per model call.
     accumulators : dict, optional
         Spark accumulators ``load_s``, ``inputs_s``, ``predict_s`` that receive task seconds.
+    provenance : udfs.pipeline.Provenance, optional
+        Per-row provenance columns to add.
     """
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numba
 
-        from udfs.inference import StageTimes, classify_batch
+        from udfs.inference import StageTimes
+        from udfs.pipeline import classify_partition
 
         # Spark's task slots divide the cores: numba's kernel, like TensorFlow, gets the
         # task's CPUs, not every core of the machine.
         numba.set_num_threads(min(_task_cpus(), numba.config.NUMBA_NUM_THREADS))
         t0 = time.perf_counter()
-        classifier = cached_classifier(ref)
+        classifier = worker_classifier(ref)
         times = StageTimes()
         load_s = time.perf_counter() - t0
         for batch in batches:
-            yield classify_batch(batch, classifier, batch_size, times)
+            yield classify_partition(batch, classifier, provenance, batch_size, times)
         if accumulators:
             accumulators["load_s"].add(load_s)
             accumulators["inputs_s"].add(times.inputs_s)

@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
-from catalogs.schema import DETID_SOURCEID_BITS, Band, DetColumn, DRColumn, rcid_of
+from catalogs.schema import CLASS_NAMES, Band, DetColumn, DRColumn, make_detid, rcid_of
 from catalogs.time_scales import heliocentric_mjd, sun_unit_vector_and_distance
 from catalogs.ztf_psfcat import (
     JD_MINUS_MJD_DAYS,
@@ -64,7 +64,6 @@ from catalogs.ztf_psfcat import (
     refpsfcat_file_name,
     write_psfcat,
 )
-from udfs.classifier import CLASS_NAMES
 
 # The labelled-light-curve simulator's class models and noise, so that the sky's variables are
 # the classifier's training classes.
@@ -979,7 +978,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     n_det = d_exp.size
     d_mjd = sched.mjd[d_rows]
     d_filterid = sched.filterid[d_rows]
-    d_detid = (pid[d_exp] << DETID_SOURCEID_BITS) | sourceid
+    d_detid = make_detid(pid[d_exp], sourceid)
     det_name = detections_file_name(fieldid, ccdid, qid)
     pq.write_table(
         pa.Table.from_arrays(
@@ -1066,7 +1065,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         ref_parts.append(
             pa.Table.from_arrays(
                 [
-                    pa.array((np.int64(ref_pid) << DETID_SOURCEID_BITS) | ref_sourceid[o]),
+                    pa.array(make_detid(ref_pid, ref_sourceid[o])),
                     pa.array(task.truth_id[o]),
                     pa.repeat(pa.scalar(ref_name), n_obj),
                     pa.array(ref_sourceid[o]),

@@ -1,0 +1,347 @@
+"""The Spark adapter of the format layer: DR files read into, and HATS tiles written from, Spark.
+
+The only module of ``catalogs/`` that touches pyspark (tests/test_layers.py checks it). What it
+does to each Arrow batch (tile indices, margins, streaming tile files) lives in
+:mod:`catalogs.hats_writer`, and the DR file checks in :mod:`catalogs.dr_lightcurves`; here are
+the DataFrame plans around them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from catalogs.dr_lightcurves import DRFile
+from catalogs.hats_tiles import DEFAULT_HISTOGRAM_ORDER, Tiles, n_pixels
+from catalogs.hats_writer import (
+    DEFAULT_MAX_ROWS,
+    DEFAULT_SKYMAP_ORDER,
+    TILE_COLUMN,
+    WrittenTile,
+    _check_empty_output,
+    _check_schema,
+    _filesystem,
+    _healpix_values,
+    _sorted_tiles,
+    _TileFileWriter,
+    _write_kwargs,
+    _write_margin_metadata,
+    write_catalog_metadata,
+)
+from catalogs.schema import HEALPIX_COLUMN, HEALPIX_ORDER, DRColumn
+
+
+# --- Reading DR light-curve files ---
+def spark_read_schema():
+    """The Spark schema DR files are read with.
+
+    Lists are requested as double (hmjd, mag, magerr) and int (catflags) so that files storing
+    float32 or float64, uint8 or int32, read alike: Spark widens on read but never narrows.
+    """
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField(DRColumn.OBJECTID, T.LongType()),
+            T.StructField(DRColumn.FILTERID, T.IntegerType()),
+            T.StructField(DRColumn.FIELDID, T.IntegerType()),
+            T.StructField(DRColumn.RCID, T.IntegerType()),
+            T.StructField(DRColumn.RA, T.DoubleType()),
+            T.StructField(DRColumn.DEC, T.DoubleType()),
+            T.StructField(DRColumn.HMJD, T.ArrayType(T.DoubleType())),
+            T.StructField(DRColumn.MAG, T.ArrayType(T.DoubleType())),
+            T.StructField(DRColumn.MAGERR, T.ArrayType(T.DoubleType())),
+            T.StructField(DRColumn.CATFLAGS, T.ArrayType(T.IntegerType())),
+        ]
+    )
+
+
+def read_dr_dataframe(spark, files: list[DRFile]):
+    """Spark DataFrame of the rows of checked DR files, with source_file and source_row."""
+    from pyspark.sql import functions as F
+
+    from catalogs.schema import SOURCE_FILE, SOURCE_ROW
+
+    return (
+        spark.read.schema(spark_read_schema())
+        .parquet(*[f.path for f in files])
+        .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
+        .withColumn(SOURCE_ROW, F.col("_metadata.row_index"))
+    )
+
+
+# --- Writing HATS tiles ---
+_RESULT_DDL = (
+    "order int, pixel long, nrows long, skymap_pixels array<long>, skymap_counts array<long>"
+)
+
+
+def _tile_adder(tiles: Tiles) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function appending each row's tile index (int64) as TILE_COLUMN."""
+
+    def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            hp29 = _healpix_values(batch)
+            index = tiles.tile_index(hp29)
+            if np.any(index < 0):
+                raise ValueError(
+                    f"{int(np.sum(index < 0))} rows lie in no tile, e.g. "
+                    f"{HEALPIX_COLUMN}={int(hp29[index < 0][0])}"
+                )
+            yield _append_tile(batch, index)
+
+    return add_tile
+
+
+def _margin_adder(
+    tiles: Tiles, margin_arcsec: float
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function emitting each row once per other tile within the margin."""
+
+    def add_margin_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            hp29 = _healpix_values(batch)
+            rows, margin_tiles = tiles.margin_tile_indices(hp29, margin_arcsec)
+            if rows.size:
+                yield _append_tile(batch.take(pa.array(rows)), margin_tiles)
+
+    return add_margin_tiles
+
+
+def _append_tile(batch: pa.RecordBatch, index: npt.NDArray[np.int64]) -> pa.RecordBatch:
+    field = pa.field(TILE_COLUMN, pa.int64(), nullable=False)
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, pa.array(index, pa.int64())],
+        schema=batch.schema.append(field),
+    )
+
+
+def _tile_writer(
+    base: str, tiles: Tiles, skymap_order: int, write_kwargs: dict
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function writing the batches of a partition sorted by (tile, hp29).
+
+    Yields one row per file: (order, pixel, nrows) and its sparse histogram at skymap_order.
+    ``write_kwargs`` (Parquet settings) come from the driver, so tasks never import hats.
+    """
+    shift = np.int64(2 * (HEALPIX_ORDER - skymap_order))
+
+    def write_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs, root = _filesystem(base)
+        writer: _TileFileWriter | None = None
+        current = -1
+        counted: list[npt.NDArray[np.int64]] = []
+
+        def finish() -> pa.RecordBatch:
+            writer.close()
+            cells, counts = np.unique(np.concatenate(counted), return_counts=True)
+            order, pixel = tiles.order_pixel(current)
+            return pa.RecordBatch.from_pydict(
+                {
+                    "order": pa.array([order], pa.int32()),
+                    "pixel": pa.array([pixel], pa.int64()),
+                    "nrows": pa.array([writer.n_rows], pa.int64()),
+                    "skymap_pixels": pa.array([cells], pa.list_(pa.int64())),
+                    "skymap_counts": pa.array([counts.astype(np.int64)], pa.list_(pa.int64())),
+                }
+            )
+
+        for batch in batches:
+            tile = batch.column(TILE_COLUMN).to_numpy(zero_copy_only=False)
+            data = batch.drop_columns([TILE_COLUMN])
+            bounds = np.concatenate([[0], np.flatnonzero(np.diff(tile)) + 1, [tile.size]])
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                if tile[start] != current:
+                    if writer is not None:
+                        yield finish()
+                    current = int(tile[start])
+                    order, pixel = tiles.order_pixel(current)
+                    writer = _TileFileWriter(fs, root, order, pixel, data.schema, write_kwargs)
+                    counted = []
+                part = data.slice(start, stop - start)
+                writer.write(part)
+                hp29 = part.column(HEALPIX_COLUMN).to_numpy()
+                counted.append(hp29 >> shift)
+        if writer is not None:
+            yield finish()
+
+    return write_tiles
+
+
+def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions):
+    """Shuffle rows by tile, sort each partition, write files in the tasks; collect results."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    # Timestamps reach Python workers in the session time zone, which varsky sets to UTC.
+    data_schema = to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema, timezone="UTC")
+    _check_schema(data_schema)
+    write_kwargs = _write_kwargs(data_schema)
+    if n_partitions is None:
+        shuffle = int(df_with_tile.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+        n_partitions = max(1, min(len(tiles), shuffle))
+    # Ties in `_healpix_29` are broken by objectid where there is one: byte-identical reruns.
+    order = [TILE_COLUMN, HEALPIX_COLUMN] + [c for c in ("objectid",) if c in df_with_tile.columns]
+    written = (
+        df_with_tile.repartition(n_partitions, F.col(TILE_COLUMN))
+        .sortWithinPartitions(*order)
+        .mapInArrow(_tile_writer(base, tiles, skymap_order, write_kwargs), _RESULT_DDL)
+        .collect()
+    )
+    skymap = np.zeros(n_pixels(skymap_order), dtype=np.int64)
+    for row in written:
+        np.add.at(skymap, np.asarray(row.skymap_pixels, dtype=np.int64), row.skymap_counts)
+    return [(row.order, row.pixel, row.nrows) for row in written], skymap
+
+
+def spark_tiles(df, order: int, max_rows: int) -> Tiles:
+    """Adaptive tiles of at most ``max_rows`` rows of ``df`` (hats-import's rule).
+
+    Counts rows per HEALPix pixel of ``order`` (from `_healpix_29`) with Spark, then merges
+    sparse pixels and splits dense ones with :meth:`Tiles.from_counts`.
+    """
+    return Tiles.from_counts(spark_histogram(df, order), order, max_rows)
+
+
+def spark_histogram(df, order: int = DEFAULT_HISTOGRAM_ORDER) -> npt.NDArray[np.int64]:
+    """Rows per HEALPix pixel at ``order`` of a Spark DataFrame with a `_healpix_29` column.
+
+    The Spark twin of `catalogs.hats_tiles.histogram`, to pass to ``Tiles.from_counts``. Only
+    non-empty pixels travel to the driver; the dense result holds ``12 * 4**order`` int64.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (12 * 4**order,)
+        Rows per nested pixel at ``order``.
+    """
+    from pyspark.sql import functions as F
+
+    from catalogs.healpix import tile_shift_bits
+
+    pixel = F.shiftright(F.col(HEALPIX_COLUMN), tile_shift_bits(order)).alias("pixel")
+    counts = np.zeros(n_pixels(order), dtype=np.int64)
+    rows = df.select(pixel).groupBy("pixel").count().collect()
+    if rows:
+        pixels, n_rows = np.array([(r["pixel"], r["count"]) for r in rows], dtype=np.int64).T
+        counts[pixels] = n_rows
+    return counts
+
+
+def _schema_with_tile(df):
+    """The Spark schema of ``df`` plus the tile column (a new StructType; df.schema is shared)."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    return StructType([*df.schema.fields, StructField(TILE_COLUMN, LongType(), False)])
+
+
+def _spark_base(base: str | os.PathLike) -> str:
+    """``base`` as tasks on any executor can open it (absolute local path or URI)."""
+    base = os.fspath(base)
+    return base if "://" in base else os.path.abspath(base)
+
+
+def write_hats_spark(
+    df,
+    base: str | os.PathLike,
+    catalog_name: str,
+    tiles: Tiles,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    max_rows: int = DEFAULT_MAX_ROWS,
+    extra_properties: dict[str, str] | None = None,
+    n_partitions: int | None = None,
+    skymap_order: int = DEFAULT_SKYMAP_ORDER,
+) -> list[WrittenTile]:
+    """Write a Spark DataFrame as a HATS catalog cut into ``tiles``.
+
+    Each row gets its tile index (mapInArrow), rows are shuffled by tile into ``n_partitions``
+    partitions (default: ``spark.sql.shuffle.partitions``, at most one per tile) and sorted by
+    (tile, `_healpix_29`); each task streams its tiles' rows into their files and returns one
+    small row per file. The driver then writes the catalog metadata. Every row must lie in a
+    tile; empty tiles get no file. ``base`` must be empty or absent, and reachable from every
+    executor (a shared file system or an object store URI).
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        Rows to write, with an int64 `_healpix_29` column.
+    base : str or os.PathLike
+        Catalog base directory.
+    catalog_name : str
+        Name of the catalog.
+    tiles : Tiles
+        Tiles covering every row, e.g. ``Tiles.from_counts`` on a histogram of ``df``.
+    ra_column, dec_column : str
+        Columns holding the position, degrees.
+    max_rows : int
+        Row threshold the tiles were cut with (recorded as ``hats_max_rows``).
+    extra_properties : dict of str to str, optional
+        More properties, by their on-disk key.
+    n_partitions : int, optional
+        Spark partitions of the write.
+    skymap_order : int
+        Order of ``skymap.fits``.
+
+    Returns
+    -------
+    list of (int, int, int)
+        ``(order, pixel, n_rows)`` of every file written, in breadth-first order.
+    """
+    if HEALPIX_COLUMN not in df.columns:
+        raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
+    base = _spark_base(base)
+    _check_empty_output(base)
+    with_tile = df.mapInArrow(_tile_adder(tiles), _schema_with_tile(df))
+    written, skymap = _write_spark_tiles(with_tile, base, tiles, skymap_order, n_partitions)
+    written = _sorted_tiles(written)
+    write_catalog_metadata(
+        base,
+        catalog_name,
+        written,
+        ra_column,
+        dec_column,
+        max_rows,
+        extra_properties,
+        skymap=skymap,
+    )
+    return written
+
+
+def write_margin_spark(
+    df,
+    base: str | os.PathLike,
+    catalog_name: str,
+    tiles: Tiles,
+    margin_arcsec: float,
+    primary_catalog: str,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    extra_properties: dict[str, str] | None = None,
+    n_partitions: int | None = None,
+) -> list[WrittenTile]:
+    """Write the margin catalog of a Spark DataFrame partitioned by ``tiles``.
+
+    As `write_margin_table`, with the shuffle and writes of `write_hats_spark`. Returns
+    ``(order, pixel, n_rows)`` of the margin files written.
+    """
+    if HEALPIX_COLUMN not in df.columns:
+        raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
+    base = _spark_base(base)
+    _check_empty_output(base)
+    with_tile = df.mapInArrow(
+        _margin_adder(tiles, margin_arcsec),
+        _schema_with_tile(df),
+    )
+    written, _ = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
+    if not written:
+        raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
+    written = _sorted_tiles(written)
+    _write_margin_metadata(
+        base, catalog_name, written, ra_column, dec_column, extra_properties,
+        margin_arcsec, primary_catalog,
+    )  # fmt: skip
+    return written

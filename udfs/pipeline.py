@@ -1,0 +1,204 @@
+"""The classify chain of one partition, engine-free: Arrow rows in, cut and classified rows out.
+
+Every engine calls these and nothing else: Spark's mapInArrow wrappers (:mod:`udfs.spark_inference`
+and `jobs/classify.py`), the report when it recomputes what the network saw, and tests, which run
+them without Spark. The chain:
+
+1. :func:`cut_partition`: quality cuts of the input rows (IRSA DR rows, IRSA's DR in HATS layout,
+   or rows of a `varsky ingest` catalog); every row comes out once, kept or with a reject reason.
+2. (Between the two, the exposure-level cut of :mod:`udfs.bad_exposures`: it needs statistics over
+   every star of an exposure, so the engine gathers them; :func:`udfs.bad_exposures.remove_epochs`
+   then works per partition.)
+3. :func:`classify_partition`: model inputs, the network, the predicted class, and the per-row
+   provenance columns.
+
+The model is loaded once per process by :func:`cached_classifier`, keyed by the model file's
+sha256, which it checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+import pyarrow as pa
+
+from catalogs.provenance import VARSKY_VERSION, file_sha256
+from catalogs.schema import (
+    DMDT_GRID,
+    INPUT_CATALOG,
+    INPUT_FILE,
+    MODEL_NAME_COLUMN,
+    MODEL_SHA256,
+    PROCESSING_TIME,
+    SOURCE_FILE,
+    SOURCE_ROW,
+    VARSKY_VERSION_COLUMN,
+)
+from udfs.inference import StageTimes, classify_batch
+
+
+class InputKind(StrEnum):
+    """What the rows of a partition are."""
+
+    DR = "dr"  # IRSA DR light-curve Parquet rows (catflags and all)
+    HATS_DR = "hats_dr"  # IRSA's DR light curves in HATS layout (a nested lightcurve column)
+    CATALOG = "catalog"  # a `varsky ingest` light-curve catalog (already cut)
+
+
+def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int) -> pa.RecordBatch:
+    """Quality cuts of input rows: ``udfs.lightcurve_cuts.CUT_SCHEMA`` rows, one per input row.
+
+    Kept rows have a null ``reject_reason``. Rows of ``kind`` ``hats_dr`` need ``source_file``
+    and ``source_row`` columns (the engine knows them); the others carry them already.
+    """
+    from catalogs.hats_input import dr_rows_of_hats_file
+    from udfs.lightcurve_cuts import apply_quality_cuts, cut_lightcurve_catalog
+
+    kind = InputKind(kind)
+    if kind is InputKind.CATALOG:
+        return cut_lightcurve_catalog(batch, min_epochs)
+    if kind is InputKind.HATS_DR:
+        table = pa.Table.from_batches([batch])
+        path = table.column(SOURCE_FILE)[0].as_py() if table.num_rows else ""
+        rows = dr_rows_of_hats_file(table.drop_columns([SOURCE_FILE, SOURCE_ROW]), path)
+        rows = rows.set_column(
+            rows.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, table.column(SOURCE_FILE)
+        )
+        rows = rows.set_column(
+            rows.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, table.column(SOURCE_ROW)
+        )
+        batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else _empty(rows.schema)
+    return apply_quality_cuts(batch, min_epochs)
+
+
+def _empty(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The per-row provenance of a classification catalog.
+
+    Attributes
+    ----------
+    model_name, model_sha256 : str
+        The model (its card's name) and its file's checksum.
+    dmdt_grid : str
+        Name of the model's dm-dt grid.
+    processing_time : datetime
+        The job's processing time, timezone-aware (UTC).
+    catalog_of_file : mapping of str to str
+        Name and release of the input catalog of each input file, under every spelling of the
+        file's path an engine may report (plain, ``file:`` and ``file://`` URIs).
+    """
+
+    model_name: str
+    model_sha256: str
+    dmdt_grid: str
+    processing_time: datetime
+    catalog_of_file: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Provenance columns :func:`with_provenance` puts in place of ``source_file``, in order.
+PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field(INPUT_CATALOG, pa.string()),
+    pa.field(INPUT_FILE, pa.string()),
+    pa.field(VARSKY_VERSION_COLUMN, pa.string(), nullable=False),
+    pa.field(MODEL_NAME_COLUMN, pa.string(), nullable=False),
+    pa.field(MODEL_SHA256, pa.string(), nullable=False),
+    pa.field(DMDT_GRID, pa.string(), nullable=False),
+    pa.field(PROCESSING_TIME, pa.timestamp("us", tz="UTC"), nullable=False),
+)
+
+
+def provenance_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without ``source_file``, with the :data:`PROVENANCE_FIELDS` at the end."""
+    return pa.schema([f for f in schema if f.name != SOURCE_FILE] + list(PROVENANCE_FIELDS))
+
+
+def with_provenance(batch: pa.RecordBatch, provenance: Provenance) -> pa.RecordBatch:
+    """``batch`` with its ``source_file`` replaced by the provenance columns."""
+    n = batch.num_rows
+    source = batch.column(SOURCE_FILE).to_pylist()
+    catalogs = [None if s is None else provenance.catalog_of_file.get(s) for s in source]
+    files = [None if s is None else s.split("/")[-1] for s in source]
+
+    def constant(value, kind):
+        return pa.repeat(pa.scalar(value, kind), n) if n else pa.array([], kind)
+
+    arrays = [batch.column(f.name) for f in batch.schema if f.name != SOURCE_FILE]
+    arrays += [
+        pa.array(catalogs, pa.string()),
+        pa.array(files, pa.string()),
+        constant(VARSKY_VERSION, pa.string()),
+        constant(provenance.model_name, pa.string()),
+        constant(provenance.model_sha256, pa.string()),
+        constant(provenance.dmdt_grid, pa.string()),
+        constant(provenance.processing_time, pa.timestamp("us", tz="UTC")),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=provenance_schema(batch.schema))
+
+
+def classified_schema(classes, carried: pa.Schema, provenance: bool = True) -> pa.Schema:
+    """Arrow schema of :func:`classify_partition` output for a model's classes."""
+    from udfs.inference import output_schema
+
+    schema = output_schema(classes, carried)
+    return provenance_schema(schema) if provenance else schema
+
+
+def classify_partition(
+    batch: pa.RecordBatch,
+    classifier,
+    provenance: Provenance | None = None,
+    batch_size: int = 256,
+    times: StageTimes | None = None,
+) -> pa.RecordBatch:
+    """Classify the kept rows of a partition: inputs, network, predicted class, provenance.
+
+    Parameters
+    ----------
+    batch : pyarrow.RecordBatch
+        Kept cut rows (``udfs.inference.CARRIED_COLUMNS`` and the ``lightcurve`` struct).
+    classifier : udfs.classifier.Classifier
+    provenance : Provenance, optional
+        Adds the provenance columns in place of ``source_file``; without it the rows keep
+        ``source_file``.
+    batch_size : int
+        Objects per network call.
+    times : StageTimes, optional
+        Accumulates the seconds spent on inputs and network.
+    """
+    rows = classify_batch(batch, classifier, batch_size, times)
+    return rows if provenance is None else with_provenance(rows, provenance)
+
+
+# --- One model per process ---
+_CLASSIFIERS: dict[str, object] = {}
+
+
+def cached_classifier(path: str | Path, sha256: str, card=None):
+    """The process's classifier of the model file ``path``, loaded and verified on first use.
+
+    Raises
+    ------
+    RuntimeError
+        If the file's sha256 is not ``sha256`` (a tampered or different model).
+    """
+    classifier = _CLASSIFIERS.get(sha256)
+    if classifier is None:
+        from udfs.classifier import Classifier
+
+        found = file_sha256(path)
+        if found != sha256:
+            raise RuntimeError(
+                f"model file {path} has sha256 {found}, expected {sha256}: "
+                "every worker must use the model the job was started with"
+            )
+        classifier = Classifier.load(path, card)
+        _CLASSIFIERS[sha256] = classifier
+    return classifier
