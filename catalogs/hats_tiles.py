@@ -172,7 +172,9 @@ class Tiles:
     ) -> Tiles:
         """Cut tiles from a count histogram, splitting each pixel until it holds at most max_rows.
 
-        As hats-import's ``generate_alignment`` (without dropping empty siblings), vectorised:
+        The same tiles as hats' ``generate_alignment`` (without dropping empty siblings), kept
+        hand-written because it is about 50 times faster (bench/library_alternatives.py: 6 ms
+        against 308 ms at order 8, 0.1 s against 4.7 s at order 10), vectorised:
         walking from ``min_order`` down, a non-empty pixel with at most ``max_rows`` rows whose
         ancestors are not tiles becomes a tile. At ``max_order`` every non-empty pixel left
         becomes a tile, even above ``max_rows``. Empty pixels get no tile.

@@ -48,7 +48,9 @@ def heliocentric_mjd(
 ) -> npt.NDArray[np.float64]:
     """Heliocentric MJD (days, float64) of observations at geocentric ``mjd`` of a source.
 
-    HMJD = MJD - (r_sun . n_source) / c, with r_sun the geocentric position of the Sun.
+    HMJD = MJD - (r_sun . n_source) / c, with r_sun the geocentric position of the Sun. Kept
+    instead of astropy's ``Time.light_travel_time``, which agrees within 0.13 s but is about 800
+    times slower (bench/library_alternatives.py: 17 s per 100,000 epochs against 20 ms).
     """
     mjd = np.asarray(mjd, dtype=np.float64)
     ra = np.radians(np.asarray(ra_deg, dtype=np.float64))

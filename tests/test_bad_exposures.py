@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.schema import LIGHTCURVE_STRUCT
@@ -84,3 +85,27 @@ def test_the_dr5_sample_has_bad_exposures(sample_file):
     assert 10 <= n_flagged <= 40  # of 89 exposures with 30 or more stars
     out, removed = remove_epochs(kept, flagged, 20)
     assert out.num_rows == kept.num_rows and removed > 5000
+
+
+def test_deviant_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
+    # The labelled medians (scipy.ndimage) replaced a loop over stars and bands: same answer.
+    from udfs.bad_exposures import DEVIATION_SIGMA
+    from udfs.inference import flat_lightcurves
+
+    table = pq.read_table(sample_file)
+    table = table.append_column("source_file", pa.array(["s"] * table.num_rows))
+    table = table.append_column("source_row", pa.array(np.arange(table.num_rows)))
+    cut = apply_quality_cuts(table.combine_chunks().to_batches()[0], 20)
+    kept = cut.filter(pc.is_null(cut.column("reject_reason")))
+    flat = flat_lightcurves(kept.column("lightcurve"))
+    expected = np.zeros(flat.mag.size, dtype=bool)
+    for k in range(flat.offsets.size - 1):
+        lo, hi = flat.offsets[k], flat.offsets[k + 1]
+        for b in np.unique(flat.channel[lo:hi]):
+            idx = lo + np.flatnonzero(flat.channel[lo:hi] == b)
+            off = np.abs(flat.mag[idx] - np.median(flat.mag[idx]))
+            spread = 1.4826 * np.median(off)
+            expected[idx] = (spread > 0) & (off > DEVIATION_SIGMA * spread)
+    got = exposure_deviations(kept).column("deviant").to_numpy(zero_copy_only=False)
+    assert expected.sum() > 1000
+    np.testing.assert_array_equal(got, expected)

@@ -55,8 +55,9 @@ _SCOPE_DT_EDGES_DAYS = (
     45, 60, 90, 120, 180, 240, 360, 500, 650, 2000,
 )  # fmt: skip
 
-Norm = Literal["mahabal", "l2", "max", "dt_column", "none"]
-NORMS: tuple[str, ...] = ("mahabal", "l2", "max", "dt_column", "none")
+# (SCoPe's l2 and other float norms went: the classifier takes mahabal images only.)
+Norm = Literal["mahabal", "none"]
+NORMS: tuple[str, ...] = ("mahabal", "none")
 
 #: Longest light curve accepted: n(n-1)/2 pairs of 65,536 epochs still fit an int32 cell count.
 MAX_EPOCHS_PER_LC = 65_536
@@ -658,18 +659,13 @@ def normalize_counts(
       ``n_pairs = n (n - 1) / 2``, n the number of epochs of that light curve in that channel, so
       every pair counts in the denominator, including pairs outside the grid. Needs ``n_epochs``.
       Any non-empty cell is at least 1.
-    - ``"l2"`` (SCoPe): float32 ``count / sqrt(sum count^2)``; each channel has unit L2 norm.
-    - ``"max"``: float32 ``count / max count``; the largest cell is 1.
-    - ``"dt_column"``: float32, each dt column divided by its own in-grid sum, an estimate of
-      p(dm | dt). light-curve's ``norm=["dt"]`` differs: it divides by all pairs of that dt range,
-      including those outside the dm range.
     - ``"none"``: the counts as float32.
 
     Parameters
     ----------
     counts : integer array, shape (..., n_dm, n_dt, n_channels)
         Pair counts, e.g. from ``dmdt_counts_multiband``.
-    norm : {"mahabal", "l2", "max", "dt_column", "none"}
+    norm : {"mahabal", "none"}
         The normalisation.
     n_epochs : integer array, shape (..., n_channels), optional
         Epochs per light curve and channel (``dmdt_epoch_counts``); required for ``"mahabal"``.
@@ -711,19 +707,9 @@ def normalize_counts(
             img = np.floor(255.0 * c / n_pairs + 0.99999)
         img = np.where(n_pairs > 0, img, 0.0)
         return img.astype(np.uint8)
-    if norm == "l2":
-        scale = np.sqrt((c * c).sum(axis=axes, keepdims=True))
-    elif norm == "max":
-        scale = c.max(axis=axes, keepdims=True)
-    elif norm == "dt_column":
-        scale = c.sum(axis=-3, keepdims=True)
-    elif norm == "none":
+    if norm == "none":
         return c.astype(np.float32)
-    else:
-        raise ValueError(f"normalize_counts: unknown dm-dt norm {norm!r}; known: {NORMS}")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(scale > 0, c / scale, 0.0)
-    return out.astype(np.float32)
+    raise ValueError(f"normalize_counts: unknown dm-dt norm {norm!r}; known: {NORMS}")
 
 
 def dmdt_images(
@@ -744,7 +730,7 @@ def dmdt_images(
     ----------
     t, mag, channel, offsets, grid, n_channels
         As in ``dmdt_counts_multiband``.
-    norm : {"mahabal", "l2", "max", "dt_column", "none"}
+    norm : {"mahabal", "none"}
         See ``normalize_counts``.
 
     Returns
