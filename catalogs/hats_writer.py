@@ -1,4 +1,4 @@
-"""Write HATS catalogs (as hats-import 0.11 does), from an Arrow table or from Spark tasks.
+"""Write HATS catalogs (as hats-import 0.11 does) from Spark tasks (catalogs/spark_tables.py).
 
 Layout under the catalog's base directory ``BASE``::
 
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from catalogs.hats_tiles import DEFAULT_HISTOGRAM_ORDER, Tiles, histogram, n_pixels
+from catalogs.hats_tiles import Tiles, n_pixels
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import HEALPIX_COLUMN, HEALPIX_ORDER
 
@@ -126,13 +126,6 @@ def _check_schema(schema: pa.Schema) -> None:
         raise ValueError(f"{HEALPIX_COLUMN} must be int64, got {schema.field(HEALPIX_COLUMN).type}")
 
 
-def _sort_by_healpix(table: pa.Table) -> pa.Table:
-    hp29 = _healpix_values(table)
-    if hp29.size < 2 or np.all(hp29[1:] >= hp29[:-1]):
-        return table
-    return table.take(np.argsort(hp29, kind="stable"))
-
-
 class _TileFileWriter:
     """Streams one tile's Arrow batches into its data file, in row groups of bounded size."""
 
@@ -177,32 +170,6 @@ class _TileFileWriter:
         self._writer.close()
 
 
-def write_partition(table: pa.Table, base: str | os.PathLike, order: int, pixel: int) -> str:
-    """Write one tile's rows, sorted by `_healpix_29`, to its file under BASE/dataset.
-
-    Parameters
-    ----------
-    table : pyarrow.Table
-        The tile's rows, with an int64 `_healpix_29` column.
-    base : str or os.PathLike
-        Catalog base directory: a local path or a URI pyarrow understands.
-    order, pixel : int
-        The tile.
-
-    Returns
-    -------
-    str
-        Path of the file written, on the base's file system.
-    """
-    _check_schema(table.schema)
-    fs, root = _filesystem(base)
-    writer = _TileFileWriter(fs, root, order, pixel, table.schema, _write_kwargs(table.schema))
-    writer.write(_sort_by_healpix(table))
-    writer.close()
-    return writer.path
-
-
-# --- catalog metadata ---
 def _read_footers(
     fs: pafs.FileSystem, root: str, tiles: Sequence[WrittenTile]
 ) -> list[pq.FileMetaData]:
@@ -366,101 +333,6 @@ def write_catalog_metadata(
 
 
 # --- in-memory tables ---
-def _with_healpix(table: pa.Table, ra_column: str, dec_column: str) -> pa.Table:
-    if HEALPIX_COLUMN in table.column_names:
-        return table
-    for column in (ra_column, dec_column):
-        if column not in table.column_names:
-            raise ValueError(f"table has no {column!r} column (columns: {table.column_names})")
-    from catalogs.healpix import healpix_29
-
-    hp29 = healpix_29(
-        table.column(ra_column).to_numpy(zero_copy_only=False),
-        table.column(dec_column).to_numpy(zero_copy_only=False),
-    )
-    return table.add_column(0, HEALPIX_COLUMN, pa.array(hp29, pa.int64()))
-
-
-def _write_tiles_of_sorted(
-    table: pa.Table, base: str | os.PathLike, tiles: Tiles, tile_of_row: npt.NDArray[np.int64]
-) -> list[WrittenTile]:
-    """Write each tile's run of a table sorted by (tile, _healpix_29); return the files."""
-    fs, root = _filesystem(base)
-    write_kwargs = _write_kwargs(table.schema)
-    bounds = np.flatnonzero(np.diff(tile_of_row)) + 1
-    starts = np.concatenate([[0], bounds])
-    stops = np.concatenate([bounds, [tile_of_row.size]])
-    written = []
-    for start, stop in zip(starts, stops, strict=True):
-        order, pixel = tiles.order_pixel(int(tile_of_row[start]))
-        writer = _TileFileWriter(fs, root, order, pixel, table.schema, write_kwargs)
-        writer.write(table.slice(start, stop - start))
-        writer.close()
-        written.append((order, pixel, writer.n_rows))
-    return written
-
-
-def write_hats_table(
-    table: pa.Table,
-    base: str | os.PathLike,
-    catalog_name: str,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    max_rows: int = DEFAULT_MAX_ROWS,
-    extra_properties: dict[str, str] | None = None,
-    histogram_order: int = DEFAULT_HISTOGRAM_ORDER,
-) -> Tiles:
-    """Write an in-memory table as a HATS catalog (tests and small outputs).
-
-    Adds `_healpix_29` (first column) from ``ra_column``/``dec_column`` when the table has none,
-    cuts tiles of at most ``max_rows`` rows from a histogram at ``histogram_order``, and writes
-    one file per non-empty tile, then the catalog metadata. ``base`` must be empty or absent.
-
-    Parameters
-    ----------
-    table : pyarrow.Table
-        Rows to write; `_healpix_29` (int64, no nulls) or finite ICRS degrees in the position
-        columns.
-    base : str or os.PathLike
-        Catalog base directory: a local path or a URI pyarrow and fsspec understand.
-    catalog_name : str
-        Name of the catalog (``obs_collection``).
-    ra_column, dec_column : str
-        Columns holding the position, degrees.
-    max_rows : int
-        Most rows in a tile (unless a histogram pixel alone holds more).
-    extra_properties : dict of str to str, optional
-        More properties, by their on-disk key (e.g. ``varsky_schema_version``).
-    histogram_order : int
-        Order of the count histogram, the finest tile order.
-
-    Returns
-    -------
-    Tiles
-        The tiles written, with their row counts.
-    """
-    _check_empty_output(base)
-    table = _with_healpix(table, ra_column, dec_column)
-    _check_schema(table.schema)
-    if table.num_rows == 0:
-        raise ValueError("table is empty: a HATS catalog needs at least one row")
-    table = _sort_by_healpix(table)
-    hp29 = _healpix_values(table)
-    tiles = Tiles.from_hp29(hp29, max_rows=max_rows, histogram_order=histogram_order)
-    written = _write_tiles_of_sorted(table, base, tiles, tiles.tile_index(hp29))
-    write_catalog_metadata(
-        base,
-        catalog_name,
-        written,
-        ra_column,
-        dec_column,
-        max_rows,
-        extra_properties,
-        skymap=histogram(hp29, DEFAULT_SKYMAP_ORDER),
-    )
-    return tiles
-
-
 def _write_margin_metadata(
     base, catalog_name, written, ra_column, dec_column, extra_properties, margin_arcsec, primary
 ) -> None:
@@ -477,63 +349,6 @@ def _write_margin_metadata(
         margin_arcsec=margin_arcsec,
         primary_catalog=primary,
     )
-
-
-def write_margin_table(
-    table: pa.Table,
-    base: str | os.PathLike,
-    catalog_name: str,
-    tiles: Tiles,
-    margin_arcsec: float,
-    primary_catalog: str,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    extra_properties: dict[str, str] | None = None,
-) -> list[WrittenTile]:
-    """Write the margin catalog of an in-memory table partitioned by ``tiles``.
-
-    The file of tile (K, N) holds every row of another tile within ``margin_arcsec`` of it (a
-    superset, see `Tiles.margin_tile_indices`). Rows are sorted by `_healpix_29` in each file.
-
-    Parameters
-    ----------
-    table : pyarrow.Table
-        The primary catalog's rows (all of them, or at least those near tile edges).
-    base : str or os.PathLike
-        Margin catalog base directory, empty or absent.
-    catalog_name : str
-        Name of the margin catalog.
-    tiles : Tiles
-        The primary catalog's tiles.
-    margin_arcsec : float
-        Margin width, arcsec (``hats_margin_threshold``).
-    primary_catalog : str
-        The primary catalog's path (``hats_primary_table_url``), e.g. relative to a collection.
-    ra_column, dec_column : str
-        Columns holding the position, degrees.
-    extra_properties : dict of str to str, optional
-        More properties, by their on-disk key.
-
-    Returns
-    -------
-    list of (int, int, int)
-        ``(order, pixel, n_rows)`` of the margin files written. An empty margin is an error.
-    """
-    _check_empty_output(base)
-    table = _with_healpix(table, ra_column, dec_column)
-    _check_schema(table.schema)
-    hp29 = _healpix_values(table)
-    rows, margin_tiles = tiles.margin_tile_indices(hp29, margin_arcsec)
-    order_by = np.lexsort((hp29[rows], margin_tiles))
-    margin = table.take(rows[order_by])
-    if margin.num_rows == 0:
-        raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
-    written = _write_tiles_of_sorted(margin, base, tiles, margin_tiles[order_by])
-    _write_margin_metadata(
-        base, catalog_name, written, ra_column, dec_column, extra_properties,
-        margin_arcsec, primary_catalog,
-    )  # fmt: skip
-    return written
 
 
 def write_collection_properties(

@@ -325,7 +325,8 @@ def write_margin_spark(
 ) -> list[WrittenTile]:
     """Write the margin catalog of a Spark DataFrame partitioned by ``tiles``.
 
-    As `write_margin_table`, with the shuffle and writes of `write_hats_spark`. Returns
+    Every row goes to each other tile within ``margin_arcsec`` of it
+    (``Tiles.margin_tile_indices``), with the shuffle and writes of `write_hats_spark`. Returns
     ``(order, pixel, n_rows)`` of the margin files written.
     """
     if HEALPIX_COLUMN not in df.columns:

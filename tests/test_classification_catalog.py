@@ -17,7 +17,6 @@ import pytest
 from hats.io.validation import is_valid_catalog, is_valid_collection
 
 from catalogs.dr_lightcurves import hats_partition_files
-from catalogs.hats_writer import write_hats_table
 from catalogs.schema import CLASSIFICATION_SCHEMA_VERSION
 from jobs.classify import ClassifyConfig, run_classify
 
@@ -158,7 +157,12 @@ def test_crossmatch_finds_every_pair_even_at_tile_edges(collections, table, tmp_
     # closer than 2 arcsec).
     sep = _separation_arcsec(ra[:, None], dec[:, None] + 2.0 / 3600, ra[None, :], dec[None, :])
     expected = sorted(zip(ids[sep.argmin(axis=1)].tolist(), ids.tolist(), strict=True))
-    write_hats_table(other, tmp_path / "other", "other", max_rows=180)
+    moved = lsdb.from_dataframe(
+        other.to_pandas(), ra_column="ra", dec_column="dec", catalog_name="other",
+        partition_rows=400, highest_order=10,
+    )  # fmt: skip
+    assert len(moved.get_healpix_pixels()) > 1
+    moved.write_catalog(tmp_path / "other")
 
     def pairs(right) -> pd.DataFrame:
         matched = (

@@ -13,15 +13,12 @@ import pytest
 from hats.io.file_io import read_fits_image
 from hats.io.validation import is_valid_catalog, is_valid_collection
 
-from catalogs.hats_tiles import Tiles
+from catalogs.hats_tiles import Tiles, histogram
 from catalogs.hats_writer import (
     TILE_COLUMN,
     partition_relative_path,
     write_catalog_metadata,
     write_collection_properties,
-    write_hats_table,
-    write_margin_table,
-    write_partition,
 )
 from catalogs.healpix import healpix_29
 from catalogs.schema import HEALPIX_COLUMN
@@ -104,16 +101,9 @@ def table_hp29(table) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def catalogs(tmp_path_factory, spark, table, table_hp29):
-    """The same table written by the pure-pyarrow path and by Spark tasks, with margins."""
+    """The table written by Spark tasks, with its margin; the tiles cut from a numpy histogram."""
     root = tmp_path_factory.mktemp("hats")
-    tiles = write_hats_table(
-        table, root / "pure" / "cat", "cat", max_rows=MAX_ROWS, extra_properties=EXTRA
-    )
-    margins = write_margin_table(
-        table, root / "pure" / "cat_margin", "cat_margin", tiles, MARGIN_ARCSEC, "../cat"
-    )
-    write_collection_properties(root / "pure", "cat_collection", "cat", ["cat_margin"])
-
+    tiles = Tiles.from_counts(histogram(table_hp29[HEALPIX_COLUMN].to_numpy(), 8), 8, MAX_ROWS)
     df = spark.createDataFrame(table_hp29).repartition(3)
     spark_tiles = Tiles.from_counts(spark_histogram(df, 8), 8, MAX_ROWS)
     written = write_hats_spark(
@@ -127,12 +117,12 @@ def catalogs(tmp_path_factory, spark, table, table_hp29):
         "tiles": tiles,
         "spark_tiles": spark_tiles,
         "spark_written": written,
-        "pure": (root / "pure", margins),
         "spark": (root / "spark", spark_margins),
     }
 
 
-WAYS = ["pure", "spark"]
+# One writer: the in-memory twin went (lsdb writes the test inputs that needed it).
+WAYS = ["spark"]
 
 
 def test_spark_histogram_gives_the_same_tiles(catalogs):
@@ -264,7 +254,7 @@ def test_pandas_pyarrow_and_spark_read_the_same_rows(catalogs, way, spark):
 
 
 def test_margin_holds_every_row_within_the_margin(catalogs, table_hp29):
-    collection, margins = catalogs["pure"]
+    collection, margins = catalogs["spark"]
     tiles = catalogs["tiles"]
     ra, dec = table_hp29["ra"].to_numpy(), table_hp29["dec"].to_numpy()
     own = tiles.tile_index(table_hp29[HEALPIX_COLUMN].to_numpy())
@@ -286,8 +276,6 @@ def test_margin_holds_every_row_within_the_margin(catalogs, table_hp29):
         assert np.all(own[ids] != tile)
         got |= {(int(i), tile) for i in ids}
     assert expected <= got
-    spark_margins = catalogs["spark"][1]
-    assert spark_margins == margins
     loaded = lsdb.open_catalog(collection).margin.compute()
     assert len(loaded) == sum(n for _, _, n in margins)
 
@@ -309,26 +297,17 @@ def test_path_names_are_hats_own():
         assert f"/base/dataset/{partition_relative_path(order, pixel)}" == str(expected)
 
 
-def test_write_partition_sorts_rows(tmp_path, table_hp29):
-    rows = table_hp29.slice(0, 50)
-    order, pixel = 0, 4
-    path = write_partition(rows, tmp_path, order, pixel)
-    assert path == str(tmp_path / "dataset" / "Norder=0" / "Dir=0" / "Npix=4.parquet")
-    written = pq.read_table(path)
-    np.testing.assert_array_equal(
-        written[HEALPIX_COLUMN].to_numpy(), np.sort(rows[HEALPIX_COLUMN].to_numpy())
-    )
-    assert partition_relative_path(9, 123456) == "Norder=9/Dir=120000/Npix=123456.parquet"
-
-
-def test_refuses_to_write_into_a_non_empty_directory(tmp_path, table):
+def test_refuses_to_write_into_a_non_empty_directory(tmp_path, catalogs, spark, table_hp29):
     (tmp_path / "stale.txt").write_text("x")
+    df = spark.createDataFrame(table_hp29.slice(0, 10))
     with pytest.raises(FileExistsError, match=r"HATS output .* is not empty"):
-        write_hats_table(table, tmp_path, "cat")
+        write_hats_spark(df, tmp_path, "cat", catalogs["tiles"])
 
 
 def test_metadata_checks_row_counts(tmp_path, table_hp29):
-    write_partition(table_hp29.slice(0, 10), tmp_path, 0, 1)
+    path = tmp_path / "dataset" / partition_relative_path(0, 1)
+    path.parent.mkdir(parents=True)
+    pq.write_table(table_hp29.slice(0, 10), path)
     with pytest.raises(ValueError, match=r"Npix=1.parquet holds 10 rows, 11 expected"):
         write_catalog_metadata(tmp_path, "cat", [(0, 1, 11)], "ra", "dec", 100)
     with pytest.raises(
@@ -337,9 +316,10 @@ def test_metadata_checks_row_counts(tmp_path, table_hp29):
         write_catalog_metadata(tmp_path, "cat", [(0, 1, 10), (0, 2, 0)], "ra", "dec", 100)
 
 
-def test_refuses_rows_without_healpix(tmp_path, table_hp29):
+def test_refuses_rows_without_healpix(tmp_path, catalogs, spark, table_hp29):
     hp29 = table_hp29[HEALPIX_COLUMN].to_pylist()[:20]
     hp29[3] = None
     rows = table_hp29.slice(0, 20).set_column(0, HEALPIX_COLUMN, pa.array(hp29, pa.int64()))
-    with pytest.raises(ValueError, match="_healpix_29 has 1 nulls; every row needs one"):
-        write_hats_table(rows, tmp_path / "cat", "cat")
+    df = spark.createDataFrame(rows).coalesce(1)
+    with pytest.raises(Exception, match="_healpix_29 has 1 nulls; every row needs one"):
+        write_hats_spark(df, tmp_path / "cat", "cat", catalogs["tiles"])

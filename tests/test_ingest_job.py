@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lsdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -202,8 +203,6 @@ def test_classify_reads_the_ingest_catalog_like_the_dr_file(
 
 def test_hats_input_in_irsa_layout(spark, sample_file, tmp_path):
     """The sample as IRSA publishes ZTF DR light curves in HATS: a nested lightcurve column."""
-    from catalogs.hats_writer import write_hats_table
-
     t = pq.read_table(sample_file)
     nested = pa.StructArray.from_arrays(
         [t[c].combine_chunks() for c in ("hmjd", "mag", "magerr", "clrcoeff", "catflags")],
@@ -213,10 +212,12 @@ def test_hats_input_in_irsa_layout(spark, sample_file, tmp_path):
         {c: t[c] for c in ("objectid", "objra", "objdec", "filterid", "fieldid", "rcid", "nepochs")}
         | {"lightcurve": nested}
     )
-    irsa = tmp_path / "ztf_dr5_lc"
-    write_hats_table(
-        table, irsa, "ztf_dr5_lc", ra_column="objra", dec_column="objdec", max_rows=2000
-    )
+    # Written by lsdb, as IRSA's catalogs are: a collection whose catalog is ztf_dr5_lc.
+    lsdb.from_dataframe(
+        table.to_pandas(types_mapper=pd.ArrowDtype), ra_column="objra", dec_column="objdec",
+        catalog_name="ztf_dr5_lc", partition_rows=2000,
+    ).write_catalog(tmp_path / "irsa")  # fmt: skip
+    irsa = tmp_path / "irsa" / "ztf_dr5_lc"
     assert len(list(irsa.rglob("Npix=*.parquet"))) > 1
     out = tmp_path / "from_hats"
     summary = run_ingest(spark, _config("hats", [irsa], out), log=lambda *_: None)
