@@ -332,25 +332,6 @@ def write_catalog_metadata(
     return properties
 
 
-# --- in-memory tables ---
-def _write_margin_metadata(
-    base, catalog_name, written, ra_column, dec_column, extra_properties, margin_arcsec, primary
-) -> None:
-    """Metadata of a margin catalog; its max rows is its largest file's."""
-    write_catalog_metadata(
-        base,
-        catalog_name,
-        written,
-        ra_column,
-        dec_column,
-        max(n for _, _, n in written),
-        extra_properties,
-        catalog_type="margin",
-        margin_arcsec=margin_arcsec,
-        primary_catalog=primary,
-    )
-
-
 def write_collection_properties(
     collection_base: str | os.PathLike,
     collection_name: str,

@@ -29,7 +29,6 @@ from catalogs.hats_writer import (
     _sorted_tiles,
     _TileFileWriter,
     _write_kwargs,
-    _write_margin_metadata,
     write_catalog_metadata,
 )
 from catalogs.schema import HEALPIX_COLUMN, HEALPIX_ORDER, DRColumn
@@ -341,8 +340,10 @@ def write_margin_spark(
     if not written:
         raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
     written = _sorted_tiles(written)
-    _write_margin_metadata(
-        base, catalog_name, written, ra_column, dec_column, extra_properties,
-        margin_arcsec, primary_catalog,
+    # A margin's max rows is its largest file's.
+    write_catalog_metadata(
+        base, catalog_name, written, ra_column, dec_column, max(n for _, _, n in written),
+        extra_properties, catalog_type="margin", margin_arcsec=margin_arcsec,
+        primary_catalog=primary_catalog,
     )  # fmt: skip
     return written

@@ -313,6 +313,41 @@ def _refine_peak(t, y, frequency, df):
 
 
 @nb.njit(cache=True, nogil=True)
+def _fourier_fit(t, y, frequency, n_harmonics, constant):
+    """Least-squares Fourier series at ``frequency``: (coefficients, residual sum of squares).
+
+    Coefficients: [c0 if ``constant``], then cos and sin of each harmonic k = 1..n.
+    """
+    first = 1 if constant else 0
+    m = 2 * n_harmonics + first
+    a = np.zeros((m, m))
+    b = np.zeros(m)
+    row = np.empty(m)
+    if constant:
+        row[0] = 1.0
+    for i in range(t.size):
+        for k in range(n_harmonics):
+            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
+            row[first + 2 * k] = np.cos(phase)
+            row[first + 2 * k + 1] = np.sin(phase)
+        for p in range(m):
+            b[p] += row[p] * y[i]
+            for q in range(m):
+                a[p, q] += row[p] * row[q]
+    for p in range(m):
+        a[p, p] += 1e-9 * t.size  # keeps the system solvable when a harmonic is unsampled
+    coef = np.linalg.solve(a, b)
+    rss = 0.0
+    for i in range(t.size):
+        model = coef[0] if constant else 0.0
+        for k in range(n_harmonics):
+            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
+            model += coef[first + 2 * k] * np.cos(phase) + coef[first + 2 * k + 1] * np.sin(phase)
+        rss += (y[i] - model) ** 2
+    return coef, rss
+
+
+@nb.njit(cache=True, nogil=True)
 def _fourier_shape(t, y, frequency, n_harmonics, out):
     """Least-squares Fourier series at ``frequency``: relative amplitudes and phases.
 
@@ -320,25 +355,9 @@ def _fourier_shape(t, y, frequency, n_harmonics, out):
     phi_k - k phi_1 (the classical phase differences, independent of the time origin), then
     cos and sin of phi_4 - 2 phi_2 (n >= 4).
     """
-    n = t.size
-    m = 2 * n_harmonics
-    if n <= m + 1 or frequency <= 0.0:
+    if t.size <= 2 * n_harmonics + 1 or frequency <= 0.0:
         return
-    a = np.zeros((m, m))
-    b = np.zeros(m)
-    row = np.empty(m)
-    for i in range(n):
-        for k in range(n_harmonics):
-            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
-            row[2 * k] = np.cos(phase)
-            row[2 * k + 1] = np.sin(phase)
-        for p in range(m):
-            b[p] += row[p] * y[i]
-            for q in range(m):
-                a[p, q] += row[p] * row[q]
-    for p in range(m):
-        a[p, p] += 1e-9 * n  # keeps the system solvable when a harmonic is unsampled
-    coef = np.linalg.solve(a, b)
+    coef, _ = _fourier_fit(t, y, frequency, n_harmonics, False)
     amp = np.empty(n_harmonics)
     phi = np.empty(n_harmonics)
     total = 0.0
@@ -358,36 +377,6 @@ def _fourier_shape(t, y, frequency, n_harmonics, out):
         d = phi[3] - 2.0 * phi[1]
         out[3 * n_harmonics - 2] = np.cos(d)
         out[3 * n_harmonics - 1] = np.sin(d)
-
-
-@nb.njit(cache=True, nogil=True)
-def _fourier_fit(t, y, frequency, n_harmonics):
-    """Least-squares constant + Fourier series at ``frequency``: (coefficients, residual sum)."""
-    m = 2 * n_harmonics + 1
-    a = np.zeros((m, m))
-    b = np.zeros(m)
-    row = np.empty(m)
-    row[0] = 1.0
-    for i in range(t.size):
-        for k in range(n_harmonics):
-            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
-            row[2 * k + 1] = np.cos(phase)
-            row[2 * k + 2] = np.sin(phase)
-        for p in range(m):
-            b[p] += row[p] * y[i]
-            for q in range(m):
-                a[p, q] += row[p] * row[q]
-    for p in range(m):
-        a[p, p] += 1e-9 * t.size
-    coef = np.linalg.solve(a, b)
-    rss = 0.0
-    for i in range(t.size):
-        model = coef[0]
-        for k in range(n_harmonics):
-            phase = 2.0 * np.pi * (k + 1) * frequency * t[i]
-            model += coef[2 * k + 1] * np.cos(phase) + coef[2 * k + 2] * np.sin(phase)
-        rss += (y[i] - model) ** 2
-    return coef, rss
 
 
 @nb.njit(cache=True, nogil=True)
@@ -420,7 +409,7 @@ def _folded_statistics(t, y, frequency, out):
     n = t.size
     if n <= 2 * 8 + 2 or frequency <= 0.0:
         return
-    coef1, rss1 = _fourier_fit(t, y, frequency, 4)
+    coef1, rss1 = _fourier_fit(t, y, frequency, 4, True)
     curve = _model_curve(coef1, 4, _N_PHASES)
     mean = curve.mean()
     m2 = ((curve - mean) ** 2).mean()
@@ -430,7 +419,7 @@ def _folded_statistics(t, y, frequency, out):
     faintest = np.argmax(curve)
     brightest = np.argmin(curve)
     out[1] = ((brightest - faintest) % _N_PHASES) / _N_PHASES
-    coef2, rss2 = _fourier_fit(t, y, 0.5 * frequency, 8)
+    coef2, rss2 = _fourier_fit(t, y, 0.5 * frequency, 8, True)
     if rss2 > 0.0:
         f_ratio = ((rss1 - rss2) / 8.0) / (rss2 / (n - 17))
         out[2] = np.log10(1.0 + max(f_ratio, 0.0))
