@@ -253,3 +253,12 @@ class Property(StrEnum):
     INPUT_FORMAT = "varsky_input_format"  # of a light-curve catalog (ingest)
     RADIUS_ARCSEC = "varsky_radius_arcsec"
     BAND_MAP = "varsky_band_map"  # JSON
+
+
+# --- Kinds of light-curve input (catalogs.input_files, udfs.pipeline) ---
+class InputKind(StrEnum):
+    """What the rows of a partition are."""
+
+    DR = "dr"  # IRSA DR light-curve Parquet rows (catflags and all)
+    HATS_DR = "hats_dr"  # IRSA's DR light curves in HATS layout (a nested lightcurve column)
+    CATALOG = "catalog"  # a `varsky ingest` light-curve catalog (already cut)

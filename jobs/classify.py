@@ -27,14 +27,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from catalogs.dr_lightcurves import (
-    DRFile,
-    check_dr_files,
-    hats_partition_files,
-    input_catalog_name,
-    is_hats_catalog,
-)
+from catalogs.dr_lightcurves import DRFile, check_dr_files
 from catalogs.healpix import tile_shift_bits
+from catalogs.input_files import is_hats_catalog, light_curve_inputs
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
@@ -54,6 +49,7 @@ from catalogs.schema import (
     SOURCE_FILE,
     SOURCE_ROW,
     DRColumn,
+    InputKind,
     Property,
 )
 from catalogs.spark_tables import read_dr_dataframe
@@ -362,39 +358,25 @@ def read_lightcurve_catalog(spark, files: list[DRFile]):
 def lightcurve_reader(inputs: list[str]):
     """Check the input light curves; return (files, read_cut, catalog of each file).
 
-    ``inputs`` are either HATS light-curve catalogs (from `varsky ingest`) or IRSA DR Parquet
-    files and folders, not both. ``read_cut(spark, min_epochs)`` gives one row per light curve
-    with the cut schema (``udfs.lightcurve_cuts.CUT_SCHEMA``): kept rows have a null reject
-    reason. The last item maps every spelling of a file's path that Spark may report
-    (plain, ``file:`` and ``file://`` URIs) to the name and release of its catalog.
+    ``inputs`` (see ``catalogs.input_files.light_curve_inputs``): HATS light-curve catalogs (from
+    `varsky ingest`, or IRSA's DR in HATS layout) or IRSA DR Parquet files and folders.
+    ``read_cut(spark, min_epochs)`` gives one row per light curve with the cut schema
+    (``udfs.lightcurve_cuts.CUT_SCHEMA``): kept rows have a null reject reason. The last item
+    maps every spelling of a file's path that Spark may report to its catalog's name.
     """
-    from udfs.pipeline import InputKind
-
-    catalogs = [p for p in inputs if is_hats_catalog(p)]
-    if catalogs and len(catalogs) != len(inputs):
-        raise ValueError("--input: give either HATS light-curve catalogs or DR Parquet, not both")
-    if catalogs:
-        files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double")
-                 for c in catalogs for f in hats_partition_files(c)]  # fmt: skip
-        names = {f: input_catalog_name(c) for c in catalogs for f in hats_partition_files(c)}
-
-        def read_cut(spark, min_epochs: int):
-            return cut_lightcurves(
-                read_lightcurve_catalog(spark, files), InputKind.CATALOG, min_epochs
-            )
-    else:
-        files = check_dr_files(inputs)
-        names = {f.path: input_catalog_name(f.path) for f in files}
+    resolved = light_curve_inputs(inputs)
+    if resolved.kind is InputKind.DR:
+        files = check_dr_files(resolved.files)
 
         def read_cut(spark, min_epochs: int):
             return cut_lightcurves(read_dr_dataframe(spark, files), InputKind.DR, min_epochs)
+    else:
+        files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double") for f in resolved.files]
 
-    catalog_of_file = {}
-    for path, name in names.items():
-        absolute = str(Path(path).resolve())
-        for key in (path, absolute, "file:" + absolute, "file://" + absolute):
-            catalog_of_file[key] = name
-    return files, read_cut, catalog_of_file
+        def read_cut(spark, min_epochs: int):
+            return cut_lightcurves(read_lightcurve_catalog(spark, files), resolved.kind, min_epochs)
+
+    return files, read_cut, resolved.catalog_of_file
 
 
 def classify_lightcurves(

@@ -12,7 +12,6 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +26,7 @@ from catalogs.detection_tables import (
 from catalogs.errors import InputError
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
+from catalogs.input_files import FITS_SUFFIXES, expand_files
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.schema import (
     DEFAULT_RADIUS_ARCSEC,
@@ -180,26 +180,6 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def expand_files(paths: tuple[str, ...] | list[str], suffixes: tuple[str, ...]) -> list[str]:
-    """Files under the paths with one of the suffixes, sorted; a missing path is an error."""
-    files: list[str] = []
-    for path in paths:
-        p = Path(path)
-        if not p.exists():
-            raise InputError(path, "input path does not exist")
-        if p.is_dir():
-            found = sorted(
-                str(f) for f in p.rglob("*")
-                if f.is_file() and f.name.endswith(suffixes) and not f.name.startswith(("_", "."))
-            )  # fmt: skip
-            if not found:
-                raise InputError(path, f"directory holds no {'/'.join(suffixes)} file")
-            files.extend(found)
-        else:
-            files.append(str(p))
-    return files
-
-
 def _files_frame(spark, files: list[str]):
     rows = [(i, f) for i, f in enumerate(files)]
     n = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
@@ -254,7 +234,7 @@ def read_detections(spark, config: IngestConfig):
         )
         return df, len(files)
     if fmt == "hats":
-        files = expand_files(config.inputs, (".parquet",))
+        files = expand_files(config.inputs)
         files = [f for f in files if "Npix=" in f]
 
         def read_hats(batches):
@@ -272,7 +252,7 @@ def read_detections(spark, config: IngestConfig):
             read_hats, _spark_schema(INGEST_DETECTION_SCHEMA)
         ), len(files)
     if fmt == "psfcat":
-        files = expand_files(config.inputs, (".fits", ".fits.gz", ".fits.fz"))
+        files = expand_files(config.inputs, FITS_SUFFIXES)
 
         def read_psf(batches):
             from catalogs.ztf_psfcat import read_psfcat
@@ -284,7 +264,7 @@ def read_detections(spark, config: IngestConfig):
         return _files_frame(spark, files).mapInArrow(
             read_psf, _spark_schema(INGEST_DETECTION_SCHEMA)
         ), len(files)
-    files = expand_files(config.inputs, (".parquet",))
+    files = expand_files(config.inputs)
     check_generic_tables(files, config.band_map)
     band_map = config.band_map
 
@@ -309,7 +289,7 @@ def read_reference_sources(spark, paths: tuple[str, ...]):
     """Reference sources of refpsfcat files, SOURCE_SCHEMA rows."""
     from catalogs.detection_tables import sources_from_refpsfcat
 
-    files = expand_files(paths, (".fits", ".fits.gz", ".fits.fz"))
+    files = expand_files(paths, FITS_SUFFIXES)
 
     def read_refs(batches):
         from catalogs.ztf_psfcat import read_refpsfcat

@@ -37,7 +37,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalogs.dr_lightcurves import expand_input_paths, hats_partition_files, is_hats_catalog
 from catalogs.errors import InputError
 from catalogs.hats_properties import (
     COLLECTION_PROPERTIES_FILE,
@@ -48,6 +47,7 @@ from catalogs.hats_properties import (
 )
 from catalogs.hats_writer import PARTITION_ORDER, PARTITION_PIXEL
 from catalogs.healpix import healpix_29, tile_of
+from catalogs.input_files import expand_files, hats_partition_files, is_hats_catalog
 from catalogs.provenance import file_sha256
 from catalogs.schema import (
     BAND,
@@ -527,7 +527,7 @@ def fetch_lightcurves(
         sources += [(f, None) for f in files]
     dr_paths = [p for p in paths if p not in hats]
     if dr_paths:
-        files = expand_input_paths(dr_paths)
+        files = expand_files(dr_paths)
         if input_files:
             names = set(input_files)
             files = [f for f in files if Path(f).name in names] or files

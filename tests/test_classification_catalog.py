@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from hats.io.validation import is_valid_catalog, is_valid_collection
 
-from catalogs.dr_lightcurves import hats_partition_files
+from catalogs.input_files import hats_partition_files
 from catalogs.schema import CLASSIFICATION_SCHEMA_VERSION
 from jobs.classify import ClassifyConfig, run_classify
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from standalone_cluster import StandaloneCluster
 
-from catalogs.dr_lightcurves import hats_partition_files
 from catalogs.errors import InputError
 from catalogs.healpix import healpix_29
+from catalogs.input_files import hats_partition_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import CLASS_NAMES
 from jobs.classify import ClassifyConfig, run_classify
@@ -161,6 +161,38 @@ def test_existing_output_needs_overwrite(spark, sample_file, model_dir, tmp_path
 def test_grid_must_match_the_model(spark, sample_file, model_dir, tmp_path):
     with pytest.raises(ValueError, match="was trained on grid 'mahabal2017'"):
         run_classify(spark, _config([sample_file], tmp_path / "o", model_dir, grid="scope"))
+
+
+def test_irsa_hats_input_gives_the_dr_files_classes(spark, sample_file, model_dir, tmp_path):
+    """IRSA's DR light curves in HATS layout (written by lsdb, as IRSA's are) classify directly."""
+    import lsdb
+    import pandas as pd
+
+    t = pq.read_table(sample_file)
+    fields = ["hmjd", "mag", "magerr", "clrcoeff", "catflags"]
+    nested = pa.StructArray.from_arrays([t[c].combine_chunks() for c in fields], names=fields)
+    columns = ("objectid", "objra", "objdec", "filterid", "fieldid", "rcid", "nepochs")
+    table = pa.table({c: t[c] for c in columns} | {"lightcurve": nested})
+    lsdb.from_dataframe(
+        table.to_pandas(types_mapper=pd.ArrowDtype), ra_column="objra", dec_column="objdec",
+        catalog_name="ztf_dr5_lc", partition_rows=2000,
+    ).write_catalog(tmp_path / "irsa")  # fmt: skip
+    # HATS input has no exposure keys, so the DR run goes without the exposure-level cut too.
+    runs = {
+        name: run_classify(
+            spark,
+            _config([path], tmp_path / name, model_dir, bad_exposure_fraction=0.0),
+            log=lambda *_: None,
+        )
+        for name, path in (("hats", tmp_path / "irsa" / "ztf_dr5_lc"), ("dr", sample_file))
+    }
+    assert runs["hats"].rows_in == runs["dr"].rows_in == 5449
+    assert runs["hats"].rejected_by_reason == runs["dr"].rejected_by_reason
+    hats, dr = (read_classification(tmp_path / name).sort_by("objectid") for name in ("hats", "dr"))
+    assert hats.num_rows == dr.num_rows > 1000
+    assert hats["objectid"].equals(dr["objectid"])
+    assert hats["predicted_class"].equals(dr["predicted_class"])
+    assert set(hats["input_catalog"].to_pylist()) == {"ztf_dr5_lc"}
 
 
 def test_cli_help_lists_the_jobs(capsys):

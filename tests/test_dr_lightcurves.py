@@ -3,13 +3,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalogs.dr_lightcurves import (
-    check_dr_file,
-    check_dr_files,
-    expand_input_paths,
-    input_catalog_name,
-)
+from catalogs.dr_lightcurves import check_dr_file, check_dr_files
 from catalogs.errors import InputError
+from catalogs.input_files import (
+    FITS_SUFFIXES,
+    expand_files,
+    input_catalog_name,
+    light_curve_inputs,
+)
+from catalogs.schema import InputKind
 
 
 def test_sample_passes_and_reports_float32_times(sample_file):
@@ -22,7 +24,12 @@ def test_directory_expands_to_its_parquet_files(sample_file, tmp_path):
     (tmp_path / "a.parquet").write_bytes(sample_file.read_bytes())
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / "notes.txt").write_text("x")
-    assert expand_input_paths([str(tmp_path)]) == [str(tmp_path / "a.parquet")]
+    assert expand_files([str(tmp_path)]) == [str(tmp_path / "a.parquet")]
+    (tmp_path / "b.fits.gz").write_bytes(b"x")
+    assert expand_files([tmp_path], FITS_SUFFIXES) == [str(tmp_path / "b.fits.gz")]
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(InputError, match=r"sub: directory holds no \.fits/\.fits\.gz/\.fits\.fz"):
+        expand_files([tmp_path / "sub"], FITS_SUFFIXES)
 
 
 def test_missing_path_is_named(tmp_path):
@@ -96,3 +103,20 @@ def test_input_catalog_name_of_dr_files():
     assert input_catalog_name("/data/ztf_000250_zg_c01_q1_dr5.parquet") == "ZTF DR5"
     assert input_catalog_name("file:///data/field_0250_DR19/") == "ZTF DR19"
     assert input_catalog_name("/data/lightcurves.parquet") == "lightcurves.parquet"
+
+
+def test_light_curve_inputs_name_kinds_and_refuse_a_mix(sample_file, tmp_path):
+    dr = light_curve_inputs([sample_file])
+    assert dr.kind is InputKind.DR and dr.files == [str(sample_file)]
+    absolute = str(sample_file.resolve())
+    assert {dr.catalog_of_file[k] for k in (absolute, "file:" + absolute)} == {"ZTF DR5"}
+    catalog = tmp_path / "lc"
+    (catalog / "dataset" / "Norder=0" / "Dir=0").mkdir(parents=True)
+    (catalog / "hats.properties").write_text("obs_collection=my_lc\n")
+    rows = pa.table({"objectid": [1], "n_epochs": [3]})
+    pq.write_table(rows, catalog / "dataset" / "Norder=0" / "Dir=0" / "Npix=1.parquet")
+    hats = light_curve_inputs([catalog])
+    assert hats.kind is InputKind.CATALOG and len(hats.files) == 1
+    assert set(hats.catalog_of_file.values()) == {"my_lc"}
+    with pytest.raises(InputError, match="not both"):
+        light_curve_inputs([catalog, sample_file])

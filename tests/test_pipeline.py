@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalogs.dr_lightcurves import hats_partition_files
+from catalogs.input_files import hats_partition_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
     INPUT_CATALOG,

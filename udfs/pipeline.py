@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,16 +36,9 @@ from catalogs.schema import (
     SOURCE_FILE,
     SOURCE_ROW,
     VARSKY_VERSION_COLUMN,
+    InputKind,
 )
 from udfs.inference import StageTimes, classify_batch
-
-
-class InputKind(StrEnum):
-    """What the rows of a partition are."""
-
-    DR = "dr"  # IRSA DR light-curve Parquet rows (catflags and all)
-    HATS_DR = "hats_dr"  # IRSA's DR light curves in HATS layout (a nested lightcurve column)
-    CATALOG = "catalog"  # a `varsky ingest` light-curve catalog (already cut)
 
 
 def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int) -> pa.RecordBatch:

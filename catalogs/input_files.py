@@ -1,0 +1,170 @@
+"""What the paths a user gives hold: the files to read, HATS catalogs, and their catalog names.
+
+The one place that turns input paths into files, for `varsky ingest` (every format), `varsky
+classify` and `varsky report`. Paths may be local or URIs (``s3://...``, through ``pyarrow.fs``);
+a directory stands for the files under it with the format's suffixes, hidden (``.``) and metadata
+(``_``) files left out. A missing path or an empty directory is an :class:`InputError` naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from catalogs.errors import InputError
+from catalogs.schema import LIGHTCURVE, InputKind
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+FITS_SUFFIXES = (".fits", ".fits.gz", ".fits.fz")
+#: A column only a `varsky ingest` light-curve catalog has (IRSA's HATS catalogs do not).
+_INGEST_CATALOG_COLUMN = "n_epochs"
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow file system of ``path`` and the path within it."""
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), path
+
+
+def expand_files(paths, suffixes: tuple[str, ...] = PARQUET_SUFFIXES) -> list[str]:
+    """Files under ``paths`` with one of ``suffixes`` (directories expanded, sorted).
+
+    Raises
+    ------
+    InputError
+        If a path does not exist or a directory holds no such file.
+    """
+    files: list[str] = []
+    for path in map(str, paths):
+        fs, fs_path = filesystem(path)
+        info = fs.get_file_info(fs_path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(path, "input path does not exist")
+        if info.type != pafs.FileType.Directory:
+            files.append(path)
+            continue
+        found = sorted(
+            i.path
+            for i in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True))
+            if i.type == pafs.FileType.File
+            and i.base_name.endswith(suffixes)
+            and not i.base_name.startswith(("_", "."))
+        )
+        if not found:
+            kinds = "Parquet" if suffixes == PARQUET_SUFFIXES else "/".join(suffixes)
+            raise InputError(path, f"directory holds no {kinds} file (*{suffixes[0]})")
+        prefix = path[: path.index("://") + 3] if "://" in path else ""
+        files.extend(prefix + f if prefix and not f.startswith(prefix) else f for f in found)
+    return files
+
+
+def _local(path: str) -> Path:
+    return Path(path[len("file://") :] if path.startswith("file://") else path)
+
+
+def is_hats_catalog(path: str) -> bool:
+    """True for a local directory holding a HATS catalog (a properties file and dataset/)."""
+    p = _local(str(path))
+    has_properties = (p / "hats.properties").is_file() or (p / "properties").is_file()
+    return p.is_dir() and has_properties and (p / "dataset").is_dir()
+
+
+def hats_partition_files(path: str) -> list[str]:
+    """The pixel files (Norder=K/Dir=D/Npix=N.parquet) of a local HATS catalog, sorted."""
+    files = sorted(str(f) for f in Path(path, "dataset").rglob("Npix=*.parquet"))
+    if not files:
+        raise InputError(str(path), "HATS catalog holds no Npix=*.parquet file")
+    return files
+
+
+def input_catalog_name(path: str) -> str:
+    """Name and release of the light curves in ``path``, for provenance columns.
+
+    A HATS catalog: its ``obs_collection`` property (HATS 1.0; ``catalog_name`` in older
+    catalogs). An IRSA DR file or folder: "ZTF DR<n>" when the name says which release
+    (``..._dr5.parquet``), else its base name.
+    """
+    from catalogs.hats_properties import read_properties
+
+    p = _local(str(path))
+    if is_hats_catalog(str(p)):
+        properties = read_properties(p)
+        for key in ("obs_collection", "catalog_name"):
+            if properties.get(key):
+                return properties[key]
+        return p.name
+    release = re.search(r"(?:^|[_./-])dr(\d+)(?:[_./-]|$)", p.name, flags=re.IGNORECASE)
+    return f"ZTF DR{release.group(1)}" if release else p.name
+
+
+@dataclass(frozen=True)
+class LightCurveInputs:
+    """Light-curve inputs resolved into files.
+
+    Attributes
+    ----------
+    kind : InputKind
+        What every file's rows are.
+    files : list of str
+        The files, sorted within each input path.
+    catalog_of_file : dict of str to str
+        Name and release of each file's catalog, under every spelling of the file's path an
+        engine may report (plain, ``file:`` and ``file://`` URIs).
+    """
+
+    kind: InputKind
+    files: list[str]
+    catalog_of_file: dict[str, str] = field(default_factory=dict)
+
+
+def hats_input_kind(path: str) -> InputKind:
+    """A `varsky ingest` catalog or IRSA's DR light curves in HATS layout, from a file's schema."""
+    names = pq.read_schema(hats_partition_files(path)[0]).names
+    if _INGEST_CATALOG_COLUMN in names:
+        return InputKind.CATALOG
+    if LIGHTCURVE in names:
+        return InputKind.HATS_DR
+    raise InputError(
+        str(path), "HATS catalog is neither a varsky light-curve catalog nor IRSA's DR layout "
+        f"(no {_INGEST_CATALOG_COLUMN!r} or nested {LIGHTCURVE!r} column)",
+    )  # fmt: skip
+
+
+def light_curve_inputs(paths) -> LightCurveInputs:
+    """Resolve the light-curve inputs of classify or report.
+
+    Either HATS catalogs (all of one kind: from `varsky ingest`, or IRSA's DR in HATS layout) or
+    IRSA DR Parquet files and folders, not both.
+
+    Raises
+    ------
+    InputError
+        For a missing path, an empty folder, or a mix of kinds.
+    """
+    paths = [str(p) for p in paths]
+    catalogs = [p for p in paths if is_hats_catalog(p)]
+    if catalogs and len(catalogs) != len(paths):
+        raise InputError(
+            ", ".join(p for p in paths if p not in catalogs),
+            "give either HATS light-curve catalogs or DR Parquet files, not both",
+        )
+    if catalogs:
+        kinds = {hats_input_kind(c) for c in catalogs}
+        if len(kinds) > 1:
+            raise InputError(", ".join(catalogs), "HATS catalogs of different kinds")
+        names = {f: input_catalog_name(c) for c in catalogs for f in hats_partition_files(c)}
+        kind = kinds.pop()
+    else:
+        names = {f: input_catalog_name(f) for f in expand_files(paths)}
+        kind = InputKind.DR
+    catalog_of_file = {}
+    for path, name in names.items():
+        absolute = str(Path(path).resolve()) if "://" not in path else path
+        for key in (path, absolute, "file:" + absolute, "file://" + absolute):
+            catalog_of_file[key] = name
+    return LightCurveInputs(kind, list(names), catalog_of_file)
