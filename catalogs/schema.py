@@ -262,3 +262,46 @@ class InputKind(StrEnum):
     DR = "dr"  # IRSA DR light-curve Parquet rows (catflags and all)
     HATS_DR = "hats_dr"  # IRSA's DR light curves in HATS layout (a nested lightcurve column)
     CATALOG = "catalog"  # a `varsky ingest` light-curve catalog (already cut)
+
+
+# --- The classification catalog's rows ---
+#: Columns carried from the light-curve rows into the classification rows.
+CARRIED_COLUMNS: tuple[str, ...] = (
+    DRColumn.OBJECTID,
+    RA,
+    DEC,
+    HEALPIX_COLUMN,
+    N_GOOD,
+    *[n_good_column(b) for b in BAND_NAMES],
+    SOURCE_FILE,
+)
+
+#: Provenance columns that take the place of ``source_file`` in the catalog, in order.
+PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field(INPUT_CATALOG, pa.string()),
+    pa.field(INPUT_FILE, pa.string()),
+    pa.field(VARSKY_VERSION_COLUMN, pa.string(), nullable=False),
+    pa.field(MODEL_NAME_COLUMN, pa.string(), nullable=False),
+    pa.field(MODEL_SHA256, pa.string(), nullable=False),
+    pa.field(DMDT_GRID, pa.string(), nullable=False),
+    pa.field(PROCESSING_TIME, pa.timestamp("us", tz="UTC"), nullable=False),
+)
+
+
+def provenance_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without ``source_file``, with the :data:`PROVENANCE_FIELDS` at the end."""
+    return pa.schema([f for f in schema if f.name != SOURCE_FILE] + list(PROVENANCE_FIELDS))
+
+
+def classification_schema(classes, carried: pa.Schema, provenance: bool = True) -> pa.Schema:
+    """Arrow schema of the classification catalog's rows for a model's ``classes``.
+
+    The :data:`CARRIED_COLUMNS` (typed as in ``carried``), one float32 probability per class, the
+    predicted class and its score; then, with ``provenance``, :func:`provenance_schema`.
+    """
+    schema = pa.schema(
+        [carried.field(c) for c in CARRIED_COLUMNS]
+        + [pa.field(probability_column(c), pa.float32()) for c in classes]
+        + [pa.field(PREDICTED_CLASS, pa.string()), pa.field(PREDICTED_SCORE, pa.float32())]
+    )
+    return provenance_schema(schema) if provenance else schema

@@ -387,7 +387,7 @@ def classify_lightcurves(
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from udfs.inference import CARRIED_COLUMNS
+    from catalogs.schema import CARRIED_COLUMNS
     from udfs.lightcurve_cuts import CUT_SCHEMA
     from udfs.pipeline import classified_schema
     from udfs.spark_inference import classify_partitions

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from catalogs.schema import CARRIED_COLUMNS
 from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
 from udfs.dmdt import dmdt_images
 from udfs.inference import (
-    CARRIED_COLUMNS,
     StageTimes,
     classify_batch,
     flat_lightcurves,

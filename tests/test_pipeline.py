@@ -14,6 +14,7 @@ import pytest
 from catalogs.input_files import hats_partition_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
+    CARRIED_COLUMNS,
     INPUT_CATALOG,
     INPUT_FILE,
     MODEL_SHA256,
@@ -27,7 +28,6 @@ from catalogs.schema import (
 from jobs.classify import ClassifyConfig, run_classify
 from udfs.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
 from udfs.classifier import MODEL_FILE, ModelCard
-from udfs.inference import CARRIED_COLUMNS
 from udfs.lightcurve_cuts import CUT_SCHEMA
 from udfs.pipeline import (
     InputKind,

@@ -17,7 +17,7 @@ from catalogs.hats_properties import catalog_properties, parse_properties
 from catalogs.hats_writer import partition_relative_path
 from catalogs.healpix import tile_of
 from catalogs.provenance import VARSKY_VERSION, file_sha256
-from catalogs.schema import BAND_NAMES, DEFAULT_MIN_EPOCHS
+from catalogs.schema import BAND_NAMES, CARRIED_COLUMNS, DEFAULT_MIN_EPOCHS
 from reports.catalog_report import (
     CLASS_TABLE,
     EPOCH_TABLE,
@@ -31,7 +31,7 @@ from reports.catalog_report import (
 )
 from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
 from udfs.dmdt import DmDtGrid
-from udfs.inference import CARRIED_COLUMNS, classify_batch, flat_lightcurves
+from udfs.inference import classify_batch, flat_lightcurves
 from udfs.lightcurve_cuts import apply_quality_cuts
 from udfs.saliency import finite_difference_saliency
 

@@ -17,40 +17,17 @@ import pyarrow.compute as pc
 
 from catalogs.schema import (
     BAND,
-    BAND_NAMES,
-    DEC,
-    HEALPIX_COLUMN,
+    CARRIED_COLUMNS,
     LIGHTCURVE,
-    N_GOOD,
-    PREDICTED_CLASS,
-    PREDICTED_SCORE,
-    RA,
-    SOURCE_FILE,
     DRColumn,
-    n_good_column,
-    probability_column,
+    classification_schema,
 )
 from udfs.model_inputs import DMDT_INPUT, FlatLightCurves
 
-#: Columns carried from the light-curve rows into the classification rows.
-CARRIED_COLUMNS: tuple[str, ...] = (
-    DRColumn.OBJECTID,
-    RA,
-    DEC,
-    HEALPIX_COLUMN,
-    N_GOOD,
-    *[n_good_column(b) for b in BAND_NAMES],
-    SOURCE_FILE,
-)
-
 
 def output_schema(classes: tuple[str, ...] | list[str], carried: pa.Schema) -> pa.Schema:
-    """Arrow schema of :func:`classify_batch` output for a model's classes."""
-    return pa.schema(
-        [carried.field(c) for c in CARRIED_COLUMNS]
-        + [pa.field(probability_column(c), pa.float32()) for c in classes]
-        + [pa.field(PREDICTED_CLASS, pa.string()), pa.field(PREDICTED_SCORE, pa.float32())]
-    )
+    """Arrow schema of :func:`classify_batch` output (no provenance columns yet)."""
+    return classification_schema(classes, carried, provenance=False)
 
 
 @dataclass

@@ -27,16 +27,11 @@ import pyarrow as pa
 
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
-    DMDT_GRID,
-    INPUT_CATALOG,
-    INPUT_FILE,
-    MODEL_NAME_COLUMN,
-    MODEL_SHA256,
-    PROCESSING_TIME,
     SOURCE_FILE,
     SOURCE_ROW,
-    VARSKY_VERSION_COLUMN,
     InputKind,
+    classification_schema,
+    provenance_schema,
 )
 from udfs.inference import StageTimes, classify_batch
 
@@ -95,23 +90,6 @@ class Provenance:
     catalog_of_file: Mapping[str, str] = field(default_factory=dict)
 
 
-#: Provenance columns :func:`with_provenance` puts in place of ``source_file``, in order.
-PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
-    pa.field(INPUT_CATALOG, pa.string()),
-    pa.field(INPUT_FILE, pa.string()),
-    pa.field(VARSKY_VERSION_COLUMN, pa.string(), nullable=False),
-    pa.field(MODEL_NAME_COLUMN, pa.string(), nullable=False),
-    pa.field(MODEL_SHA256, pa.string(), nullable=False),
-    pa.field(DMDT_GRID, pa.string(), nullable=False),
-    pa.field(PROCESSING_TIME, pa.timestamp("us", tz="UTC"), nullable=False),
-)
-
-
-def provenance_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` without ``source_file``, with the :data:`PROVENANCE_FIELDS` at the end."""
-    return pa.schema([f for f in schema if f.name != SOURCE_FILE] + list(PROVENANCE_FIELDS))
-
-
 def with_provenance(batch: pa.RecordBatch, provenance: Provenance) -> pa.RecordBatch:
     """``batch`` with its ``source_file`` replaced by the provenance columns."""
     n = batch.num_rows
@@ -135,12 +113,9 @@ def with_provenance(batch: pa.RecordBatch, provenance: Provenance) -> pa.RecordB
     return pa.RecordBatch.from_arrays(arrays, schema=provenance_schema(batch.schema))
 
 
-def classified_schema(classes, carried: pa.Schema, provenance: bool = True) -> pa.Schema:
-    """Arrow schema of :func:`classify_partition` output for a model's classes."""
-    from udfs.inference import output_schema
-
-    schema = output_schema(classes, carried)
-    return provenance_schema(schema) if provenance else schema
+def classified_schema(classes, carried: pa.Schema) -> pa.Schema:
+    """Arrow schema of :func:`classify_partition` output with provenance (the catalog's)."""
+    return classification_schema(classes, carried)
 
 
 def classify_partition(
@@ -155,7 +130,7 @@ def classify_partition(
     Parameters
     ----------
     batch : pyarrow.RecordBatch
-        Kept cut rows (``udfs.inference.CARRIED_COLUMNS`` and the ``lightcurve`` struct).
+        Kept cut rows (``catalogs.schema.CARRIED_COLUMNS`` and the ``lightcurve`` struct).
     classifier : udfs.classifier.Classifier
     provenance : Provenance, optional
         Adds the provenance columns in place of ``source_file``; without it the rows keep
