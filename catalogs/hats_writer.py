@@ -237,7 +237,9 @@ def write_catalog_metadata(
 
     Writes ``dataset/_common_metadata``, ``dataset/_metadata`` (the listed files' footers, in
     breadth-first order, paths relative to ``dataset/``), ``partition_info.csv``, the skymaps
-    (object and source catalogs) and the properties.
+    (object and source catalogs) and the properties. The footers are read here, not by hats'
+    ``write_parquet_metadata`` (which gives the same bytes on the demo catalog), because each
+    file's rows are checked against what its task wrote, and 16 at a time for object stores.
 
     Parameters
     ----------

@@ -223,6 +223,9 @@ def _tile_of_path(path: Path) -> tuple[int, int] | None:
 def read_classification_catalog(catalog_dir: str | Path) -> pd.DataFrame:
     """Every row of a classification catalog, as a DataFrame.
 
+    Read file by file rather than with ``lsdb.open_catalog``, because the report also takes a
+    plain folder of Parquet files (a copy, a Spark output) and needs each row's tile.
+
     Parameters
     ----------
     catalog_dir : str or Path

@@ -113,7 +113,7 @@ class TrainingRecord:
     seed : int
         Seed of the simulation, the split and Keras.
     sha256 : str
-        Hex sha256 of the training arrays (``jobs.train.training_arrays_sha256``): every model
+        Hex sha256 of the training arrays (``udfs.training.training_arrays_sha256``): every model
         input, the labels and the split of each object.
     objects_per_class : int
     n_train, n_val, n_test : int

@@ -330,11 +330,6 @@ def recall_by_group(
     return out
 
 
-def mapping_of(values: Mapping[str, float]) -> dict[str, float]:
-    """Plain dict with float values (for JSON)."""
-    return {str(k): float(v) for k, v in values.items()}
-
-
 # --- fitting -------------------------------------------------------------------------------------
 
 
