@@ -109,3 +109,30 @@ def test_deviant_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
     got = exposure_deviations(kept).column("deviant").to_numpy(zero_copy_only=False)
     assert expected.sum() > 1000
     np.testing.assert_array_equal(got, expected)
+
+
+def test_removed_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
+    # The hash join replaced a loop over stars and bands: the same epochs go, on real flags.
+    from udfs.bad_exposures import flag_exposures
+    from udfs.inference import flat_lightcurves
+
+    table = pq.read_table(sample_file)
+    table = table.append_column("source_file", pa.array(["s"] * table.num_rows))
+    table = table.append_column("source_row", pa.array(np.arange(table.num_rows)))
+    cut = apply_quality_cuts(table.combine_chunks().to_batches()[0], 20)
+    kept = cut.filter(pc.is_null(cut.column("reject_reason")))
+    flagged = flag_exposures(pa.Table.from_batches([exposure_deviations(kept)]), 30, 0.05)
+    for min_left in (20, 60):  # 60: some light curves would keep too few and stay whole
+        flat = flat_lightcurves(kept.column("lightcurve"))
+        keys = exposure_key(flat.t_days)
+        expected = np.ones(flat.t_days.size, dtype=bool)
+        for k in range(flat.offsets.size - 1):
+            lo, hi = flat.offsets[k], flat.offsets[k + 1]
+            drop = np.isin(keys[lo:hi], list(flagged.get(("s", 0), ())))
+            if drop.any() and (hi - lo) - drop.sum() >= min_left:
+                expected[lo:hi] = ~drop
+        out, removed = remove_epochs(kept, flagged, min_left)
+        assert removed == int((~expected).sum()) > 0
+        got = flat_lightcurves(out.column("lightcurve"))
+        np.testing.assert_array_equal(got.t_days, flat.t_days[expected])
+        assert out.column("n_good").to_pylist() == np.diff(got.offsets).tolist()

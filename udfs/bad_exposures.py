@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import ndimage
@@ -140,22 +141,20 @@ def remove_epochs(
         lightcurve = lightcurve.combine_chunks()
     flat = flat_lightcurves(lightcurve)
     t, band, offsets = flat.t_days, flat.channel, flat.offsets
-    keys = exposure_key(t)
     files = batch.column(SOURCE_FILE).to_numpy(zero_copy_only=False)
-    keep = np.ones(t.size, dtype=bool)
-    for k in range(len(offsets) - 1):
-        lo, hi = offsets[k], offsets[k + 1]
-        drop = np.zeros(hi - lo, dtype=bool)
-        for b in np.unique(band[lo:hi]):
-            bad = flagged.get((files[k], int(b)))
-            if bad:
-                drop |= (band[lo:hi] == b) & np.isin(keys[lo:hi], list(bad))
-        if drop.any() and (hi - lo) - drop.sum() >= min_left:
-            keep[lo:hi] = ~drop
+    row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    # Every epoch's (file, band, exposure) looked up in the flagged set at once (a hash join).
+    here = set(files.tolist())
+    bad = [(f, b, int(key)) for (f, b), keys in flagged.items() if f in here for key in keys]
+    epochs = pd.MultiIndex.from_arrays([files[row], band.astype(np.int64), exposure_key(t)])
+    drop = epochs.isin(bad) if bad else np.zeros(t.size, dtype=bool)
+    n_drop = np.bincount(row[drop], minlength=len(offsets) - 1)
+    # A light curve that would keep too few epochs stays whole.
+    whole = np.diff(offsets) - n_drop < min_left
+    keep = ~(drop & ~whole[row])
     removed = int((~keep).sum())
     if not removed:
         return batch, 0
-    row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     lengths = np.bincount(row[keep], minlength=len(offsets) - 1)
     new_offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     take = pa.array(np.flatnonzero(keep))
