@@ -8,6 +8,9 @@ keep hand-written code only where a benchmark says so).
 2. Heliocentric times: ``catalogs.time_scales.heliocentric_mjd`` (a low-precision Sun, numpy)
    against astropy's ``Time.light_travel_time`` (builtin ephemeris, Palomar), with the largest
    difference (tests/test_time_scales.py bounds it at 0.2 s).
+3. Spherical geometry of the association: ``udfs.association`` unit vectors and chord angles
+   (numpy) against astropy's ``SkyCoord.cartesian`` and ``SkyCoord.separation`` on the same
+   positions, with the largest differences.
 
     .venv/bin/python bench/library_alternatives.py [--objects 2000000] [--order 8] [--epochs 100000]
 """
@@ -57,6 +60,7 @@ def main() -> None:
     print(f"  hats generate_alignment  {hats_s * 1e3:8.1f} ms, {len(theirs)} tiles")
     print(f"  ratio {hats_s / ours_s:.0f}x; same tiles: {ours == theirs}")
     heliocentric(args.epochs)
+    spherical(args.objects)
 
 
 def heliocentric(n: int) -> None:
@@ -86,6 +90,33 @@ def heliocentric(n: int) -> None:
     print(f"  astropy Time.light_travel_time {astropy_s * 1e3:9.1f} ms")
     diff_s = np.abs(ours - astropy_mjd).max() * 86400
     print(f"  ratio {astropy_s / ours_s:.0f}x; largest difference {diff_s:.3f} s")
+
+
+def spherical(n: int) -> None:
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    from udfs.association import arcsec_of_chord, unit_vectors
+
+    rng = np.random.default_rng(2)
+    ra, dec = rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    ra2, dec2 = ra + rng.normal(0, 1e-3, n), np.clip(dec + rng.normal(0, 1e-3, n), -90, 90)
+    t0 = time.perf_counter()
+    a, b = unit_vectors(ra, dec), unit_vectors(ra2, dec2)
+    ours = arcsec_of_chord(np.linalg.norm(a - b, axis=1))
+    ours_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    one, two = SkyCoord(ra * u.deg, dec * u.deg), SkyCoord(ra2 * u.deg, dec2 * u.deg)
+    xyz = one.cartesian.xyz.value.T
+    theirs = one.separation(two).arcsec
+    astropy_s = time.perf_counter() - t0
+    print(f"unit vectors and separations of {n:,} pairs")
+    print(f"  udfs.association (numpy)       {ours_s * 1e3:9.1f} ms")
+    print(f"  astropy SkyCoord               {astropy_s * 1e3:9.1f} ms")
+    print(
+        f"  ratio {astropy_s / ours_s:.1f}x; largest differences: unit vector "
+        f"{np.abs(xyz - a).max():.1e}, separation {np.abs(theirs - ours).max():.1e} arcsec"
+    )
 
 
 if __name__ == "__main__":
