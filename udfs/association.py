@@ -26,8 +26,9 @@ _CATALOG_GROUP_KEY = nb.types.UniTuple(nb.types.int64, 2)  # (catalog, group roo
 def unit_vectors(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Unit vectors (n, 3) of positions in degrees.
 
-    The same values as astropy's ``SkyCoord.cartesian`` at the same speed
-    (bench/library_alternatives.py); numpy keeps astropy out of the ingest workers' imports.
+    The same values as astropy's ``SkyCoord.cartesian`` for RA in [0, 360), at the same speed
+    (bench/library_alternatives.py); kept because SkyCoord wraps RA first, which would move the
+    last bits of every ingest output with RA outside that range, for no gain.
     """
     ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
     dec = np.radians(np.asarray(dec_deg, dtype=np.float64))
