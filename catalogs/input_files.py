@@ -122,9 +122,12 @@ class LightCurveInputs:
     catalog_of_file: dict[str, str] = field(default_factory=dict)
 
 
-def hats_input_kind(path: str) -> InputKind:
-    """A `varsky ingest` catalog or IRSA's DR light curves in HATS layout, from a file's schema."""
-    names = pq.read_schema(hats_partition_files(path)[0]).names
+def hats_input_kind(path: str, files: list[str] | None = None) -> InputKind:
+    """A `varsky ingest` catalog or IRSA's DR light curves in HATS layout, from a file's schema.
+
+    ``files``: the catalog's :func:`hats_partition_files`, when the caller has them already.
+    """
+    names = pq.read_schema((files or hats_partition_files(path))[0]).names
     if _INGEST_CATALOG_COLUMN in names:
         return InputKind.CATALOG
     if LIGHTCURVE in names:
@@ -154,10 +157,11 @@ def light_curve_inputs(paths) -> LightCurveInputs:
             "give either HATS light-curve catalogs or DR Parquet files, not both",
         )
     if catalogs:
-        kinds = {hats_input_kind(c) for c in catalogs}
+        files_of = {c: hats_partition_files(c) for c in catalogs}
+        kinds = {hats_input_kind(c, files) for c, files in files_of.items()}
         if len(kinds) > 1:
             raise InputError(", ".join(catalogs), "HATS catalogs of different kinds")
-        names = {f: input_catalog_name(c) for c in catalogs for f in hats_partition_files(c)}
+        names = {f: input_catalog_name(c) for c, files in files_of.items() for f in files}
         kind = kinds.pop()
     else:
         names = {f: input_catalog_name(f) for f in expand_files(paths)}

@@ -87,16 +87,21 @@ def test_the_dr5_sample_has_bad_exposures(sample_file):
     assert out.num_rows == kept.num_rows and removed > 5000
 
 
+def _kept_sample_rows(sample_file) -> pa.RecordBatch:
+    """The DR5 sample's rows that pass the quality cuts, all from one file "s"."""
+    table = pq.read_table(sample_file)
+    table = table.append_column("source_file", pa.array(["s"] * table.num_rows))
+    table = table.append_column("source_row", pa.array(np.arange(table.num_rows)))
+    cut = apply_quality_cuts(table.combine_chunks().to_batches()[0], 20)
+    return cut.filter(pc.is_null(cut.column("reject_reason")))
+
+
 def test_deviant_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
     # The labelled medians (scipy.ndimage) replaced a loop over stars and bands: same answer.
     from udfs.bad_exposures import DEVIATION_SIGMA
     from udfs.inference import flat_lightcurves
 
-    table = pq.read_table(sample_file)
-    table = table.append_column("source_file", pa.array(["s"] * table.num_rows))
-    table = table.append_column("source_row", pa.array(np.arange(table.num_rows)))
-    cut = apply_quality_cuts(table.combine_chunks().to_batches()[0], 20)
-    kept = cut.filter(pc.is_null(cut.column("reject_reason")))
+    kept = _kept_sample_rows(sample_file)
     flat = flat_lightcurves(kept.column("lightcurve"))
     expected = np.zeros(flat.mag.size, dtype=bool)
     for k in range(flat.offsets.size - 1):
@@ -116,11 +121,7 @@ def test_removed_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
     from udfs.bad_exposures import flag_exposures
     from udfs.inference import flat_lightcurves
 
-    table = pq.read_table(sample_file)
-    table = table.append_column("source_file", pa.array(["s"] * table.num_rows))
-    table = table.append_column("source_row", pa.array(np.arange(table.num_rows)))
-    cut = apply_quality_cuts(table.combine_chunks().to_batches()[0], 20)
-    kept = cut.filter(pc.is_null(cut.column("reject_reason")))
+    kept = _kept_sample_rows(sample_file)
     flagged = flag_exposures(pa.Table.from_batches([exposure_deviations(kept)]), 30, 0.05)
     for min_left in (20, 60):  # 60: some light curves would keep too few and stay whole
         flat = flat_lightcurves(kept.column("lightcurve"))

@@ -144,9 +144,15 @@ def remove_epochs(
     files = batch.column(SOURCE_FILE).to_numpy(zero_copy_only=False)
     row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     # Every epoch's (file, band, exposure) looked up in the flagged set at once (a hash join).
-    here = set(files.tolist())
-    bad = [(f, b, int(key)) for (f, b), keys in flagged.items() if f in here for key in keys]
-    epochs = pd.MultiIndex.from_arrays([files[row], band.astype(np.int64), exposure_key(t)])
+    file_code, file_names = pd.factorize(files)
+    code_of = {name: code for code, name in enumerate(file_names)}
+    bad = [
+        (code_of[f], b, int(key))
+        for (f, b), keys in flagged.items()
+        if f in code_of
+        for key in keys
+    ]
+    epochs = pd.MultiIndex.from_arrays([file_code[row], band.astype(np.int64), exposure_key(t)])
     drop = epochs.isin(bad) if bad else np.zeros(t.size, dtype=bool)
     n_drop = np.bincount(row[drop], minlength=len(offsets) - 1)
     # A light curve that would keep too few epochs stays whole.

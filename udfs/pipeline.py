@@ -148,6 +148,11 @@ def classify_partition(
 _CLASSIFIERS: dict[str, object] = {}
 
 
+def loaded_classifier(sha256: str):
+    """The process's classifier of the model with this sha256, or None if not loaded yet."""
+    return _CLASSIFIERS.get(sha256)
+
+
 def cached_classifier(path: str | Path, sha256: str, card=None):
     """The process's classifier of the model file ``path``, loaded and verified on first use.
 

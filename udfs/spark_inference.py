@@ -65,8 +65,12 @@ def _local_model_file(ref: ModelRef) -> str:
 
 def worker_classifier(ref: ModelRef):
     """The worker's classifier for ``ref`` (:func:`udfs.pipeline.cached_classifier`)."""
+    from udfs.pipeline import cached_classifier, loaded_classifier
+
+    classifier = loaded_classifier(ref.sha256)
+    if classifier is not None:  # every task after the worker's first
+        return classifier
     from udfs.classifier import ModelCard, configure_tensorflow_threads
-    from udfs.pipeline import cached_classifier
 
     configure_tensorflow_threads(_task_cpus())
     card = ModelCard.from_dict(json.loads(ref.card_json))
