@@ -24,7 +24,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -141,13 +140,6 @@ class TrainConfig:
     calibration_sim_per_class : int
         Simulated validation objects per class beside the real ones when fitting the
         calibration (classes without real examples need positives).
-    cadence_copies : int
-        Resampled copies of each real training light curve (:mod:`udfs.cadence_augmentation`:
-        a 1.5-5 year window, one epoch a night, 40-100% of those), so that the network meets
-        the real stars through cadences other than their survey's. Off by default: 2 copies
-        raised the CRTS seven-class recall by 0.013 but had the DR5 quadrant's faint constant
-        stars called variable (9% -> 26%): sparse copies of low-amplitude variables keep their
-        label when their signal no longer shows (README).
     """
 
     output: Path
@@ -178,7 +170,6 @@ class TrainConfig:
     finetune_learning_rate: float = 1e-3
     finetune_sim_per_class: int = 1500
     calibration_sim_per_class: int = 300
-    cadence_copies: int = 0
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -235,7 +226,6 @@ class TrainConfig:
             real_sets=tuple(args.real or ()),
             band_map=BandMap.parse(args.band_map),
             finetune_epochs=args.finetune_epochs,
-            cadence_copies=args.cadence_copies,
         )
 
 
@@ -377,13 +367,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MAP",
         help="how the real sets' bands map onto g, r, i: NAME=BAND pairs (V=g), a profile "
         "(crts, rubin, ztf) or a .toml/.json file",
-    )
-    parser.add_argument(
-        "--cadence-copies",
-        type=int,
-        default=defaults.cadence_copies,
-        metavar="K",
-        help="resampled copies of each real training light curve (default %(default)s)",
     )
     parser.add_argument(
         "--finetune-epochs",
@@ -606,7 +589,6 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
 def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
     """The real labelled sets as one light-curve table with the real split, and their record."""
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
-    from udfs.cadence_augmentation import original_objectid
     from udfs.training import TOO_SPARSE, labelled_set_split
 
     tables, splits, sets = [], [], []
@@ -638,7 +620,6 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         splits.append(set_split[enough])
     table = pa.concat_tables(tables)
     split = np.concatenate(splits)
-    meta_ids = table.column(DRColumn.OBJECTID).to_numpy()
     for entry in sets:
         mine = np.asarray(table.column(SET_NAME).to_pylist()) == entry["name"]
         entry["train"] = int((mine & (split == TRAIN)).sum())
@@ -652,24 +633,6 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         [DRColumn.OBJECTID, LABEL, LIGHTCURVE]
     )
     lightcurves = lightcurves.append_column(SPLIT, pa.array(split, pa.int8()))
-    if config.cadence_copies:
-        from udfs.cadence_augmentation import CadenceAugmentation, augment_lightcurve_table
-
-        copies = augment_lightcurve_table(
-            lightcurves.filter(pa.array(split == TRAIN)),
-            config.cadence_copies,
-            config.seed,
-            CadenceAugmentation(min_epochs=config.min_epochs),
-        )
-        log(f"[train] {copies.num_rows} cadence-resampled copies of real training light curves")
-        set_of = dict(zip(meta_ids.tolist(), table.column(SET_NAME).to_pylist(), strict=True))
-        made = Counter(
-            set_of[o]
-            for o in original_objectid(copies.column(DRColumn.OBJECTID).to_numpy()).tolist()
-        )
-        for entry in sets:
-            entry["cadence_copies"] = made.get(entry["name"], 0)
-        lightcurves = pa.concat_tables([lightcurves, copies])
     pq.write_table(lightcurves, workdir / "real.parquet", row_group_size=500)
     meta = {
         "objectid": table.column(DRColumn.OBJECTID).to_numpy(),
@@ -708,7 +671,6 @@ def equalized_grid(tables: list[pa.Table], seed: int) -> DmDtGrid:
 def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     """Build the training sets with Spark, pretrain, fine-tune, calibrate, evaluate, write."""
     from udfs.band_dropout import VARIANT
-    from udfs.cadence_augmentation import original_objectid
     from udfs.inference import model_input_arrays
     from udfs.real_validation import labelled_scores
     from udfs.training import (
@@ -852,7 +814,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         r_original = real_table.column(VARIANT).to_numpy() == 0
         r_train, r_val = r_split == TRAIN, (r_split == VALIDATION) & r_original
         where = {int(o): k for k, o in enumerate(real_meta["objectid"])}
-        r_row = np.array([where[int(o)] for o in original_objectid(r_ids)])
+        r_row = np.array([where[int(o)] for o in r_ids])
         r_set, r_group = real_meta["set"][r_row], real_meta["label_orig"][r_row]
         r_targets = multi_hot_targets(r_labels, classes)
         log(
@@ -920,9 +882,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "epochs": config.finetune_epochs,
             "learning_rate": config.finetune_learning_rate,
             "learning_rate_schedule": f"cosine decay to 0 over {config.finetune_epochs} epochs",
-            "cadence_augmentation": f"{config.cadence_copies} resampled copies of each real "
-            "training light curve (udfs.cadence_augmentation)",
-            "mix": f"real training objects (with band-dropped and cadence copies) + "
+            "mix": f"real training objects (with band-dropped copies) + "
             f"{config.finetune_sim_per_class} simulated training objects per class; balanced "
             "class weights",
             "n_real_train": n_real_train,

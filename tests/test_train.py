@@ -262,8 +262,7 @@ def _tiny_real_sets(directory):
 def finetuned(spark, tmp_path_factory):
     sets = _tiny_real_sets(tmp_path_factory.mktemp("real"))
     output = tmp_path_factory.mktemp("finetune") / "model"
-    argv = ["train", "--output", str(output), *TINY, "--band-map", "crts", "--finetune-epochs", "1",
-            "--cadence-copies", "2"]  # fmt: skip
+    argv = ["train", "--output", str(output), *TINY, "--band-map", "crts", "--finetune-epochs", "1"]
     for prefix in sets:
         argv += ["--real", prefix]
     args = build_parser().parse_args(argv)
@@ -291,7 +290,7 @@ def test_finetune_card_records_sets_calibration_and_real_scores(finetuned):
     assert set(scores["mahabal2017"]["varsky"]) == set(SEVEN)
     assert card.real_validation["tdss_quasars"]["n"] >= 1
     assert any("real set crts_train: 56 objects" in line for line in lines)
-    assert crts["cadence_copies"] > 0 and "cadence" in ft["cadence_augmentation"]
+    assert "band-dropped" in ft["mix"]
 
 
 def test_finetuned_model_is_calibrated_on_disk(finetuned):
