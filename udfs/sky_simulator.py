@@ -67,6 +67,7 @@ from catalogs.ztf_psfcat import (
 
 # The labelled-light-curve simulator's class models and noise, so that the sky's variables are
 # the classifier's training classes.
+from udfs.association import arcsec_of_chord, unit_vectors
 from udfs.lightcurve_simulator import (
     SURVEY_START_HMJD,
     draw_magerr,
@@ -465,11 +466,8 @@ class SkySummary:
 
 
 # --- geometry ---
-
-
-def _radec_to_xyz(ra_deg: FloatArray, dec_deg: FloatArray) -> FloatArray:
-    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+# On unit vectors in numpy, as in udfs/association.py: the close-pair search is a KD-tree on xyz,
+# and simulation workers need no astropy (SkyCoord gives the same, bench/library_alternatives.py).
 
 
 def _xyz_to_radec(xyz: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -494,11 +492,6 @@ def _offset(xyz: FloatArray, east_arcsec: FloatArray, north_arcsec: FloatArray) 
     return moved / np.linalg.norm(moved, axis=-1, keepdims=True)
 
 
-def _separation_arcsec(a: FloatArray, b: FloatArray) -> FloatArray:
-    chord = np.linalg.norm(a - b, axis=-1)
-    return np.degrees(2.0 * np.arcsin(chord / 2.0)) * _ARCSEC_PER_DEG
-
-
 @dataclass(frozen=True)
 class _TangentPlane:
     """The gnomonic plane tangent at the cap centre; coordinates (xi, eta) in deg."""
@@ -509,7 +502,7 @@ class _TangentPlane:
 
     @classmethod
     def at(cls, ra_deg: float, dec_deg: float) -> _TangentPlane:
-        centre = _radec_to_xyz(np.array(ra_deg), np.array(dec_deg))
+        centre = unit_vectors([ra_deg], [dec_deg])[0]
         ra = math.radians(ra_deg)
         east = np.array([-math.sin(ra), math.cos(ra), 0.0])
         return cls(centre, east, np.cross(centre, east))
@@ -608,7 +601,9 @@ def _draw_objects(config: SkyConfig, plane: _TangentPlane) -> _Objects:
     for _ in range(100):
         close = cKDTree(xyz).query_pairs(min_chord * (1.0 + 1e-9), output_type="ndarray")
         if close.size:
-            separation = _separation_arcsec(xyz[close[:, 0]], xyz[close[:, 1]])
+            separation = arcsec_of_chord(
+                np.linalg.norm(xyz[close[:, 0]] - xyz[close[:, 1]], axis=-1)
+            )
             close = close[separation < MIN_SEPARATION_ARCSEC]
         if not close.size:
             break
