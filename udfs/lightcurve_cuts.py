@@ -6,6 +6,10 @@ non-finite. Per row: the row is rejected, with one reason, when its objectid is 
 is not a ZTF band, its position is not finite or outside -90..90 deg, its per-epoch lists differ in
 length, or it keeps fewer than ``min_epochs`` good epochs. Every input row comes out once, with its
 reason or none, so rows in = rows kept + rows rejected.
+
+Hand-written on Arrow lists rather than nested-pandas: 0.7.2 under the locked pandas 3.1 cannot
+address a nested field (``NestedFrame.query("lc.catflags == 0")`` and ``nf["lc.catflags"]`` fail),
+and Spark's batches are Arrow already.
 """
 
 from __future__ import annotations
