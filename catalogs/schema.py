@@ -13,8 +13,6 @@ import pyarrow as pa
 # HEALPix: nested scheme; `_healpix_29` is the order-29 index used by hats and lsdb.
 HEALPIX_COLUMN = "_healpix_29"
 HEALPIX_ORDER = 29
-#: Order of the coarse pixels that group work into Spark partitions (about 0.84 deg^2 at 6).
-DEFAULT_PARTITION_ORDER = 6
 
 
 class Band(IntEnum):

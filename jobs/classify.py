@@ -1,9 +1,9 @@
 """`varsky classify`: light curves in, a HATS classification catalog out.
 
-Stages: check inputs (footers) -> read -> quality cuts and `_healpix_29` -> partition by coarse
-HEALPix tile -> model inputs (dm-dt images, periodograms, features) and the network in the same
-Python worker -> a HATS collection (the catalog in adaptive HEALPix tiles, its margin cache and
-collection.properties), plus a rejects table.
+Stages: check inputs (footers) -> read -> quality cuts and `_healpix_29` -> equal ranges of
+`_healpix_29` (one per Spark partition) -> model inputs (dm-dt images, periodograms, features)
+and the network in the same Python worker -> a HATS collection (the catalog in adaptive HEALPix
+tiles, its margin cache and collection.properties), plus a rejects table.
 
 Output layout (OUTPUT is the collection, which ``lsdb.open_catalog(OUTPUT)`` opens)::
 
@@ -28,7 +28,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import DRFile, check_dr_files
-from catalogs.healpix import tile_shift_bits
 from catalogs.input_files import is_hats_catalog, light_curve_inputs
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
@@ -37,7 +36,6 @@ from catalogs.schema import (
     CLASSIFICATION_SCHEMA_VERSION,
     DEC,
     DEFAULT_MIN_EPOCHS,
-    DEFAULT_PARTITION_ORDER,
     HEALPIX_COLUMN,
     LIGHTCURVE,
     N_FLAGGED,
@@ -80,7 +78,6 @@ class ClassifyConfig:
     model_dir: str
     grid: str | None = None
     min_epochs: int = DEFAULT_MIN_EPOCHS
-    partition_order: int = DEFAULT_PARTITION_ORDER
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION
     batch_size: int = DEFAULT_BATCH_SIZE
     overwrite: bool = False
@@ -109,7 +106,6 @@ class ClassifyConfig:
             "rejects": str(Path(self.rejects).resolve()),
             "model": str(Path(self.model_dir).resolve()),
             "min_epochs": self.min_epochs,
-            "partition_order": self.partition_order,
             "rows_per_partition": self.rows_per_partition,
             "batch_size": self.batch_size,
             "catalog_name": self.catalog_name,
@@ -136,6 +132,9 @@ class ClassifySummary:
     class_counts: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     task_s: dict[str, float] = field(default_factory=dict)
+    #: Python task seconds of the inputs + network stage / its wall time / the job's cores.
+    cores_busy: float | None = None
+    cores: int = 0
     output: str = ""
     rejects: str = ""
     model_sha256: str = ""
@@ -203,6 +202,11 @@ class ClassifySummary:
                 + " | ".join(f"{k} {v:.1f} s" for k, v in self.task_s.items())
                 + " (summed over tasks)"
             )
+        if self.cores_busy is not None:
+            lines.append(
+                f"  cores busy  {self.cores_busy:.2f} in inputs + network (Python task seconds / "
+                f"stage wall / {self.cores} cores)"
+            )
         return "\n".join(lines)
 
 
@@ -228,10 +232,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-epochs", type=int, default=DEFAULT_MIN_EPOCHS, metavar="N",
         help=f"good epochs an object needs to be classified (default {DEFAULT_MIN_EPOCHS})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--partition-order", type=int, default=DEFAULT_PARTITION_ORDER, metavar="K",
-        help=f"HEALPix order of the tiles work is grouped by (default {DEFAULT_PARTITION_ORDER})",
     )  # fmt: skip
     parser.add_argument(
         "--rows-per-partition", type=int, default=DEFAULT_ROWS_PER_PARTITION, metavar="N",
@@ -291,7 +291,6 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         model_dir=args.model,
         grid=args.grid,
         min_epochs=args.min_epochs,
-        partition_order=args.partition_order,
         rows_per_partition=args.rows_per_partition,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
@@ -379,12 +378,24 @@ def lightcurve_reader(inputs: list[str]):
     return files, read_cut, resolved.catalog_of_file
 
 
-def classify_lightcurves(
-    df, ref, classes, batch_size: int, n_partitions: int, order: int, acc, provenance
-):
-    """Group kept light curves by HEALPix tile, then :func:`udfs.pipeline.classify_partition`."""
+def sky_ranges(df, n_partitions: int):
+    """``df`` in ``n_partitions`` ranges of ``_healpix_29`` (then objectid), each sorted.
+
+    The ranges hold equal numbers of objects, so every core gets the same work whatever the sky's
+    shape (a hash of coarse tiles left one core idle on a small field: bench/throughput.py), and
+    each range is still one patch of sky.
+    """
+    return df.repartitionByRange(
+        n_partitions, HEALPIX_COLUMN, DRColumn.OBJECTID
+    ).sortWithinPartitions(HEALPIX_COLUMN, DRColumn.OBJECTID)
+
+
+def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, acc, provenance):
+    """Kept light curves in :func:`sky_ranges`, then :func:`udfs.pipeline.classify_partition`.
+
+    Outputs do not depend on the partitioning (the classifier pads every batch to one shape).
+    """
     import pyarrow as pa
-    from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from catalogs.schema import CARRIED_COLUMNS
@@ -392,14 +403,10 @@ def classify_lightcurves(
     from udfs.pipeline import classified_schema
     from udfs.spark_inference import classify_partitions
 
-    tile = F.shiftright(F.col(HEALPIX_COLUMN), tile_shift_bits(order))
     carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
     schema = from_arrow_schema(classified_schema(classes, carried))
-    return (
-        df.select(*CARRIED_COLUMNS, LIGHTCURVE)
-        .repartition(n_partitions, tile)
-        .sortWithinPartitions(HEALPIX_COLUMN, DRColumn.OBJECTID)
-        .mapInArrow(classify_partitions(ref, batch_size, acc, provenance), schema)
+    return sky_ranges(df.select(*CARRIED_COLUMNS, LIGHTCURVE), n_partitions).mapInArrow(
+        classify_partitions(ref, batch_size, acc, provenance), schema
     )
 
 
@@ -572,7 +579,10 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     stage_s["write rejects"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    acc = {k: spark.sparkContext.accumulator(0.0) for k in ("load_s", "inputs_s", "predict_s")}
+    acc = {
+        k: spark.sparkContext.accumulator(0.0)
+        for k in ("load_s", "inputs_s", "predict_s", "task_s")
+    }
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
     )
@@ -599,7 +609,6 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         card.classes,
         config.batch_size,
         n_partitions,
-        config.partition_order,
         acc,
         provenance,
     ).persist(StorageLevel.MEMORY_AND_DISK)
@@ -609,6 +618,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     summary.epochs_used -= removed.value
     summary.rows_out = sum(summary.class_counts.values())
     stage_s["inputs + network"] = time.perf_counter() - t
+    summary.cores = spark.sparkContext.defaultParallelism
+    summary.cores_busy = acc["task_s"].value / stage_s["inputs + network"] / summary.cores
     summary.task_s = {
         "model load": acc["load_s"].value,
         "model inputs": acc["inputs_s"].value,

@@ -228,3 +228,26 @@ def test_spark_submit_on_standalone_cluster_equals_local(local_run, sample_file,
     a = local_table.drop_columns(["processing_time_utc"]).sort_by("objectid").to_pydict()
     b = cluster_table.drop_columns(["processing_time_utc"]).sort_by("objectid").to_pydict()
     assert a == b
+
+
+def test_sky_ranges_balance_a_dense_patch_of_sky(spark):
+    """Objects packed into one coarse tile still spread evenly over the partitions."""
+    from jobs.classify import sky_ranges
+
+    rng = np.random.default_rng(3)
+    ra, dec = 150 + rng.uniform(0, 0.2, 10_000), 20 + rng.uniform(0, 0.2, 10_000)
+    df = spark.createDataFrame(
+        pa.table({"_healpix_29": healpix_29(ra, dec), "objectid": np.arange(10_000)}).to_pandas()
+    )
+    parts = sky_ranges(df, 4).rdd.glom().map(lambda rows: [r[0] for r in rows]).collect()
+    assert sorted(len(p) for p in parts)[0] >= 2_000 and sum(len(p) for p in parts) == 10_000
+    assert all(p == sorted(p) for p in parts)  # sorted within each range
+    bounds = sorted((min(p), max(p)) for p in parts)
+    # Disjoint sky ranges.
+    assert all(a[1] < b[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def test_summary_says_how_busy_the_cores_were(local_run):
+    summary, _, _ = local_run
+    assert summary.cores >= 1 and 0 < summary.cores_busy <= 1.5
+    assert "cores busy" in summary.format()

@@ -92,7 +92,8 @@ def classify_partitions(
     batch_size : int
         Images per model call.
     accumulators : dict, optional
-        Spark accumulators ``load_s``, ``inputs_s``, ``predict_s`` that receive task seconds.
+        Spark accumulators ``load_s``, ``inputs_s``, ``predict_s`` that receive task seconds,
+        and optionally ``task_s``: each task's whole time in the Python worker (for core use).
     provenance : udfs.pipeline.Provenance, optional
         Per-row provenance columns to add.
     """
@@ -116,6 +117,8 @@ def classify_partitions(
             accumulators["load_s"].add(load_s)
             accumulators["inputs_s"].add(times.inputs_s)
             accumulators["predict_s"].add(times.predict_s)
+            if "task_s" in accumulators:
+                accumulators["task_s"].add(time.perf_counter() - t0)
 
     return classify
 
