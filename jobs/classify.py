@@ -33,6 +33,7 @@ from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_fil
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
     BAND,
+    CARRIED_COLUMNS,
     CLASSIFICATION_SCHEMA_VERSION,
     DEC,
     DEFAULT_MIN_EPOCHS,
@@ -390,22 +391,21 @@ def sky_ranges(df, n_partitions: int):
     ).sortWithinPartitions(HEALPIX_COLUMN, DRColumn.OBJECTID)
 
 
-def classify_lightcurves(df, ref, classes, batch_size: int, n_partitions: int, acc, provenance):
-    """Kept light curves in :func:`sky_ranges`, then :func:`udfs.pipeline.classify_partition`.
+def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance):
+    """:func:`udfs.pipeline.classify_partition` on every partition of ``df`` (its sky ranges).
 
     Outputs do not depend on the partitioning (the classifier pads every batch to one shape).
     """
     import pyarrow as pa
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from catalogs.schema import CARRIED_COLUMNS
     from udfs.lightcurve_cuts import CUT_SCHEMA
     from udfs.pipeline import classified_schema
     from udfs.spark_inference import classify_partitions
 
     carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
     schema = from_arrow_schema(classified_schema(classes, carried))
-    return sky_ranges(df.select(*CARRIED_COLUMNS, LIGHTCURVE), n_partitions).mapInArrow(
+    return df.select(*CARRIED_COLUMNS, LIGHTCURVE).mapInArrow(
         classify_partitions(ref, batch_size, acc, provenance), schema
     )
 
@@ -586,7 +586,10 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
     )
-    kept_rows = cut.where(F.col(REJECT_REASON).isNull())
+    # Ranges first: their sampling pass must not run the accumulating epoch removal twice.
+    kept_rows = sky_ranges(
+        cut.where(F.col(REJECT_REASON).isNull()).select(*CARRIED_COLUMNS, LIGHTCURVE), n_partitions
+    )
     removed = spark.sparkContext.accumulator(0)
     summary.bad_exposure_fraction = config.bad_exposure_fraction
     if any(is_hats_catalog(p) for p in config.inputs):
@@ -608,7 +611,6 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         ref,
         card.classes,
         config.batch_size,
-        n_partitions,
         acc,
         provenance,
     ).persist(StorageLevel.MEMORY_AND_DISK)

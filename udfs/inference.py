@@ -37,6 +37,9 @@ class StageTimes:
     inputs_s: float = 0.0
     predict_s: float = 0.0
     n_objects: int = 0
+    #: With a cascade: its seconds (both stages' inputs and network) and the objects it settled.
+    cascade_s: float = 0.0
+    n_settled: int = 0
 
 
 def flat_lightcurves(lightcurve: pa.Array) -> FlatLightCurves:
@@ -69,6 +72,7 @@ def classify_batch(
     classifier,
     batch_size: int = 256,
     times: StageTimes | None = None,
+    cascade=None,
 ) -> pa.RecordBatch:
     """Classify every light curve of a batch.
 
@@ -83,6 +87,8 @@ def classify_batch(
         Objects per model call.
     times : StageTimes, optional
         Accumulates the seconds spent making the inputs and predicting.
+    cascade : udfs.cascade.Cascade, optional
+        Classify through the two-stage cascade instead of the full inputs for every object.
 
     Returns
     -------
@@ -92,14 +98,24 @@ def classify_batch(
     """
     classes = list(classifier.classes)
     t0 = time.perf_counter()
-    inputs = classifier.card.model_inputs(flat_lightcurves(batch.column(LIGHTCURVE)))
-    t1 = time.perf_counter()
-    probabilities = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
-    t2 = time.perf_counter()
-    if times is not None:
-        times.inputs_s += t1 - t0
-        times.predict_s += t2 - t1
-        times.n_objects += batch.num_rows
+    flat = flat_lightcurves(batch.column(LIGHTCURVE))
+    if cascade is not None:
+        from udfs.cascade import cascade_probabilities
+
+        probabilities, settled = cascade_probabilities(classifier, flat, cascade, batch_size)
+        if times is not None:
+            times.cascade_s += time.perf_counter() - t0
+            times.n_settled += int(settled.sum())
+            times.n_objects += batch.num_rows
+    else:
+        inputs = classifier.card.model_inputs(flat)
+        t1 = time.perf_counter()
+        probabilities = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
+        t2 = time.perf_counter()
+        if times is not None:
+            times.inputs_s += t1 - t0
+            times.predict_s += t2 - t1
+            times.n_objects += batch.num_rows
     best = probabilities.argmax(axis=1) if len(probabilities) else np.empty(0, dtype=np.int64)
     schema = output_schema(classes, batch.schema)
     arrays = [batch.column(c) for c in CARRIED_COLUMNS]

@@ -124,6 +124,7 @@ def classify_partition(
     provenance: Provenance | None = None,
     batch_size: int = 256,
     times: StageTimes | None = None,
+    cascade=None,
 ) -> pa.RecordBatch:
     """Classify the kept rows of a partition: inputs, network, predicted class, provenance.
 
@@ -139,8 +140,10 @@ def classify_partition(
         Objects per network call.
     times : StageTimes, optional
         Accumulates the seconds spent on inputs and network.
+    cascade : udfs.cascade.Cascade, optional
+        Classify through the two-stage cascade (off by default).
     """
-    rows = classify_batch(batch, classifier, batch_size, times)
+    rows = classify_batch(batch, classifier, batch_size, times, cascade)
     return rows if provenance is None else with_provenance(rows, provenance)
 
 
