@@ -251,6 +251,7 @@ class Property(StrEnum):
     INPUT_FORMAT = "varsky_input_format"  # of a light-curve catalog (ingest)
     RADIUS_ARCSEC = "varsky_radius_arcsec"
     BAND_MAP = "varsky_band_map"  # JSON
+    CASCADE = "varsky_cascade"  # classify --cascade: what the first stage did
 
 
 # --- Kinds of light-curve input (catalogs.input_files, udfs.pipeline) ---

@@ -80,6 +80,7 @@ class ClassifyConfig:
     grid: str | None = None
     min_epochs: int = DEFAULT_MIN_EPOCHS
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION
+    cascade: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     overwrite: bool = False
     master: str | None = None
@@ -108,6 +109,7 @@ class ClassifyConfig:
             "model": str(Path(self.model_dir).resolve()),
             "min_epochs": self.min_epochs,
             "rows_per_partition": self.rows_per_partition,
+            "cascade": self.cascade,
             "batch_size": self.batch_size,
             "catalog_name": self.catalog_name,
             "max_rows_per_pixel": self.max_rows_per_pixel,
@@ -133,6 +135,8 @@ class ClassifySummary:
     class_counts: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     task_s: dict[str, float] = field(default_factory=dict)
+    #: With --cascade: objects the first stage settled.
+    settled: int | None = None
     #: Python task seconds of the inputs + network stage / its wall time / the job's cores.
     cores_busy: float | None = None
     cores: int = 0
@@ -203,6 +207,11 @@ class ClassifySummary:
                 + " | ".join(f"{k} {v:.1f} s" for k, v in self.task_s.items())
                 + " (summed over tasks)"
             )
+        if self.settled is not None:
+            lines.append(
+                f"  cascade     {self.settled:,} of {self.rows_out:,} objects settled as constant "
+                "by the first stage (coarse periodogram); the rest had the full inputs"
+            )
         if self.cores_busy is not None:
             lines.append(
                 f"  cores busy  {self.cores_busy:.2f} in inputs + network (Python task seconds / "
@@ -242,6 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
         help=f"images per model call; outputs are bit-identical for a given batch size on any "
         f"master and partitioning (default {DEFAULT_BATCH_SIZE})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cascade", action="store_true",
+        help="settle confident constant stars on a coarse first look (udfs/cascade.py; the "
+        "README gives what it saves and what it lets go)",
     )  # fmt: skip
     parser.add_argument(
         "--catalog-name", default=DEFAULT_CATALOG_NAME,
@@ -293,6 +307,7 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         grid=args.grid,
         min_epochs=args.min_epochs,
         rows_per_partition=args.rows_per_partition,
+        cascade=args.cascade,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         master=args.master,
@@ -391,7 +406,7 @@ def sky_ranges(df, n_partitions: int):
     ).sortWithinPartitions(HEALPIX_COLUMN, DRColumn.OBJECTID)
 
 
-def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance):
+def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance, cascade=None):
     """:func:`udfs.pipeline.classify_partition` on every partition of ``df`` (its sky ranges).
 
     Outputs do not depend on the partitioning (the classifier pads every batch to one shape).
@@ -406,7 +421,7 @@ def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance):
     carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
     schema = from_arrow_schema(classified_schema(classes, carried))
     return df.select(*CARRIED_COLUMNS, LIGHTCURVE).mapInArrow(
-        classify_partitions(ref, batch_size, acc, provenance), schema
+        classify_partitions(ref, batch_size, acc, provenance, cascade), schema
     )
 
 
@@ -416,6 +431,13 @@ def processing_time_utc() -> datetime:
     if epoch:
         return datetime.fromtimestamp(int(epoch), tz=UTC)
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def cascade_of(config: ClassifyConfig):
+    """The :class:`udfs.cascade.Cascade` of ``--cascade``, or None."""
+    from udfs.cascade import Cascade
+
+    return Cascade() if config.cascade else None
 
 
 def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, when):
@@ -435,7 +457,7 @@ def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, 
         Property.INPUTS: ",".join(str(Path(p).resolve()) for p in config.inputs),
         Property.PROCESSING_TIME: when.isoformat(),
         Property.JOB_ARGUMENTS: json.dumps(config.job_arguments(), sort_keys=True),
-    }
+    } | ({Property.CASCADE: cascade_of(config).describe()} if config.cascade else {})
 
 
 def bad_exposure_cut(kept, min_stars: int, max_fraction: float, min_epochs: int, removed):
@@ -581,7 +603,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     t = time.perf_counter()
     acc = {
         k: spark.sparkContext.accumulator(0.0)
-        for k in ("load_s", "inputs_s", "predict_s", "task_s")
+        for k in ("load_s", "inputs_s", "predict_s", "task_s", "cascade_s", "settled")
     }
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
@@ -613,6 +635,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         config.batch_size,
         acc,
         provenance,
+        cascade_of(config),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     counts = classified.groupBy(PREDICTED_CLASS).count().collect()
     summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
@@ -627,6 +650,9 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         "model inputs": acc["inputs_s"].value,
         "network": acc["predict_s"].value,
     }
+    if config.cascade:
+        summary.task_s["cascade (inputs + network)"] = acc["cascade_s"].value
+        summary.settled = int(acc["settled"].value)
 
     t = time.perf_counter()
     properties = catalog_properties(config, card, ref.sha256, catalog_of_file, when)

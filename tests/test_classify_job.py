@@ -251,3 +251,30 @@ def test_summary_says_how_busy_the_cores_were(local_run):
     summary, _, _ = local_run
     assert summary.cores >= 1 and 0 < summary.cores_busy <= 1.5
     assert "cores busy" in summary.format()
+
+
+def test_cascade_settles_most_of_the_dr5_field_and_keeps_its_classes(
+    spark, sample_file, model_dir, local_run, tmp_path
+):
+    """--cascade: same objects, (almost) the same classes, and the catalog says it was used."""
+    _, _, full = local_run
+    out = tmp_path / "cascade"
+    summary = run_classify(
+        spark, _config([sample_file], out, model_dir, cascade=True), log=lambda *_: None
+    )
+    table = read_classification(out)
+    assert sorted(table.column("objectid").to_pylist()) == sorted(
+        full.column("objectid").to_pylist()
+    )
+    assert summary.rows_in == summary.rows_out + summary.rows_rejected
+    assert summary.settled > 0.5 * summary.rows_out  # 72% on this field
+    before = dict(
+        zip(full["objectid"].to_pylist(), full["predicted_class"].to_pylist(), strict=True)
+    )
+    after = dict(
+        zip(table["objectid"].to_pylist(), table["predicted_class"].to_pylist(), strict=True)
+    )
+    assert np.mean([before[k] == after[k] for k in before]) >= 0.99
+    properties = (out / "varsky_classification" / "hats.properties").read_text()
+    assert "varsky_cascade=first stage" in properties and '"cascade": true' in properties
+    assert "settled as constant" in summary.format()

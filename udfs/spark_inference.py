@@ -82,6 +82,7 @@ def classify_partitions(
     batch_size: int,
     accumulators: dict | None = None,
     provenance=None,
+    cascade=None,
 ):
     """The ``DataFrame.mapInArrow`` function of :func:`udfs.pipeline.classify_partition`.
 
@@ -96,6 +97,9 @@ def classify_partitions(
         and optionally ``task_s``: each task's whole time in the Python worker (for core use).
     provenance : udfs.pipeline.Provenance, optional
         Per-row provenance columns to add.
+    cascade : udfs.cascade.Cascade, optional
+        Classify through the two-stage cascade; ``cascade_s`` and ``settled`` accumulators, when
+        given, receive its task seconds and the objects its first stage settled.
     """
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -112,11 +116,14 @@ def classify_partitions(
         times = StageTimes()
         load_s = time.perf_counter() - t0
         for batch in batches:
-            yield classify_partition(batch, classifier, provenance, batch_size, times)
+            yield classify_partition(batch, classifier, provenance, batch_size, times, cascade)
         if accumulators:
             accumulators["load_s"].add(load_s)
             accumulators["inputs_s"].add(times.inputs_s)
             accumulators["predict_s"].add(times.predict_s)
+            if "cascade_s" in accumulators:
+                accumulators["cascade_s"].add(times.cascade_s)
+                accumulators["settled"].add(times.n_settled)
             if "task_s" in accumulators:
                 accumulators["task_s"].add(time.perf_counter() - t0)
 
