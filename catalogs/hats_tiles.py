@@ -231,21 +231,6 @@ class Tiles:
             covered |= is_tile
         return cls(np.concatenate(orders), np.concatenate(pixels), np.concatenate(tile_counts))
 
-    @classmethod
-    def from_hp29(
-        cls,
-        hp29: npt.ArrayLike,
-        *,
-        max_rows: int,
-        histogram_order: int = DEFAULT_HISTOGRAM_ORDER,
-        min_order: int = 0,
-        max_order: int | None = None,
-    ) -> Tiles:
-        """Cut tiles for rows held in memory, from their `_healpix_29` (int64, shape (n,))."""
-        return cls.from_counts(
-            histogram(hp29, histogram_order), histogram_order, max_rows, min_order, max_order
-        )
-
     # --- access ---
     def __len__(self) -> int:
         return int(self.orders.size)

@@ -60,11 +60,6 @@ class LabelledSetFiles:
         return files
 
 
-def accepted_classes(classes: str) -> tuple[str, ...]:
-    """The acceptable classes of a ``classes`` value (``"rrc|rrab"`` -> ``("rrc", "rrab")``)."""
-    return tuple(c for c in classes.split(CLASS_SEPARATOR) if c)
-
-
 def read_labelled_set(prefix: str | Path, band_map: BandMap | None = None) -> pa.Table:
     """One row per labelled object of a set, with its light curve.
 

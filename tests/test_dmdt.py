@@ -20,7 +20,7 @@ from udfs.dmdt import (
     MAX_EPOCHS_PER_LC,
     NORMS,
     DmDtGrid,
-    _dm_cells,
+    _dm_cell,
     _dm_lookup_table,
     dmdt_counts,
     dmdt_counts_multiband,
@@ -28,6 +28,19 @@ from udfs.dmdt import (
     dmdt_images,
     normalize_counts,
 )
+
+
+def _dm_cells(dm, dm_edges, lut, inv_step):
+    """Vector form of the kernel's ``_dm_cell``: -1 for dm outside [dm_edges[0], dm_edges[-1])."""
+    inside = (dm >= dm_edges[0]) & (dm < dm_edges[-1])
+    return np.array(
+        [
+            _dm_cell(d, dm_edges, lut, inv_step) if ok else -1
+            for d, ok in zip(dm, inside, strict=True)
+        ],
+        dtype=np.int64,
+    )
+
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
 EPS32 = float(np.finfo(np.float32).eps)

@@ -53,7 +53,7 @@ def sky():
 
 @pytest.fixture(scope="module")
 def tiles(sky):
-    return Tiles.from_hp29(sky[2], max_rows=MAX_ROWS, histogram_order=8)
+    return Tiles.from_counts(histogram(sky[2], 8), 8, MAX_ROWS)
 
 
 def test_histogram_counts_every_row(sky):
@@ -97,7 +97,7 @@ def test_dense_plane_gets_smaller_tiles(sky, tiles):
 
 
 def test_max_and_min_order_bound_tile_orders(sky):
-    capped = Tiles.from_hp29(sky[2], max_rows=20, histogram_order=8, min_order=2, max_order=4)
+    capped = Tiles.from_counts(histogram(sky[2], 8), 8, 20, min_order=2, max_order=4)
     assert capped.orders.min() >= 2 and capped.max_order == 4
     assert np.any(capped.row_counts > 20), "tiles at max_order may exceed max_rows"
     assert np.all((capped.row_counts <= 20) | (capped.orders == 4))

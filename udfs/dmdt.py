@@ -315,18 +315,6 @@ def _dm_cell(dm, dm_edges, lut, inv_step):
     return b
 
 
-@nb.njit(cache=True, nogil=True)
-def _dm_cells(dm, dm_edges, lut, inv_step):
-    """Vector form of ``_dm_cell`` for tests: -1 for dm outside [dm_edges[0], dm_edges[-1])."""
-    out = np.empty(dm.size, dtype=np.int64)
-    for i in range(dm.size):
-        if dm[i] >= dm_edges[0] and dm[i] < dm_edges[-1]:
-            out[i] = _dm_cell(dm[i], dm_edges, lut, inv_step)
-        else:
-            out[i] = -1
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Kernels. One light curve is never split across threads; each writes only its own out[k].
 

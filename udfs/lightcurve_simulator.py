@@ -163,17 +163,6 @@ class SimulatedLightCurves:
         """Epochs (all bands) of each light curve, int64 array of shape (n_lc,)."""
         return np.diff(self.offsets)
 
-    @property
-    def band_counts(self) -> npt.NDArray[np.int64]:
-        """Epochs per light curve and band, int64 array of shape (n_lc, n_bands)."""
-        obj = np.repeat(np.arange(self.n_lightcurves), self.n_epochs_per_lightcurve)
-        flat = obj * _N_BANDS + self.channel
-        return np.bincount(flat, minlength=self.n_lightcurves * _N_BANDS).reshape(-1, _N_BANDS)
-
-    def class_names(self) -> list[str]:
-        """Class name of each light curve."""
-        return [CLASS_NAMES[k] for k in self.labels]
-
 
 # --- cadences ---
 
