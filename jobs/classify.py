@@ -210,7 +210,7 @@ class ClassifySummary:
         if self.settled is not None:
             lines.append(
                 f"  cascade     {self.settled:,} of {self.rows_out:,} objects settled as constant "
-                "by the first stage (coarse periodogram); the rest had the full inputs"
+                "by the first stage (coarse periodogram); the rest had the full periodogram"
             )
         if self.cores_busy is not None:
             lines.append(
