@@ -603,7 +603,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     t = time.perf_counter()
     acc = {
         k: spark.sparkContext.accumulator(0.0)
-        for k in ("load_s", "inputs_s", "predict_s", "task_s", "cascade_s", "settled")
+        for k in ("load_s", "inputs_s", "predict_s", "task_s", "settled")
     }
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
@@ -651,7 +651,6 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         "network": acc["predict_s"].value,
     }
     if config.cascade:
-        summary.task_s["cascade (inputs + network)"] = acc["cascade_s"].value
         summary.settled = int(acc["settled"].value)
 
     t = time.perf_counter()

@@ -12,11 +12,13 @@ TDSS quasars and 0.14% of simulated variables (README, Performance).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
+from udfs.lightcurve_cuts import epoch_index
 from udfs.model_inputs import PERIOD_SHAPE_INPUT, PERIODOGRAM_INPUT, FlatLightCurves
 from udfs.periodogram import binned_periodograms
 
@@ -46,20 +48,23 @@ class Cascade:
 
 def take_lightcurves(flat: FlatLightCurves, rows: npt.NDArray[np.integer]) -> FlatLightCurves:
     """The light curves ``rows`` of ``flat``, in that order."""
-    starts, ends = flat.offsets[rows], flat.offsets[rows + 1]
-    lengths = ends - starts
+    lengths = flat.offsets[rows + 1] - flat.offsets[rows]
     offsets = np.zeros(rows.size + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    epochs = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    epochs = epoch_index(flat.offsets[rows], lengths)
     return FlatLightCurves(
         flat.t_days[epochs], flat.mag[epochs], flat.magerr[epochs], flat.channel[epochs], offsets
     )
 
 
 def cascade_probabilities(
-    classifier, flat: FlatLightCurves, cascade: Cascade, batch_size: int
+    classifier, flat: FlatLightCurves, cascade: Cascade, batch_size: int, times=None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Class probabilities through the cascade, and which objects the first stage settled."""
+    """Class probabilities through the cascade, and which objects the first stage settled.
+
+    ``times`` (a :class:`udfs.inference.StageTimes`) receives both stages' input and network
+    seconds, and the objects settled.
+    """
     card = classifier.card
     if card.periodogram is None or "constant" not in classifier.classes:
         raise ValueError(
@@ -70,8 +75,12 @@ def cascade_probabilities(
     coarse = replace(
         card, periodogram=replace(card.periodogram, max_frequencies=cascade.max_frequencies)
     )
+    t0 = time.perf_counter()
     inputs = coarse.model_inputs(flat)
+    t1 = time.perf_counter()
     first = np.asarray(classifier.predict(inputs, batch_size=batch_size))
+    t2 = time.perf_counter()
+    inputs_s, predict_s = t1 - t0, t2 - t1
     constant = list(classifier.classes).index("constant")
     settled = (first.argmax(axis=1) == constant) & (
         first[:, constant] >= cascade.constant_probability
@@ -85,5 +94,11 @@ def cascade_probabilities(
         full[PERIODOGRAM_INPUT], full[PERIOD_SHAPE_INPUT] = binned_periodograms(
             lc.t_days, lc.mag, lc.channel, lc.offsets, card.periodogram, len(card.bands)
         )
+        t3 = time.perf_counter()
         probabilities[rest] = classifier.predict(full, batch_size=batch_size)
+        inputs_s, predict_s = inputs_s + t3 - t2, predict_s + time.perf_counter() - t3
+    if times is not None:
+        times.inputs_s += inputs_s
+        times.predict_s += predict_s
+        times.n_settled += int(settled.sum())
     return probabilities, settled

@@ -37,8 +37,7 @@ class StageTimes:
     inputs_s: float = 0.0
     predict_s: float = 0.0
     n_objects: int = 0
-    #: With a cascade: its seconds (both stages' inputs and network) and the objects it settled.
-    cascade_s: float = 0.0
+    #: With a cascade: the objects its first stage settled.
     n_settled: int = 0
 
 
@@ -102,20 +101,16 @@ def classify_batch(
     if cascade is not None:
         from udfs.cascade import cascade_probabilities
 
-        probabilities, settled = cascade_probabilities(classifier, flat, cascade, batch_size)
-        if times is not None:
-            times.cascade_s += time.perf_counter() - t0
-            times.n_settled += int(settled.sum())
-            times.n_objects += batch.num_rows
+        probabilities, _ = cascade_probabilities(classifier, flat, cascade, batch_size, times)
     else:
         inputs = classifier.card.model_inputs(flat)
         t1 = time.perf_counter()
         probabilities = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
-        t2 = time.perf_counter()
         if times is not None:
             times.inputs_s += t1 - t0
-            times.predict_s += t2 - t1
-            times.n_objects += batch.num_rows
+            times.predict_s += time.perf_counter() - t1
+    if times is not None:
+        times.n_objects += batch.num_rows
     best = probabilities.argmax(axis=1) if len(probabilities) else np.empty(0, dtype=np.int64)
     schema = output_schema(classes, batch.schema)
     arrays = [batch.column(c) for c in CARRIED_COLUMNS]

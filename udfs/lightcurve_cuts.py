@@ -70,7 +70,7 @@ def _numpy(array: pa.Array, fill: float | int, dtype: npt.DTypeLike) -> np.ndarr
     return pc.fill_null(array, fill).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def _epoch_index(
+def epoch_index(
     starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
     """Flat indices of ranges [starts[k], starts[k] + lengths[k]) concatenated."""
@@ -132,7 +132,7 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
     for c in _LIST_COLUMNS:
         flat, col_lengths = parts[c]
         starts = np.cumsum(col_lengths) - col_lengths
-        gathered[c] = flat[_epoch_index(starts[rows], row_lengths)]
+        gathered[c] = flat[epoch_index(starts[rows], row_lengths)]
     t_days = gathered[DRColumn.HMJD]
     mag = gathered[DRColumn.MAG]
     magerr = gathered[DRColumn.MAGERR]

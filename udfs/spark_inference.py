@@ -98,8 +98,8 @@ def classify_partitions(
     provenance : udfs.pipeline.Provenance, optional
         Per-row provenance columns to add.
     cascade : udfs.cascade.Cascade, optional
-        Classify through the two-stage cascade; ``cascade_s`` and ``settled`` accumulators, when
-        given, receive its task seconds and the objects its first stage settled.
+        Classify through the two-stage cascade; a ``settled`` accumulator, when given, receives
+        the objects its first stage settled.
     """
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -121,8 +121,7 @@ def classify_partitions(
             accumulators["load_s"].add(load_s)
             accumulators["inputs_s"].add(times.inputs_s)
             accumulators["predict_s"].add(times.predict_s)
-            if "cascade_s" in accumulators:
-                accumulators["cascade_s"].add(times.cascade_s)
+            if "settled" in accumulators:
                 accumulators["settled"].add(times.n_settled)
             if "task_s" in accumulators:
                 accumulators["task_s"].add(time.perf_counter() - t0)
