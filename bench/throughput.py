@@ -101,8 +101,12 @@ def classify(code: Path, sky: Path, output: Path) -> dict[str, float]:
     wall = time.perf_counter() - t0
     if done.returncode:
         raise SystemExit(f"classify failed in {code}:\n{done.stderr[-3000:]}")
-    out = done.stdout
-    times = {"job": wall}
+    return {"job": wall} | summary_times(done.stdout)
+
+
+def summary_times(out: str) -> dict[str, float]:
+    """Stage and task seconds, and cores busy, from a classify summary."""
+    times = {}
     for line in out.splitlines():
         line = line.strip()
         if line.startswith(("time ", "task time ")):
