@@ -6,14 +6,16 @@ curve with at least 25 good epochs is a template, copied onto its own patch of a
 magnitudes jittered by 0.2 of their errors so that no two copies are bit-equal. Files hold
 ``--rows-per-file`` light curves, as IRSA's field/CCD/quadrant files do.
 
-Runs ``varsky classify`` on each size and samples, every half second, the resident memory of the
-JVM, of the Python driver and of the largest Python worker (RSS, so pages shared with the
-worker daemon count in each), then prints per-stage seconds, the rates per core, the peaks, and
-the DR19 extrapolation (2.1 x 10^9 light curves) in core-hours.
+Runs ``varsky classify`` once on 5,000 light curves to fill numba's cache, then on each size
+(in-process, or under ``spark-submit.sh --driver-memory`` to bound the JVM's heap). Every half
+second it samples the resident memory of the JVM, of the Python driver and of the largest
+Python worker (RSS, so pages shared with the worker daemon count in each), then prints
+per-stage seconds, the rates per core, the peaks, and the DR19 extrapolation (2.1 x 10^9 light
+curves) in core-hours.
 
-    .venv/bin/python bench/scale.py [--sizes 100000 1000000] [--keep DIR]
+    .venv/bin/python bench/scale.py [--sizes 100000 1000000] [--driver-memory 2g] [--keep DIR]
 
-About 35 minutes on 2 cores for the default sizes; the 10^6 input takes about 0.5 GB of disk.
+About 25 minutes on 2 cores for the default sizes; the 10^6 input takes about 0.5 GB of disk.
 """
 
 from __future__ import annotations
@@ -116,6 +118,16 @@ class MemorySampler(threading.Thread):
         self.peak = {"jvm": 0, "driver": 0, "worker": 0}
         self.done = threading.Event()
 
+    @staticmethod
+    def kind(proc: psutil.Process) -> str | None:
+        """jvm, worker (pyspark's daemon and workers) or driver (any other Python)."""
+        name = proc.name()
+        if name == "java":
+            return "jvm"
+        if "python" in name:
+            return "worker" if "pyspark" in " ".join(proc.cmdline()) else "driver"
+        return None
+
     def run(self) -> None:
         while not self.done.is_set():
             try:
@@ -124,39 +136,44 @@ class MemorySampler(threading.Thread):
                 return
             for proc in procs:
                 try:
-                    rss = proc.memory_info().rss
-                    name = proc.name()
+                    kind, rss = self.kind(proc), proc.memory_info().rss
                 except psutil.NoSuchProcess:
                     continue
-                kind = "driver" if proc.pid == self.root.pid else None
-                if kind is None:
-                    kind = "jvm" if name == "java" else "worker" if "python" in name else None
                 if kind:
                     self.peak[kind] = max(self.peak[kind], rss)
             self.done.wait(self.every_s)
 
 
-def classify(inputs: Path, output: Path) -> tuple[dict[str, float], dict[str, int], str]:
-    """Run ``varsky classify``; its times, memory peaks and summary."""
+def classify(
+    inputs: Path, output: Path, driver_memory: str | None = None
+) -> tuple[dict[str, float], dict[str, int], str]:
+    """Run ``varsky classify`` (under ``spark-submit.sh --driver-memory`` when given).
+
+    Returns its times, memory peaks and summary.
+    """
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    argv = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())"]
-    argv += ["classify", "--input", str(inputs), "--output", str(output), "--overwrite"]
+    job = ["classify", "--input", str(inputs), "--output", str(output), "--overwrite"]
+    if driver_memory:
+        argv = [str(REPO / "spark-submit.sh"), "--driver-memory", driver_memory, *job]
+    else:
+        argv = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())"]
+        argv += job
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
-        job = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.PIPE)
-        sampler = MemorySampler(job.pid)
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.PIPE)
+        sampler = MemorySampler(proc.pid)
         sampler.start()
-        _, err = job.communicate()
+        _, err = proc.communicate()
         sampler.done.set()
         sampler.join()
         out.seek(0)
         summary = out.read()
     wall = time.perf_counter() - t0
-    if job.returncode:
+    if proc.returncode:
         raise SystemExit(f"classify failed:\n{err.decode()[-3000:]}")
     return {"job": wall} | summary_times(summary), sampler.peak, summary
 
@@ -174,18 +191,26 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rows-per-file", type=int, default=50_000)
     parser.add_argument("--keep", type=Path, help="write inputs and outputs here (kept)")
+    parser.add_argument(
+        "--driver-memory", help="run under spark-submit.sh with this JVM heap, e.g. 2g "
+        "(default: in-process, the job's local default of 4g)",
+    )  # fmt: skip
     args = parser.parse_args()
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="varsky_scale_") as tmp:
         root = args.keep or Path(tmp)
         rows = []
+        warm = root / "in_warmup"
+        warm.mkdir(parents=True, exist_ok=True)
+        write_inputs(warm, 5_000, args.rows_per_file)
+        classify(warm, root / "out_warmup", args.driver_memory)  # fills numba's cache
         for n in args.sizes:
             inputs = root / f"in_{n}"
             inputs.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
             n_files = write_inputs(inputs, n, args.rows_per_file)
             print(f"{n:,} light curves in {n_files} files ({time.perf_counter() - t:.0f} s)")
-            times, peak, summary = classify(inputs, root / f"out_{n}")
+            times, peak, summary = classify(inputs, root / f"out_{n}", args.driver_memory)
             print(summary, flush=True)
             rows.append((n, n_files, classified_count(summary), times, peak))
         gib = 2.0**30

@@ -8,6 +8,7 @@ missing file or column fails in seconds with a message naming the file and colum
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -91,3 +92,55 @@ def check_dr_file(path: str) -> DRFile:
 def check_dr_files(paths: list[str]) -> list[DRFile]:
     """Expand and check every input path; see :func:`check_dr_file`."""
     return [check_dr_file(p) for p in expand_files(paths)]
+
+
+#: The Arrow types DR rows are read with on every engine: lists of double and int32, so that
+#: files storing float32 or float64, uint8 or int32 read alike. ``catalogs.spark_tables``'s
+#: ``spark_read_schema`` is the same in Spark's types (Spark widens on read, never narrows).
+DR_READ_SCHEMA = pa.schema(
+    [
+        pa.field(DRColumn.OBJECTID, pa.int64()),
+        pa.field(DRColumn.FILTERID, pa.int32()),
+        pa.field(DRColumn.FIELDID, pa.int32()),
+        pa.field(DRColumn.RCID, pa.int32()),
+        pa.field(DRColumn.RA, pa.float64()),
+        pa.field(DRColumn.DEC, pa.float64()),
+        pa.field(DRColumn.HMJD, pa.list_(pa.float64())),
+        pa.field(DRColumn.MAG, pa.list_(pa.float64())),
+        pa.field(DRColumn.MAGERR, pa.list_(pa.float64())),
+        pa.field(DRColumn.CATFLAGS, pa.list_(pa.int32())),
+    ]
+)
+
+
+def source_file_uri(path: str) -> str:
+    """A local path as Spark's ``_metadata.file_path`` spells it (``file:/abs/path``)."""
+    if "://" in path or path.startswith("file:"):
+        return path
+    return "file:" + str(Path(path).resolve())
+
+
+def read_dr_rows(path: str) -> pa.Table:
+    """Every row of a checked DR file in :data:`DR_READ_SCHEMA`, with source_file and source_row.
+
+    Columns absent from the file (fieldid, rcid) come as nulls, as Spark reads them.
+    """
+    from catalogs.schema import SOURCE_FILE, SOURCE_ROW
+
+    fs, fs_path = filesystem(path)
+    with fs.open_input_file(fs_path) as f:
+        pf = pq.ParquetFile(f)
+        names = [n for n in DR_READ_SCHEMA.names if n in pf.schema_arrow.names]
+        table = pf.read(columns=names)
+    n = table.num_rows
+    columns = {
+        field.name: (
+            table.column(field.name).cast(field.type)
+            if field.name in names
+            else pa.nulls(n, field.type)
+        )
+        for field in DR_READ_SCHEMA
+    }
+    columns[SOURCE_FILE] = pa.array([source_file_uri(path)] * n, pa.string())
+    columns[SOURCE_ROW] = pa.array(range(n), pa.int64())
+    return pa.table(columns)

@@ -22,6 +22,8 @@ _EPOCH_FIELDS = (DRColumn.HMJD, DRColumn.MAG, DRColumn.MAGERR, DRColumn.CATFLAGS
 def _lists_of(nested: pa.Array, path: str) -> dict[str, pa.Array]:
     if isinstance(nested, pa.ChunkedArray):
         nested = nested.combine_chunks()
+    if pa.types.is_large_list(nested.type):  # nested-pandas hands list of structs as large_list
+        nested = nested.cast(pa.list_(nested.type.value_type))
     if pa.types.is_struct(nested.type):  # struct of lists
         names = [nested.type.field(i).name for i in range(nested.type.num_fields)]
         get = {name: nested.field(name) for name in names}

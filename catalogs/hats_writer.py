@@ -1,4 +1,4 @@
-"""Write HATS catalogs (as hats-import 0.11 does) from Spark tasks (catalogs/spark_tables.py).
+"""Write HATS catalogs (as hats-import 0.11 does) from engine tasks (Spark, Dask adapters).
 
 Layout under the catalog's base directory ``BASE``::
 
@@ -16,10 +16,10 @@ A margin catalog (``dataproduct_type=margin``) has the same layout: its file for
 the rows of other tiles lying within the margin of (K, N). `write_collection_properties` ties a
 catalog and its margins into a HATS collection that ``lsdb.open_catalog`` loads together.
 
-Spark's Python workers import this module to run the write tasks. hats takes seconds to import
-and the tasks need none of it, so hats (and astropy) are imported inside the driver-side
-functions only; the few path names the tasks use are spelled here and pinned to hats' own
-constants by the tests.
+Engine tasks (Spark's Python workers, Dask's workers) import this module to run the write tasks.
+hats takes seconds to import and the tasks need none of it, so hats (and astropy) are imported
+inside the driver-side functions only; the few path names the tasks use are spelled here and
+pinned to hats' own constants by the tests.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ DEFAULT_SKYMAP_ORDER = 8
 ROW_GROUP_MAX_ROWS = 1_048_576
 #: ... or this many bytes of Arrow data, whichever comes first.
 ROW_GROUP_MAX_BYTES = 128 * 1024 * 1024
-#: Name of the helper column holding a row's tile index inside the Spark plan (never written).
+#: Name of the helper column holding a row's tile index inside an engine's plan (never written).
 TILE_COLUMN = "_hats_tile"
 #: Threads reading file footers on the driver.
 _FOOTER_THREADS = 16
@@ -168,6 +168,113 @@ class _TileFileWriter:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+
+
+# --- per-partition steps of a tile write, engine-free (the Spark and Dask adapters call them) ---
+def with_tile_index(batch: pa.RecordBatch, tiles: Tiles) -> pa.RecordBatch:
+    """``batch`` with each row's tile index (int64) appended as ``TILE_COLUMN``.
+
+    Raises
+    ------
+    ValueError
+        If a row lies in no tile.
+    """
+    hp29 = _healpix_values(batch)
+    index = tiles.tile_index(hp29)
+    if np.any(index < 0):
+        raise ValueError(
+            f"{int(np.sum(index < 0))} rows lie in no tile, e.g. "
+            f"{HEALPIX_COLUMN}={int(hp29[index < 0][0])}"
+        )
+    return _append_tile(batch, index)
+
+
+def with_margin_tiles(batch: pa.RecordBatch, tiles: Tiles, margin_arcsec: float) -> pa.RecordBatch:
+    """Each row of ``batch`` once per other tile within ``margin_arcsec``, with that tile."""
+    rows, margin_tiles = tiles.margin_tile_indices(_healpix_values(batch), margin_arcsec)
+    return _append_tile(batch.take(pa.array(rows, pa.int64())), margin_tiles)
+
+
+def _append_tile(batch: pa.RecordBatch, index: npt.NDArray[np.int64]) -> pa.RecordBatch:
+    field = pa.field(TILE_COLUMN, pa.int64(), nullable=False)
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, pa.array(index, pa.int64())],
+        schema=batch.schema.append(field),
+    )
+
+
+def tile_sort_columns(columns: Sequence[str]) -> list[str]:
+    """The order rows are written in: tile, `_healpix_29`, then objectid where there is one.
+
+    Breaking ties by objectid makes reruns (and engines) byte-identical.
+    """
+    return [TILE_COLUMN, HEALPIX_COLUMN] + [c for c in ("objectid",) if c in columns]
+
+
+def write_tile_files(
+    batches: Iterable[pa.RecordBatch],
+    base: str,
+    tiles: Tiles,
+    skymap_order: int,
+    write_kwargs: dict,
+) -> Iterable[pa.RecordBatch]:
+    """Write batches sorted by :func:`tile_sort_columns` into their tiles' files.
+
+    Yields one row per file: (order, pixel, nrows) and its sparse histogram at ``skymap_order``
+    (``skymap_pixels``, ``skymap_counts``). ``write_kwargs`` (Parquet settings) come from the
+    driver, so tasks never import hats.
+    """
+    shift = np.int64(2 * (HEALPIX_ORDER - skymap_order))
+    fs, root = _filesystem(base)
+    writer: _TileFileWriter | None = None
+    current = -1
+    counted: list[npt.NDArray[np.int64]] = []
+
+    def finish() -> pa.RecordBatch:
+        writer.close()
+        cells, counts = np.unique(np.concatenate(counted), return_counts=True)
+        order, pixel = tiles.order_pixel(current)
+        return pa.RecordBatch.from_pydict(
+            {
+                "order": pa.array([order], pa.int32()),
+                "pixel": pa.array([pixel], pa.int64()),
+                "nrows": pa.array([writer.n_rows], pa.int64()),
+                "skymap_pixels": pa.array([cells], pa.list_(pa.int64())),
+                "skymap_counts": pa.array([counts.astype(np.int64)], pa.list_(pa.int64())),
+            }
+        )
+
+    for batch in batches:
+        tile = batch.column(TILE_COLUMN).to_numpy(zero_copy_only=False)
+        data = batch.drop_columns([TILE_COLUMN])
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(tile)) + 1, [tile.size]])
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            if tile[start] != current:
+                if writer is not None:
+                    yield finish()
+                current = int(tile[start])
+                order, pixel = tiles.order_pixel(current)
+                writer = _TileFileWriter(fs, root, order, pixel, data.schema, write_kwargs)
+                counted = []
+            part = data.slice(start, stop - start)
+            writer.write(part)
+            hp29 = part.column(HEALPIX_COLUMN).to_numpy()
+            counted.append(hp29 >> shift)
+    if writer is not None:
+        yield finish()
+
+
+def merge_written_tiles(
+    rows: Iterable[dict], skymap_order: int
+) -> tuple[list[WrittenTile], npt.NDArray[np.int64]]:
+    """The files :func:`write_tile_files` wrote, from its rows as dicts, and the summed skymap."""
+    skymap = np.zeros(n_pixels(skymap_order), dtype=np.int64)
+    written = []
+    for row in rows:
+        pixels = np.asarray(row["skymap_pixels"], dtype=np.int64)
+        np.add.at(skymap, pixels, np.asarray(row["skymap_counts"], dtype=np.int64))
+        written.append((row["order"], row["pixel"], row["nrows"]))
+    return written, skymap
 
 
 def _read_footers(

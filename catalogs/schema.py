@@ -252,6 +252,7 @@ class Property(StrEnum):
     RADIUS_ARCSEC = "varsky_radius_arcsec"
     BAND_MAP = "varsky_band_map"  # JSON
     CASCADE = "varsky_cascade"  # classify --cascade: what the first stage did
+    ENGINE = "varsky_engine"  # classify: spark or dask
 
 
 # --- Kinds of light-curve input (catalogs.input_files, udfs.pipeline) ---

@@ -9,7 +9,7 @@ the DataFrame plans around them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -24,14 +24,16 @@ from catalogs.hats_writer import (
     WrittenTile,
     _check_empty_output,
     _check_schema,
-    _filesystem,
-    _healpix_values,
     _sorted_tiles,
-    _TileFileWriter,
     _write_kwargs,
+    merge_written_tiles,
+    tile_sort_columns,
+    with_margin_tiles,
+    with_tile_index,
     write_catalog_metadata,
+    write_tile_files,
 )
-from catalogs.schema import HEALPIX_COLUMN, HEALPIX_ORDER, DRColumn
+from catalogs.schema import HEALPIX_COLUMN, DRColumn
 
 
 # --- Reading DR light-curve files ---
@@ -79,98 +81,6 @@ _RESULT_DDL = (
 )
 
 
-def _tile_adder(tiles: Tiles) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Return the mapInArrow function appending each row's tile index (int64) as TILE_COLUMN."""
-
-    def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            hp29 = _healpix_values(batch)
-            index = tiles.tile_index(hp29)
-            if np.any(index < 0):
-                raise ValueError(
-                    f"{int(np.sum(index < 0))} rows lie in no tile, e.g. "
-                    f"{HEALPIX_COLUMN}={int(hp29[index < 0][0])}"
-                )
-            yield _append_tile(batch, index)
-
-    return add_tile
-
-
-def _margin_adder(
-    tiles: Tiles, margin_arcsec: float
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Return the mapInArrow function emitting each row once per other tile within the margin."""
-
-    def add_margin_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            hp29 = _healpix_values(batch)
-            rows, margin_tiles = tiles.margin_tile_indices(hp29, margin_arcsec)
-            if rows.size:
-                yield _append_tile(batch.take(pa.array(rows)), margin_tiles)
-
-    return add_margin_tiles
-
-
-def _append_tile(batch: pa.RecordBatch, index: npt.NDArray[np.int64]) -> pa.RecordBatch:
-    field = pa.field(TILE_COLUMN, pa.int64(), nullable=False)
-    return pa.RecordBatch.from_arrays(
-        [*batch.columns, pa.array(index, pa.int64())],
-        schema=batch.schema.append(field),
-    )
-
-
-def _tile_writer(
-    base: str, tiles: Tiles, skymap_order: int, write_kwargs: dict
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Return the mapInArrow function writing the batches of a partition sorted by (tile, hp29).
-
-    Yields one row per file: (order, pixel, nrows) and its sparse histogram at skymap_order.
-    ``write_kwargs`` (Parquet settings) come from the driver, so tasks never import hats.
-    """
-    shift = np.int64(2 * (HEALPIX_ORDER - skymap_order))
-
-    def write_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        fs, root = _filesystem(base)
-        writer: _TileFileWriter | None = None
-        current = -1
-        counted: list[npt.NDArray[np.int64]] = []
-
-        def finish() -> pa.RecordBatch:
-            writer.close()
-            cells, counts = np.unique(np.concatenate(counted), return_counts=True)
-            order, pixel = tiles.order_pixel(current)
-            return pa.RecordBatch.from_pydict(
-                {
-                    "order": pa.array([order], pa.int32()),
-                    "pixel": pa.array([pixel], pa.int64()),
-                    "nrows": pa.array([writer.n_rows], pa.int64()),
-                    "skymap_pixels": pa.array([cells], pa.list_(pa.int64())),
-                    "skymap_counts": pa.array([counts.astype(np.int64)], pa.list_(pa.int64())),
-                }
-            )
-
-        for batch in batches:
-            tile = batch.column(TILE_COLUMN).to_numpy(zero_copy_only=False)
-            data = batch.drop_columns([TILE_COLUMN])
-            bounds = np.concatenate([[0], np.flatnonzero(np.diff(tile)) + 1, [tile.size]])
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-                if tile[start] != current:
-                    if writer is not None:
-                        yield finish()
-                    current = int(tile[start])
-                    order, pixel = tiles.order_pixel(current)
-                    writer = _TileFileWriter(fs, root, order, pixel, data.schema, write_kwargs)
-                    counted = []
-                part = data.slice(start, stop - start)
-                writer.write(part)
-                hp29 = part.column(HEALPIX_COLUMN).to_numpy()
-                counted.append(hp29 >> shift)
-        if writer is not None:
-            yield finish()
-
-    return write_tiles
-
-
 def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions):
     """Shuffle rows by tile, sort each partition, write files in the tasks; collect results."""
     from pyspark.sql import functions as F
@@ -183,18 +93,17 @@ def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int,
     if n_partitions is None:
         shuffle = int(df_with_tile.sparkSession.conf.get("spark.sql.shuffle.partitions"))
         n_partitions = max(1, min(len(tiles), shuffle))
-    # Ties in `_healpix_29` are broken by objectid where there is one: byte-identical reruns.
-    order = [TILE_COLUMN, HEALPIX_COLUMN] + [c for c in ("objectid",) if c in df_with_tile.columns]
+
+    def write_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from write_tile_files(batches, base, tiles, skymap_order, write_kwargs)
+
     written = (
         df_with_tile.repartition(n_partitions, F.col(TILE_COLUMN))
-        .sortWithinPartitions(*order)
-        .mapInArrow(_tile_writer(base, tiles, skymap_order, write_kwargs), _RESULT_DDL)
+        .sortWithinPartitions(*tile_sort_columns(df_with_tile.columns))
+        .mapInArrow(write_tiles, _RESULT_DDL)
         .collect()
     )
-    skymap = np.zeros(n_pixels(skymap_order), dtype=np.int64)
-    for row in written:
-        np.add.at(skymap, np.asarray(row.skymap_pixels, dtype=np.int64), row.skymap_counts)
-    return [(row.order, row.pixel, row.nrows) for row in written], skymap
+    return merge_written_tiles([r.asDict() for r in written], skymap_order)
 
 
 def spark_tiles(df, order: int, max_rows: int) -> Tiles:
@@ -294,7 +203,12 @@ def write_hats_spark(
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
     base = _spark_base(base)
     _check_empty_output(base)
-    with_tile = df.mapInArrow(_tile_adder(tiles), _schema_with_tile(df))
+
+    def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield with_tile_index(batch, tiles)
+
+    with_tile = df.mapInArrow(add_tile, _schema_with_tile(df))
     written, skymap = _write_spark_tiles(with_tile, base, tiles, skymap_order, n_partitions)
     written = _sorted_tiles(written)
     write_catalog_metadata(
@@ -332,10 +246,14 @@ def write_margin_spark(
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
     base = _spark_base(base)
     _check_empty_output(base)
-    with_tile = df.mapInArrow(
-        _margin_adder(tiles, margin_arcsec),
-        _schema_with_tile(df),
-    )
+
+    def add_margin_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            rows = with_margin_tiles(batch, tiles, margin_arcsec)
+            if rows.num_rows:
+                yield rows
+
+    with_tile = df.mapInArrow(add_margin_tiles, _schema_with_tile(df))
     written, _ = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
     if not written:
         raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")

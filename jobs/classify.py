@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from catalogs.dr_lightcurves import DRFile, check_dr_files
 from catalogs.input_files import is_hats_catalog, light_curve_inputs
 from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
-from catalogs.provenance import VARSKY_VERSION, file_sha256
+from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import (
     BAND,
     CARRIED_COLUMNS,
@@ -52,8 +52,8 @@ from catalogs.schema import (
     Property,
 )
 from catalogs.spark_tables import read_dr_dataframe
+from udfs.classifier import DEFAULT_MODEL_DIR
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "varsky_dmdt_cnn"
 DEFAULT_ROWS_PER_PARTITION = 5000
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_CATALOG_NAME = "varsky_classification"
@@ -85,6 +85,8 @@ class ClassifyConfig:
     overwrite: bool = False
     master: str | None = None
     catalog_name: str = DEFAULT_CATALOG_NAME
+    engine: str = "spark"
+    scheduler: str | None = None
     max_rows_per_pixel: int = DEFAULT_MAX_ROWS_PER_PIXEL
     margin_arcsec: float = DEFAULT_MARGIN_ARCSEC
     bad_exposure_fraction: float = DEFAULT_BAD_EXPOSURE_FRACTION
@@ -112,6 +114,7 @@ class ClassifyConfig:
             "cascade": self.cascade,
             "batch_size": self.batch_size,
             "catalog_name": self.catalog_name,
+            "engine": self.engine,
             "max_rows_per_pixel": self.max_rows_per_pixel,
             "margin_arcsec": self.margin_arcsec,
             "bad_exposure_fraction": self.bad_exposure_fraction,
@@ -281,8 +284,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
+        "--engine", choices=("spark", "dask"), default="spark",
+        help="run on Spark (default) or on Dask; both write the same catalog (README)",
+    )  # fmt: skip
+    parser.add_argument(
         "--master", help="Spark master when run in-process (default local[*]; "
         "ignored under spark-submit)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="with --engine dask: an existing scheduler, e.g. tcp://host:8786 (default: a local "
+        "cluster of one single-threaded worker per core)",
     )  # fmt: skip
 
 
@@ -298,6 +310,12 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         raise ValueError(f"--margin-arcsec must be positive, got {args.margin_arcsec}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.catalog_name):
         raise ValueError(f"--catalog-name {args.catalog_name!r}: use letters, digits, _ . -")
+    engine = getattr(args, "engine", "spark")
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler and engine != "dask":
+        raise ValueError("--scheduler is for --engine dask; Spark takes --master")
+    if getattr(args, "master", None) and engine == "dask":
+        raise ValueError("--master is for --engine spark; Dask takes --scheduler")
     output = args.output.rstrip("/")
     return ClassifyConfig(
         inputs=tuple(args.input),
@@ -312,6 +330,8 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         overwrite=args.overwrite,
         master=args.master,
         catalog_name=args.catalog_name,
+        engine=engine,
+        scheduler=scheduler,
         max_rows_per_pixel=args.max_rows_per_pixel,
         margin_arcsec=args.margin_arcsec,
         bad_exposure_fraction=args.bad_exposure_fraction,
@@ -321,26 +341,18 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
 
 def model_ref(spark, model_dir: str, grid: str | None):
     """Register the model file with Spark (unless spark-submit shipped it) and describe it."""
-    from udfs.classifier import MODEL_CARD_FILE, MODEL_FILE, ModelCard
+    from udfs.classifier import MODEL_CARD_FILE, MODEL_FILE, checked_model
     from udfs.spark_inference import ModelRef
 
-    model_path = Path(model_dir) / MODEL_FILE
+    model_path, card, sha256 = checked_model(model_dir, grid)
     card_path = Path(model_dir) / MODEL_CARD_FILE
-    for required in (model_path, card_path):
-        if not required.is_file():
-            raise FileNotFoundError(f"model directory {model_dir}: {required.name} is missing")
-    card = ModelCard.read(model_dir)
-    if grid is not None and grid != card.grid.name:
-        raise ValueError(
-            f"--grid {grid}: the model in {model_dir} was trained on grid {card.grid.name!r}"
-        )
     shipped = spark.sparkContext.getConf().get("spark.files", "")
     if MODEL_FILE not in {Path(p).name for p in shipped.split(",") if p}:
         spark.sparkContext.addFile(str(model_path.resolve()))
     return ModelRef(
         driver_path=str(model_path.resolve()),
         file_name=MODEL_FILE,
-        sha256=file_sha256(model_path),
+        sha256=sha256,
         card_json=card_path.read_text(),
     ), card
 
@@ -457,6 +469,7 @@ def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, 
         Property.INPUTS: ",".join(str(Path(p).resolve()) for p in config.inputs),
         Property.PROCESSING_TIME: when.isoformat(),
         Property.JOB_ARGUMENTS: json.dumps(config.job_arguments(), sort_keys=True),
+        Property.ENGINE: config.engine,
     } | ({Property.CASCADE: cascade_of(config).describe()} if config.cascade else {})
 
 
@@ -682,6 +695,10 @@ def run(args: argparse.Namespace) -> int:
     from jobs.session import run_spark_job
 
     config = config_from_args(args)
+    if config.engine == "dask":
+        from jobs.classify_dask import run_dask_job
+
+        return run_dask_job(config)
     return run_spark_job(
         "varsky classify", config.master, lambda spark: run_classify(spark, config)
     )

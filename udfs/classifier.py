@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 #: Files of a model directory.
 MODEL_FILE = "model.keras"
 MODEL_CARD_FILE = "model_card.json"
+#: The shipped model.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "varsky_dmdt_cnn"
 #: The image normalisation the model takes (see :func:`udfs.dmdt.normalize_counts`).
 MODEL_NORM = "mahabal"
 #: Name of the CNN architecture built by :func:`build_model`.
@@ -633,3 +635,28 @@ class Classifier:
             data = batch if len(batch) > 1 else batch[self._input_names[0]]
             out[lo : lo + n] = np.asarray(self._model.predict_on_batch(data))[:n]
         return out
+
+
+def checked_model(model_dir: str | Path, grid: str | None = None):
+    """The model file, its card and its sha256; the card's grid must be ``grid`` when given.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the model file or the card is missing.
+    ValueError
+        If ``grid`` is not the model's grid.
+    """
+    from catalogs.provenance import file_sha256
+
+    model_path = Path(model_dir) / MODEL_FILE
+    card_path = Path(model_dir) / MODEL_CARD_FILE
+    for required in (model_path, card_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"model directory {model_dir}: {required.name} is missing")
+    card = ModelCard.read(model_dir)
+    if grid is not None and grid != card.grid.name:
+        raise ValueError(
+            f"--grid {grid}: the model in {model_dir} was trained on grid {card.grid.name!r}"
+        )
+    return model_path, card, file_sha256(model_path)
