@@ -60,6 +60,14 @@ def expand_files(paths, suffixes: tuple[str, ...] = PARQUET_SUFFIXES) -> list[st
             raise InputError(path, f"directory holds no {kinds} file (*{suffixes[0]})")
         prefix = path[: path.index("://") + 3] if "://" in path else ""
         files.extend(prefix + f if prefix and not f.startswith(prefix) else f for f in found)
+    seen: dict[str, str] = {}
+    for f in files:
+        key = f if "://" in f else str(Path(f).resolve())
+        if key in seen:
+            raise InputError(
+                f, f"input file given twice (also as {seen[key]}); give each file once"
+            )
+        seen[key] = f
     return files
 
 

@@ -43,3 +43,37 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
         shutil.rmtree(target)
+
+
+#: Suffix of the folder a job writes into before it renames it to the output's name.
+STAGING_SUFFIX = ".varsky-partial"
+
+
+def staging_path(path: str) -> str:
+    """Where a job writes ``path`` until it is complete (local paths; others are written in place).
+
+    A run that dies leaves only this folder (and any previous output untouched), so a partial
+    output never looks complete to lsdb or hats under the output's name.
+    """
+    return path + STAGING_SUFFIX if is_local_path(path) else path
+
+
+def check_output_dir(path: str, overwrite: bool) -> None:
+    """Refuse an existing output unless ``overwrite``; clear a staging folder a dead run left."""
+    if not is_local_path(path):
+        return
+    if local_path(path).exists() and not overwrite:
+        raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
+    staging = local_path(staging_path(path))
+    if staging.exists():
+        shutil.rmtree(staging)
+
+
+def publish_output(staging: str, path: str) -> None:
+    """Replace ``path`` by the finished ``staging`` folder (a rename on local file systems)."""
+    if staging == path or not is_local_path(path):
+        return
+    target = local_path(path)
+    if target.exists():
+        shutil.rmtree(target)
+    local_path(staging).rename(target)

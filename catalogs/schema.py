@@ -82,7 +82,9 @@ BAND = "band"  # image channel of an epoch: 0 g, 1 r, 2 i
 REJECT_REASON = "reject_reason"
 N_GOOD = "n_good"  # good epochs, all bands
 N_FLAGGED = "n_epochs_flagged"  # epochs cut by catflags != 0
-N_NONFINITE = "n_epochs_nonfinite"  # epochs cut for a non-finite time, mag or magerr
+N_NONFINITE = "n_epochs_nonfinite"  # epochs cut: non-finite time, mag or magerr, or magerr <= 0
+N_DUPLICATE = "n_epochs_duplicate"  # epochs that repeat an earlier one exactly (time, mag, magerr)
+N_THINNED = "n_epochs_thinned"  # good epochs left out of light curves longer than the cap
 
 
 def n_good_column(band: str) -> str:
@@ -118,6 +120,7 @@ class RejectReason:
     BAD_COORDINATES = "bad_coordinates"
     BAD_FILTERID = "unknown_filterid"
     NULL_OBJECTID = "null_objectid"
+    DUPLICATE_OBJECTID = "duplicate_objectid"  # the objectid came earlier (file, row) already
 
 
 #: Light curve after quality cuts, as a struct of lists (the nested layout lsdb loads lazily).

@@ -21,7 +21,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +29,12 @@ import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import DRFile, check_dr_files
 from catalogs.input_files import is_hats_catalog, light_curve_inputs
-from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
+from catalogs.parquet_output import (
+    check_output_dir,
+    publish_output,
+    remove_spark_sidecar_files,
+    staging_path,
+)
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import (
     BAND,
@@ -39,9 +44,11 @@ from catalogs.schema import (
     DEFAULT_MIN_EPOCHS,
     HEALPIX_COLUMN,
     LIGHTCURVE,
+    N_DUPLICATE,
     N_FLAGGED,
     N_GOOD,
     N_NONFINITE,
+    N_THINNED,
     PREDICTED_CLASS,
     RA,
     REJECT_REASON,
@@ -53,6 +60,7 @@ from catalogs.schema import (
 )
 from catalogs.spark_tables import read_dr_dataframe
 from udfs.classifier import DEFAULT_MODEL_DIR
+from udfs.lightcurve_cuts import MAX_EPOCHS
 
 DEFAULT_ROWS_PER_PARTITION = 5000
 DEFAULT_BATCH_SIZE = 256
@@ -97,6 +105,10 @@ class ClassifyConfig:
         """The classification catalog inside the output collection."""
         return f"{self.output}/{self.catalog_name}"
 
+    def staged(self) -> ClassifyConfig:
+        """The configuration with its outputs written into their staging folders."""
+        return replace(self, output=staging_path(self.output), rejects=staging_path(self.rejects))
+
     @property
     def margin_name(self) -> str:
         """Name (and directory) of the margin cache."""
@@ -135,6 +147,8 @@ class ClassifySummary:
     epochs_used: int = 0
     epochs_flagged: int = 0
     epochs_nonfinite: int = 0
+    epochs_duplicate: int = 0
+    epochs_thinned: int = 0
     class_counts: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     task_s: dict[str, float] = field(default_factory=dict)
@@ -171,7 +185,9 @@ class ClassifySummary:
         lines.append(
             f"  epochs      {self.epochs_in:,} read = {self.epochs_good:,} good "
             f"+ {self.epochs_flagged:,} cut by catflags != 0 "
-            f"+ {self.epochs_nonfinite:,} cut as non-finite; "
+            f"+ {self.epochs_nonfinite:,} invalid (non-finite, or magerr <= 0) "
+            f"+ {self.epochs_duplicate:,} exact repeats + {self.epochs_thinned:,} thinned "
+            f"(light curves over {MAX_EPOCHS:,}); "
             f"{self.epochs_used:,} good epochs in classified objects"
         )
         if self.bad_exposure_note:
@@ -406,6 +422,58 @@ def lightcurve_reader(inputs: list[str]):
     return files, read_cut, resolved.catalog_of_file
 
 
+#: Most rows that may repeat another row's objectid before the job stops (they are collected).
+MAX_REPEATED_ROWS = 1_000_000
+
+
+def without_repeated_objects(cut):
+    """``cut`` persisted, with kept rows that repeat an earlier row's objectid rejected.
+
+    An objectid kept in more than one row (the same light curves in two files) keeps its first
+    (source_file, source_row); the others get reject reason ``duplicate_objectid``
+    (:func:`udfs.lightcurve_cuts.reject_repeated_objects`).
+    """
+    import numpy as np
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from udfs.lightcurve_cuts import reject_repeated_objects, repeated_objects
+
+    # On disk, not in the heap: a 2 GB driver then classifies 10^6 light curves, where cached
+    # in memory the first aggregation ran out of it (bench/scale.py --driver-memory 2g).
+    cut = cut.persist(StorageLevel.DISK_ONLY)
+    rows = (
+        cut.where(F.col(REJECT_REASON).isNull())
+        .select(DRColumn.OBJECTID, SOURCE_FILE, SOURCE_ROW)
+        .withColumn("n", F.count(F.lit(1)).over(Window.partitionBy(DRColumn.OBJECTID)))
+        .where(F.col("n") > 1)
+        .limit(MAX_REPEATED_ROWS + 1)
+        .collect()
+    )
+    if not rows:
+        return cut
+    if len(rows) > MAX_REPEATED_ROWS:
+        raise ValueError(
+            f"more than {MAX_REPEATED_ROWS:,} rows repeat the objectid of another row: is an input "
+            "given twice under two names?"
+        )
+    first_of = repeated_objects(
+        np.array([r[0] for r in rows], np.int64),
+        np.array([r[1] for r in rows], object),
+        np.array([r[2] for r in rows], np.int64),
+    )
+
+    def reject(batches):
+        for batch in batches:
+            yield reject_repeated_objects(batch, first_of)
+
+    marked = cut.mapInArrow(reject, cut.schema).persist(StorageLevel.DISK_ONLY)
+    marked.count()
+    cut.unpersist()
+    return marked
+
+
 def sky_ranges(df, n_partitions: int):
     """``df`` in ``n_partitions`` ranges of ``_healpix_29`` (then objectid), each sorted.
 
@@ -567,16 +635,17 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     t = time.perf_counter()
     files, read_cut, catalog_of_file = lightcurve_reader(list(config.inputs))
     ref, card = model_ref(spark, config.model_dir, config.grid)
-    prepare_output_dir(config.output, config.overwrite)
-    prepare_output_dir(config.rejects, config.overwrite)
+    final, config = config, config.staged()
+    for path in (final.output, final.rejects):
+        check_output_dir(path, final.overwrite)
     summary = ClassifySummary(
-        files=files, output=config.output, rejects=config.rejects, model_sha256=ref.sha256
+        files=files, output=final.output, rejects=final.rejects, model_sha256=ref.sha256
     )
     stage_s["check inputs"] = time.perf_counter() - t
     log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
 
     t = time.perf_counter()
-    cut = read_cut(spark, config.min_epochs).persist(StorageLevel.MEMORY_AND_DISK)
+    cut = without_repeated_objects(read_cut(spark, config.min_epochs))
     counts = (
         cut.groupBy(REJECT_REASON)
         .agg(
@@ -585,6 +654,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
             F.sum(N_GOOD).alias("good"),
             F.sum(N_FLAGGED).alias("flagged"),
             F.sum(N_NONFINITE).alias("nonfinite"),
+            F.sum(N_DUPLICATE).alias("duplicate"),
+            F.sum(N_THINNED).alias("thinned"),
         )
         .collect()
     )
@@ -593,6 +664,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         summary.epochs_in += row["epochs_in"] or 0
         summary.epochs_flagged += row["flagged"] or 0
         summary.epochs_nonfinite += row["nonfinite"] or 0
+        summary.epochs_duplicate += row["duplicate"] or 0
+        summary.epochs_thinned += row["thinned"] or 0
         summary.epochs_good += row["good"] or 0
         if row[REJECT_REASON] is None:
             summary.epochs_used += row["good"] or 0
@@ -649,7 +722,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         acc,
         provenance,
         cascade_of(config),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    ).persist(StorageLevel.DISK_ONLY)
     counts = classified.groupBy(PREDICTED_CLASS).count().collect()
     summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
     summary.epochs_bad_exposure = removed.value
@@ -667,7 +740,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
         summary.settled = int(acc["settled"].value)
 
     t = time.perf_counter()
-    properties = catalog_properties(config, card, ref.sha256, catalog_of_file, when)
+    properties = catalog_properties(final, card, ref.sha256, catalog_of_file, when)
     summary.tiles, summary.margin_rows = write_classification_collection(
         classified, config, properties
     )
@@ -687,6 +760,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
             f"rows in ({summary.rows_in}) != rows out ({summary.rows_out}) + rows rejected "
             f"({summary.rows_rejected}): a bug in varsky, please report it"
         )
+    publish_output(config.rejects, final.rejects)
+    publish_output(config.output, final.output)
     return summary
 
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import DRFile, check_dr_files, read_dr_rows, source_file_uri
 from catalogs.input_files import is_hats_catalog, light_curve_inputs
-from catalogs.parquet_output import prepare_output_dir
+from catalogs.parquet_output import check_output_dir, publish_output
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import (
     BAND,
@@ -35,19 +35,23 @@ from catalogs.schema import (
     CLASSIFICATION_SCHEMA_VERSION,
     DEC,
     LIGHTCURVE,
+    N_DUPLICATE,
     N_FLAGGED,
     N_GOOD,
     N_NONFINITE,
+    N_THINNED,
     PREDICTED_CLASS,
     RA,
     REJECT_REASON,
     SOURCE_FILE,
     SOURCE_ROW,
+    DRColumn,
     InputKind,
     Property,
 )
 from jobs.classify import (
     HISTOGRAM_ORDER,
+    MAX_REPEATED_ROWS,
     ClassifyConfig,
     ClassifySummary,
     cascade_of,
@@ -79,7 +83,8 @@ def read_cut(path: str, kind: str, min_epochs: int) -> pa.Table:
 
 def cut_counts(cut: pa.Table) -> list[dict]:
     """Rows and epochs of a cut table by reject reason (None for kept rows)."""
-    frame = cut.select([REJECT_REASON, "n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE]).to_pandas()
+    counted = ["n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED]
+    frame = cut.select([REJECT_REASON, *counted]).to_pandas()
     frame[REJECT_REASON] = frame[REJECT_REASON].astype(object).fillna("")
     grouped = frame.groupby(REJECT_REASON, sort=True)
     counts = grouped.sum().join(grouped.size().rename("rows"))
@@ -121,6 +126,27 @@ def without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tuple[pa.
         out.append(cut)
         removed += n
     return (pa.Table.from_batches(out, kept.schema) if out else kept), removed
+
+
+def kept_objectids(cut: pa.Table) -> np.ndarray:
+    """Objectids of the kept rows."""
+    kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
+    return kept.column(DRColumn.OBJECTID).to_numpy()
+
+
+def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
+    """(objectid, source_file, source_row) of the kept rows of these objectids."""
+    kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
+    kept = kept.filter(pc.is_in(kept.column(DRColumn.OBJECTID), pa.array(objectids)))
+    return kept.select([DRColumn.OBJECTID, SOURCE_FILE, SOURCE_ROW])
+
+
+def reject_repeats(cut: pa.Table, first_of) -> pa.Table:
+    """:func:`udfs.lightcurve_cuts.reject_repeated_objects` on a table."""
+    from udfs.lightcurve_cuts import reject_repeated_objects
+
+    batches = [reject_repeated_objects(b, first_of) for b in cut.combine_chunks().to_batches()]
+    return pa.Table.from_batches(batches, cut.schema)
 
 
 def first(pair):
@@ -177,6 +203,30 @@ def _progress(futures, what: str, log) -> None:
             log(f"  {what}: {done} of {total} partitions")
 
 
+def _without_repeated_objects(client, cut: list) -> list:
+    """The cut tables with kept rows repeating an earlier row's objectid rejected."""
+    from udfs.lightcurve_cuts import repeated_objects
+
+    ids = np.concatenate(client.gather([client.submit(kept_objectids, c) for c in cut]) or [[]])
+    unique, counts = np.unique(ids.astype(np.int64), return_counts=True)
+    repeated = unique[counts > 1]
+    if repeated.size == 0:
+        return cut
+    if counts[counts > 1].sum() > MAX_REPEATED_ROWS:
+        raise ValueError(
+            f"more than {MAX_REPEATED_ROWS:,} rows repeat the objectid of another row: is an input "
+            "given twice under two names?"
+        )
+    parts = client.gather([client.submit(rows_of_objects, c, repeated) for c in cut])
+    rows = pa.concat_tables(parts)
+    first_of = repeated_objects(
+        rows.column(DRColumn.OBJECTID).to_numpy(),
+        np.array(rows.column(SOURCE_FILE).to_pylist(), object),
+        rows.column(SOURCE_ROW).to_numpy(),
+    )
+    return [client.submit(reject_repeats, c, first_of) for c in cut]
+
+
 def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySummary:
     """Run the whole job on a ``distributed.Client``; return its summary."""
     from catalogs.dask_tables import dask_tiles, write_hats_dask, write_margin_dask
@@ -189,10 +239,11 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
     t = time.perf_counter()
     resolved, files = _inputs(config)
     model_path, card, sha256 = checked_model(config.model_dir, config.grid)
-    prepare_output_dir(config.output, config.overwrite)
-    prepare_output_dir(config.rejects, config.overwrite)
+    final, config = config, config.staged()
+    for path in (final.output, final.rejects):
+        check_output_dir(path, final.overwrite)
     summary = ClassifySummary(
-        files=files, output=config.output, rejects=config.rejects, model_sha256=sha256
+        files=files, output=final.output, rejects=final.rejects, model_sha256=sha256
     )
     card_json = (Path(config.model_dir) / "model_card.json").read_text()
     client.register_plugin(ModelPlugin(model_path.read_bytes(), sha256, card_json))
@@ -203,12 +254,15 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
     kind = str(resolved.kind)
     cut = [client.submit(read_cut, f.path, kind, config.min_epochs, pure=False) for f in files]
     _progress(cut, "read + cuts", log)
+    cut = _without_repeated_objects(client, cut)
     for rows in client.gather([client.submit(cut_counts, c) for c in cut]):
         for row in rows:
             summary.rows_in += row["rows"]
             summary.epochs_in += row["n_epochs_in"]
             summary.epochs_flagged += row[N_FLAGGED]
             summary.epochs_nonfinite += row[N_NONFINITE]
+            summary.epochs_duplicate += row[N_DUPLICATE]
+            summary.epochs_thinned += row[N_THINNED]
             summary.epochs_good += row[N_GOOD]
             reason = row[REJECT_REASON]
             if reason is None:
@@ -289,7 +343,7 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
         summary.settled = int(sum(s["settled"] for s in seconds))
 
     t = time.perf_counter()
-    properties = catalog_properties(config, card, sha256, resolved.catalog_of_file, when)
+    properties = catalog_properties(final, card, sha256, resolved.catalog_of_file, when)
     if not chunks:
         raise ValueError("no object passed the cuts: nothing to classify")
     schema = client.submit(schema_of, classified[0]).result()
@@ -329,6 +383,8 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
             f"rows in ({summary.rows_in}) != rows out ({summary.rows_out}) + rows rejected "
             f"({summary.rows_rejected}): a bug in varsky, please report it"
         )
+    publish_output(config.rejects, final.rejects)
+    publish_output(config.output, final.output)
     return summary
 
 

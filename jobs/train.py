@@ -935,7 +935,10 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     metrics = classification_metrics(labels[test], probabilities.argmax(axis=1), classes)
     seconds["total"] = time.perf_counter() - start
     card = replace(
-        card, training=replace(record, duration_s=round(seconds["total"], 1)), test_metrics=metrics
+        card,
+        training=replace(record, duration_s=round(seconds["total"], 1)),
+        test_metrics=metrics,
+        model_sha256=file_sha256(model_path),
     )
     card_path = card.write(output)
     confusion_path = output / CONFUSION_MATRIX_FILE

@@ -47,3 +47,17 @@ def sample_file() -> Path:
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     return MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A local Dask cluster like `--engine dask` starts: one single-threaded worker per core."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
+    )
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

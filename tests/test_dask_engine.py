@@ -27,19 +27,6 @@ NAME = "varsky_classification"
 WHEN = "1790000000"  # SOURCE_DATE_EPOCH: both engines stamp the same processing time
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
-    )
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def _config(inputs, out: Path, model_dir, engine: str, **kw) -> ClassifyConfig:
     return ClassifyConfig(
         inputs=tuple(str(p) for p in inputs),
@@ -64,6 +51,11 @@ def _run_both(spark, client, inputs, root: Path, model_dir, **kw):
             "dask": run_classify_dask(client, dask_config, quiet),
         }
     return runs, {"spark": spark_out, "dask": dask_out}
+
+
+def read_rows(out: Path) -> pa.Table:
+    """Every row of the classification catalog of a classify output collection."""
+    return pa.concat_tables(pq.read_table(f) for f in hats_partition_files(str(out / NAME)))
 
 
 def _data_files(out: Path) -> dict[str, bytes]:

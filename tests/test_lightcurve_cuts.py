@@ -138,3 +138,74 @@ def test_on_the_real_sample(sample_file):
     n_in = np.asarray(out.column("n_epochs_in"))
     parts = sum(np.asarray(out.column(c)) for c in ("n_good", "n_epochs_flagged"))
     np.testing.assert_array_equal(n_in, parts + np.asarray(out.column("n_epochs_nonfinite")))
+
+
+def test_non_positive_errors_count_as_invalid_and_exact_repeats_are_dropped():
+    lc = _lc(30)
+    lc["magerr"][3] = 0.0
+    lc["magerr"][4] = -0.05
+    # An exact repeat of epoch 10, and an epoch at epoch 11's time with another magnitude.
+    for name in ("hmjd", "mag", "magerr", "catflags"):
+        lc[name].append(lc[name][10])
+    lc["hmjd"].append(lc["hmjd"][11])
+    lc["mag"].append(19.5)
+    lc["magerr"].append(0.05)
+    lc["catflags"].append(0)
+    out = apply_quality_cuts(_batch([lc]), min_epochs=5).to_pylist()[0]
+    assert out["n_epochs_nonfinite"] == 2
+    assert out["n_epochs_duplicate"] == 1
+    assert out["n_good"] == 29  # 32 epochs - 2 invalid - 1 exact repeat
+    assert out["n_epochs_in"] == (
+        out["n_good"] + out["n_epochs_flagged"] + out["n_epochs_nonfinite"]
+        + out["n_epochs_duplicate"] + out["n_epochs_thinned"]
+    )  # fmt: skip
+    assert sorted(out["lightcurve"]["mag"]).count(19.5) == 1
+    assert min(out["lightcurve"]["magerr"]) > 0
+
+
+def test_light_curves_over_the_cap_are_thinned_evenly_and_counted():
+    from udfs.lightcurve_cuts import MAX_EPOCHS, thinned_epochs
+
+    n = 3 * MAX_EPOCHS + 7
+    rng = np.random.default_rng(3)
+    lc = _lc(n)
+    order = rng.permutation(n)  # unsorted input
+    lc = {k: [v[i] for i in order] for k, v in lc.items()}
+    out = apply_quality_cuts(_batch([lc, _lc(40)]), min_epochs=5).to_pylist()
+    assert out[0]["reject_reason"] is None
+    assert out[0]["n_good"] == MAX_EPOCHS == len(out[0]["lightcurve"]["hmjd"])
+    assert out[0]["n_epochs_thinned"] == n - MAX_EPOCHS
+    t = np.array(out[0]["lightcurve"]["hmjd"])
+    assert np.all(np.diff(t) > 0)
+    assert t[0] == 58000.0 and t[-1] == 58000.0 + 1.5 * (n - 1)  # both ends kept
+    assert np.ptp(np.diff(t)) <= 1.5  # evenly spaced: steps of 3 or 4 epochs
+    assert out[1]["n_good"] == 40 and out[1]["n_epochs_thinned"] == 0
+    keep = thinned_epochs(np.array([5, MAX_EPOCHS + 1]))
+    assert keep[:5].all() and keep[5:].sum() == MAX_EPOCHS
+
+
+def test_repeated_objectids_keep_the_first_file_and_row():
+    from udfs.lightcurve_cuts import reject_repeated_objects, repeated_objects
+
+    rows = [
+        {"objectid": 7, "source_file": "b.parquet", **_lc(30)},
+        {"objectid": 7, "source_file": "a.parquet", **_lc(30)},
+        {"objectid": 8, "source_file": "a.parquet", **_lc(30)},
+        {"objectid": 7, "source_file": "a.parquet", **_lc(2)},  # rejected anyway
+    ]
+    cut = apply_quality_cuts(_batch(rows), min_epochs=5)
+    kept = cut.filter(pa.compute.is_null(cut.column("reject_reason")))
+    first_of = repeated_objects(
+        kept.column("objectid").to_numpy(),
+        np.array(kept.column("source_file").to_pylist(), object),
+        kept.column("source_row").to_numpy(),
+    )
+    assert first_of == {7: ("a.parquet", 1)}
+    out = reject_repeated_objects(cut, first_of).to_pylist()
+    assert [r["reject_reason"] for r in out] == [
+        RejectReason.DUPLICATE_OBJECTID,
+        None,
+        None,
+        RejectReason.TOO_FEW_EPOCHS,
+    ]
+    assert out[0]["lightcurve"] is None and out[1]["lightcurve"] is not None

@@ -210,6 +210,9 @@ class ModelCard:
         Scores on the real validation split of each labelled set (see ``bench/real_validation.py``).
     created : str
         UTC time the card was made, ISO 8601.
+    model_sha256 : str or None
+        Hex sha256 of the model file the card describes (written by ``varsky train``); jobs
+        refuse a model file that does not match it.
     """
 
     name: str
@@ -229,6 +232,7 @@ class ModelCard:
     calibration: dict[str, Any] | None = None
     real_validation: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    model_sha256: str | None = None
 
     def __post_init__(self) -> None:
         n_dm, n_dt = len(self.dm_edges_mag) - 1, len(self.dt_edges_days) - 1
@@ -304,6 +308,7 @@ class ModelCard:
             "calibration": self.calibration,
             "real_validation": self.real_validation,
             "created": self.created,
+            "model_sha256": self.model_sha256,
         }
 
     @classmethod
@@ -338,6 +343,7 @@ class ModelCard:
             calibration=data.get("calibration"),
             real_validation=data.get("real_validation"),
             created=str(data.get("created", "")),
+            model_sha256=data.get("model_sha256"),
         )
 
     def write(self, model_dir: str | Path) -> Path:
@@ -659,4 +665,10 @@ def checked_model(model_dir: str | Path, grid: str | None = None):
         raise ValueError(
             f"--grid {grid}: the model in {model_dir} was trained on grid {card.grid.name!r}"
         )
-    return model_path, card, file_sha256(model_path)
+    sha256 = file_sha256(model_path)
+    if card.model_sha256 is not None and sha256 != card.model_sha256:
+        raise ValueError(
+            f"model directory {model_dir}: {MODEL_FILE} has sha256 {sha256[:16]}..., its card "
+            f"says {card.model_sha256[:16]}...: the file was changed or belongs to another card"
+        )
+    return model_path, card, sha256

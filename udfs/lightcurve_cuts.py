@@ -1,8 +1,14 @@
 """ZTF quality cuts on a batch of DR light-curve rows, in Arrow and numpy (no Spark).
 
-Per epoch: keep catflags == 0 (ZTF's recommendation) with finite hmjd, mag and magerr. An epoch
-with catflags != 0 counts as flagged; an unflagged epoch with a non-finite value counts as
-non-finite. Per row: the row is rejected, with one reason, when its objectid is null, its filterid
+Per epoch: keep catflags == 0 (ZTF's recommendation) with finite hmjd, mag and magerr and
+magerr > 0. An epoch with catflags != 0 counts as flagged; an unflagged epoch with a non-finite
+value or a non-positive error counts as non-finite (invalid). An epoch that repeats an earlier one
+of its light curve exactly (time, mag and magerr) counts as a duplicate and is dropped; epochs
+that share a time but not their measurements are kept (DR files store float32 times, which merge
+exposures a few minutes apart). A light curve with more than :data:`MAX_EPOCHS` good epochs keeps
+:data:`MAX_EPOCHS` of them, evenly spaced in time order; the rest count as thinned.
+
+Per row: the row is rejected, with one reason, when its objectid is null, its filterid
 is not a ZTF band, its position is not finite or outside -90..90 deg, its per-epoch lists differ in
 length, or it keeps fewer than ``min_epochs`` good epochs. Every input row comes out once, with its
 reason or none, so rows in = rows kept + rows rejected.
@@ -27,9 +33,11 @@ from catalogs.schema import (
     HEALPIX_COLUMN,
     LIGHTCURVE,
     LIGHTCURVE_STRUCT,
+    N_DUPLICATE,
     N_FLAGGED,
     N_GOOD,
     N_NONFINITE,
+    N_THINNED,
     RA,
     REJECT_REASON,
     SOURCE_FILE,
@@ -41,6 +49,9 @@ from catalogs.schema import (
 )
 
 N_EPOCHS_IN = "n_epochs_in"
+#: Most epochs a light curve keeps: its dm-dt image then costs ~5 x 10^7 pairs and its
+#: periodogram ~1.5 x 10^9 terms (about 2 s), and int32 dm-dt cell counts cannot overflow.
+MAX_EPOCHS = 10_000
 _LIST_COLUMNS = (DRColumn.HMJD, DRColumn.MAG, DRColumn.MAGERR, DRColumn.CATFLAGS)
 
 #: Arrow schema of the batches :func:`apply_quality_cuts` returns.
@@ -58,6 +69,8 @@ CUT_SCHEMA = pa.schema(
         pa.field(N_EPOCHS_IN, pa.int32()),
         pa.field(N_FLAGGED, pa.int32()),
         pa.field(N_NONFINITE, pa.int32()),
+        pa.field(N_DUPLICATE, pa.int32()),
+        pa.field(N_THINNED, pa.int32()),
         pa.field(N_GOOD, pa.int32()),
         *[pa.field(n_good_column(b), pa.int32()) for b in BAND_NAMES],
         pa.field(REJECT_REASON, pa.string()),
@@ -91,6 +104,34 @@ def _list_parts(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     else:
         flat = _numpy(pc.cast(values, pa.float64()), np.nan, np.float64)
     return flat, lengths
+
+
+def duplicate_epochs(row: np.ndarray, *values: np.ndarray) -> np.ndarray:
+    """True for each epoch equal in ``row`` and every value to an earlier epoch (the repeats)."""
+    order = np.lexsort((*values[::-1], row))
+    same = np.ones(order.size - 1 if order.size else 0, dtype=bool)
+    for v in (row, *values):
+        sorted_v = v[order]
+        same &= sorted_v[1:] == sorted_v[:-1]
+    duplicate = np.zeros(row.size, dtype=bool)
+    duplicate[order[1:][same]] = True
+    return duplicate
+
+
+def thinned_epochs(counts: np.ndarray, max_epochs: int = MAX_EPOCHS) -> np.ndarray:
+    """Mask over the epochs of rows of ``counts`` epochs each (concatenated): True for those kept.
+
+    Rows of at most ``max_epochs`` keep every epoch; longer ones keep ``max_epochs``, evenly
+    spaced (indices rounded from a linear spacing, so the first and last are always kept).
+    """
+    keep = np.ones(int(counts.sum()), dtype=bool)
+    starts = np.cumsum(counts) - counts
+    for row in np.flatnonzero(counts > max_epochs):
+        n = int(counts[row])
+        chosen = np.zeros(n, dtype=bool)
+        chosen[np.round(np.linspace(0, n - 1, max_epochs)).astype(np.int64)] = True
+        keep[starts[row] : starts[row] + n] = chosen
+    return keep
 
 
 def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch:
@@ -137,11 +178,17 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
     mag = gathered[DRColumn.MAG]
     magerr = gathered[DRColumn.MAGERR]
     flagged = gathered[DRColumn.CATFLAGS] != CATFLAGS_GOOD
-    finite = np.isfinite(t_days) & np.isfinite(mag) & np.isfinite(magerr)
-    good = ~flagged & finite
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(t_days) & np.isfinite(mag) & np.isfinite(magerr) & (magerr > 0)
+    good = ~flagged & valid
+    sel = np.flatnonzero(good)
+    duplicate = np.zeros(good.size, dtype=bool)
+    duplicate[sel] = duplicate_epochs(epoch_row[sel], t_days[sel], mag[sel], magerr[sel])
+    good &= ~duplicate
 
     n_flagged = np.bincount(epoch_row[flagged], minlength=n_rows).astype(np.int32)
-    n_nonfinite = np.bincount(epoch_row[~flagged & ~finite], minlength=n_rows).astype(np.int32)
+    n_nonfinite = np.bincount(epoch_row[~flagged & ~valid], minlength=n_rows).astype(np.int32)
+    n_duplicate = np.bincount(epoch_row[duplicate], minlength=n_rows).astype(np.int32)
     n_good = np.bincount(epoch_row[good], minlength=n_rows).astype(np.int32)
 
     reason = np.full(n_rows, None, dtype=object)
@@ -160,8 +207,13 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
     # Good epochs of kept rows, time-ordered within each row.
     take = good & kept[epoch_row]
     order = np.lexsort((t_days[take], epoch_row[take]))
-    lc_row = epoch_row[take][order]
     counts = np.where(kept, n_good, 0)
+    n_thinned = np.maximum(counts - MAX_EPOCHS, 0).astype(np.int32)
+    if n_thinned.any():
+        order = order[thinned_epochs(counts)]
+        counts = counts - n_thinned
+        n_good = (n_good - n_thinned).astype(np.int32)
+    lc_row = epoch_row[take][order]
     offsets = np.zeros(n_rows + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
     channel = (filterid[lc_row] - 1).astype(np.int8)
@@ -198,6 +250,8 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
         N_EPOCHS_IN: pa.array(lengths.astype(np.int32)),
         N_FLAGGED: pa.array(n_flagged),
         N_NONFINITE: pa.array(n_nonfinite),
+        N_DUPLICATE: pa.array(n_duplicate),
+        N_THINNED: pa.array(n_thinned),
         N_GOOD: pa.array(n_good),
         **{name: pa.array(values) for name, values in per_band.items()},
         REJECT_REASON: pa.array(reason, pa.string()),
@@ -219,11 +273,13 @@ def cut_lightcurve_catalog(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordB
     n_good = _numpy(batch.column("n_epochs"), 0, np.int32)
     reason = np.where(n_good < min_epochs, RejectReason.TOO_FEW_EPOCHS, None).astype(object)
     kept = np.equal(reason, None)
-    slim = pa.StructArray.from_arrays(
-        [lightcurve.field(f.name) for f in LIGHTCURVE_STRUCT],
-        fields=list(LIGHTCURVE_STRUCT),
-        mask=pa.array(~kept),
-    )
+    fields = [lightcurve.field(f.name) for f in LIGHTCURVE_STRUCT]
+    n_thinned = np.where(kept, np.maximum(n_good - MAX_EPOCHS, 0), 0).astype(np.int32)
+    per_band = {b: _numpy(batch.column(f"n_epochs_{b}"), 0, np.int32) for b in BAND_NAMES}
+    if n_thinned.any():
+        fields, per_band = _thinned_lists(fields, per_band)
+        n_good = (n_good - n_thinned).astype(np.int32)
+    slim = pa.StructArray.from_arrays(fields, fields=list(LIGHTCURVE_STRUCT), mask=pa.array(~kept))
     nulls = pa.nulls(n, pa.int32())
     columns = {
         DRColumn.OBJECTID: pc.cast(batch.column(DRColumn.OBJECTID), pa.int64()),
@@ -238,11 +294,82 @@ def cut_lightcurve_catalog(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordB
         N_EPOCHS_IN: pa.array(n_good),
         N_FLAGGED: pa.array(np.zeros(n, np.int32)),
         N_NONFINITE: pa.array(np.zeros(n, np.int32)),
+        N_DUPLICATE: pa.array(np.zeros(n, np.int32)),
+        N_THINNED: pa.array(n_thinned),
         N_GOOD: pa.array(n_good),
-        **{
-            n_good_column(b): pc.cast(batch.column(f"n_epochs_{b}"), pa.int32()) for b in BAND_NAMES
-        },
+        **{n_good_column(b): pa.array(v) for b, v in per_band.items()},
         REJECT_REASON: pa.array(reason, pa.string()),
         LIGHTCURVE: slim,
     }
     return pa.RecordBatch.from_arrays(list(columns.values()), schema=CUT_SCHEMA)
+
+
+def _thinned_lists(fields: list, per_band: dict) -> tuple[list, dict]:
+    """Light-curve list fields with rows over :data:`MAX_EPOCHS` thinned; per-band counts anew."""
+    lengths = _numpy(pc.list_value_length(fields[0]), 0, np.int64)
+    keep = pa.array(thinned_epochs(lengths))
+    new_lengths = np.minimum(lengths, MAX_EPOCHS)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int32))
+    thinned = [pa.ListArray.from_arrays(offsets, pc.list_flatten(f).filter(keep)) for f in fields]
+    band = pc.list_flatten(thinned[-1]).to_numpy(zero_copy_only=False)
+    row = np.repeat(np.arange(lengths.size), new_lengths)
+    counts = {
+        name: np.bincount(row[band == k], minlength=lengths.size).astype(np.int32)
+        for k, name in enumerate(per_band)
+    }
+    return thinned, counts
+
+
+def repeated_objects(
+    objectid: np.ndarray, source_file: np.ndarray, source_row: np.ndarray
+) -> dict[int, tuple[str, int]]:
+    """The first (file, row) of every objectid that occurs more than once among kept rows.
+
+    The first is the smallest (source_file, source_row); :func:`reject_repeated_objects` rejects
+    the others.
+    """
+    if objectid.size == 0:
+        return {}
+    ids, counts = np.unique(objectid, return_counts=True)
+    repeated = ids[counts > 1]
+    if repeated.size == 0:
+        return {}
+    rows = np.flatnonzero(np.isin(objectid, repeated))
+    order = rows[np.lexsort((source_row[rows], source_file[rows], objectid[rows]))]
+    first = np.r_[True, objectid[order][1:] != objectid[order][:-1]]
+    return {int(objectid[k]): (str(source_file[k]), int(source_row[k])) for k in order[first]}
+
+
+def reject_repeated_objects(
+    batch: pa.RecordBatch, first_of: dict[int, tuple[str, int]]
+) -> pa.RecordBatch:
+    """Reject kept rows whose objectid came first at another (file, row): duplicate_objectid."""
+    if not first_of or batch.num_rows == 0:
+        return batch
+    objectid = _numpy(batch.column(DRColumn.OBJECTID), -1, np.int64)
+    kept = _numpy(pc.is_null(batch.column(REJECT_REASON)), False, bool)
+    files = batch.column(SOURCE_FILE).to_pylist()
+    rows = _numpy(batch.column(SOURCE_ROW), -1, np.int64)
+    repeat = np.array(
+        [
+            bool(k) and int(o) in first_of and first_of[int(o)] != (f, int(r))
+            for k, o, f, r in zip(kept, objectid, files, rows, strict=True)
+        ],
+        dtype=bool,
+    )
+    if not repeat.any():
+        return batch
+    reason = np.array(batch.column(REJECT_REASON).to_pylist(), dtype=object)
+    reason[repeat] = RejectReason.DUPLICATE_OBJECTID
+    lightcurve = batch.column(LIGHTCURVE)
+    valid = _numpy(pc.is_valid(lightcurve), False, bool) & ~repeat
+    lightcurve = pa.StructArray.from_arrays(
+        lightcurve.flatten(), fields=list(LIGHTCURVE_STRUCT), mask=pa.array(~valid)
+    )
+    columns = [
+        pa.array(reason, pa.string()) if name == REJECT_REASON
+        else lightcurve if name == LIGHTCURVE
+        else batch.column(name)
+        for name in batch.schema.names
+    ]  # fmt: skip
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)

@@ -1,0 +1,174 @@
+"""Faults on real processes: a worker or the driver killed mid-run (SIGKILL).
+
+The catalog of a disturbed run must equal an undisturbed run's byte for byte, and a run whose
+driver dies must leave nothing that looks like a catalog under the output's name. Marked
+``cluster`` (they start clusters and take about a minute each): ``pytest -m cluster``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from standalone_cluster import StandaloneCluster
+from test_dask_engine import WHEN, _data_files, _wait_for_workers
+
+from catalogs.parquet_output import STAGING_SUFFIX
+from jobs.classify import ClassifyConfig, run_classify
+
+REPO = Path(__file__).resolve().parent.parent
+VARSKY = Path(sys.executable).parent / "varsky"
+ENV = {**os.environ, "SOURCE_DATE_EPOCH": WHEN, "PYTHONUNBUFFERED": "1"}
+
+
+class Job:
+    """A command whose output lines are collected as they come; wait for one with ``until``."""
+
+    def __init__(self, argv: list[str], **kw):
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+            start_new_session=True, **kw,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def until(self, text: str, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"exited before {text!r}:\n{''.join(self.lines)[-3000:]}")
+            assert time.monotonic() < deadline, f"no {text!r} in {timeout_s} s"
+            time.sleep(0.2)
+
+    def wait(self, timeout_s: float = 600.0) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=10)
+        return code
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(spark, sample_file, model_dir, tmp_path_factory):
+    """The DR5 sample classified locally, with a fixed processing time."""
+    out = tmp_path_factory.mktemp("undisturbed") / "classified"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", WHEN)
+        config = ClassifyConfig(
+            inputs=(str(sample_file),), output=str(out), rejects=str(out) + "_rejects",
+            model_dir=str(model_dir),
+        )  # fmt: skip
+        run_classify(spark, config, log=lambda *_: None)
+    return _data_files(out)
+
+
+def _assert_same_files(out: Path, expected: dict[str, bytes]) -> None:
+    got = _data_files(out)
+    assert sorted(got) == sorted(expected)
+    assert [p for p in got if got[p] != expected[p]] == []
+
+
+@pytest.mark.cluster
+def test_spark_worker_killed_mid_classify(undisturbed, sample_file, tmp_path):
+    out = tmp_path / "classified"
+    cluster = StandaloneCluster(tmp_path / "cluster", n_workers=2)
+    with cluster as master_url:
+        job = Job(
+            [str(REPO / "spark-submit.sh"), "--master", master_url, "--executor-memory", "1g",
+             "--conf", "spark.ui.enabled=false", "classify", "--input", str(sample_file),
+             "--output", str(out), "--rows-per-partition", "200"],
+            cwd=tmp_path,
+        )  # fmt: skip
+        job.until("rows:")  # the cuts are done; the inputs + network stage starts
+        time.sleep(4)
+        worker = cluster.procs[2]  # master, worker0, worker1
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker, its executor and Python workers
+        assert job.wait() == 0, job.text()[-5000:]
+    assert worker.poll() is not None
+    assert "classified  1,363 objects" in job.text()
+    _assert_same_files(out, undisturbed)
+
+
+@pytest.mark.cluster
+def test_dask_worker_killed_mid_classify(undisturbed, sample_file, tmp_path):
+    from distributed import Client
+
+    dask = Path(sys.executable).parent / "dask"
+    scheduler_file = tmp_path / "scheduler.json"
+
+    def start(*args):
+        return subprocess.Popen(
+            [str(dask), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+            start_new_session=True,
+        )  # fmt: skip
+
+    procs = [start("scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+                   ":0", "--scheduler-file", str(scheduler_file))]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        for _ in range(2):
+            procs.append(start("worker", "--scheduler-file", str(scheduler_file), "--nthreads",
+                               "1", "--host", "127.0.0.1", "--no-dashboard"))  # fmt: skip
+        with Client(scheduler_file=str(scheduler_file)) as client:
+            _wait_for_workers(client, 2)
+            address = client.scheduler.address
+        out = tmp_path / "classified"
+        job = Job(
+            [str(VARSKY), "classify", "--engine", "dask", "--scheduler", address, "--input",
+             str(sample_file), "--output", str(out), "--rows-per-partition", "200"],
+        )  # fmt: skip
+        job.until("inputs + network: ")  # some chunks classified, most still to go
+        os.killpg(procs[2].pid, signal.SIGKILL)  # a worker and its nanny: gone for good
+        assert job.wait() == 0, job.text()[-5000:]
+        assert "classified  1,363 objects" in job.text()
+        _assert_same_files(out, undisturbed)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.cluster
+def test_driver_killed_while_writing_leaves_no_catalog_and_a_rerun_completes(
+    undisturbed, sample_file, tmp_path
+):
+    import lsdb
+
+    out = tmp_path / "classified"
+    staging = Path(str(out) + STAGING_SUFFIX)
+    argv = [str(VARSKY), "classify", "--input", str(sample_file), "--output", str(out)]
+    job = Job(argv)
+    deadline = time.monotonic() + 300
+    while not (staging / "varsky_classification" / "dataset").exists():  # writing the tiles
+        assert job.proc.poll() is None, job.text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(job.proc.pid, signal.SIGKILL)  # the driver, its JVM and its Python workers
+    job.wait()
+    assert not out.exists()
+    with pytest.raises(Exception):  # noqa: B017 - whatever lsdb raises, it must not open
+        lsdb.open_catalog(out)
+    rerun = Job(argv)
+    assert rerun.wait() == 0, rerun.text()[-5000:]
+    assert not staging.exists()
+    _assert_same_files(out, undisturbed)
