@@ -94,8 +94,10 @@ def test_spark_worker_killed_mid_classify(undisturbed, sample_file, tmp_path):
         job.until("rows:")  # the cuts are done; the inputs + network stage starts
         time.sleep(4)
         worker = cluster.procs[2]  # master, worker0, worker1
+        assert job.proc.poll() is None
         os.killpg(worker.pid, signal.SIGKILL)  # the worker, its executor and Python workers
         assert job.wait() == 0, job.text()[-5000:]
+    assert "Lost executor" in job.text()  # the driver saw it go
     assert worker.poll() is not None
     assert "classified  1,363 objects" in job.text()
     _assert_same_files(out, undisturbed)
@@ -133,6 +135,7 @@ def test_dask_worker_killed_mid_classify(undisturbed, sample_file, tmp_path):
              str(sample_file), "--output", str(out), "--rows-per-partition", "200"],
         )  # fmt: skip
         job.until("inputs + network: ")  # some chunks classified, most still to go
+        assert job.proc.poll() is None
         os.killpg(procs[2].pid, signal.SIGKILL)  # a worker and its nanny: gone for good
         assert job.wait() == 0, job.text()[-5000:]
         assert "classified  1,363 objects" in job.text()
@@ -172,3 +175,30 @@ def test_driver_killed_while_writing_leaves_no_catalog_and_a_rerun_completes(
     assert rerun.wait() == 0, rerun.text()[-5000:]
     assert not staging.exists()
     _assert_same_files(out, undisturbed)
+
+
+@pytest.mark.cluster
+def test_spark_worker_killed_mid_ingest(sample_file, tmp_path):
+    """Ingest on a standalone cluster, once undisturbed and once losing a worker: same files."""
+    outs = {}
+    for run in ("undisturbed", "disturbed"):
+        out = tmp_path / run
+        cluster = StandaloneCluster(tmp_path / f"cluster_{run}", n_workers=2)
+        with cluster as master_url:
+            job = Job(
+                [str(REPO / "spark-submit.sh"), "--master", master_url, "--executor-memory", "1g",
+                 "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=8",
+                 "ingest", "--format", "dr-parquet", "--input", str(sample_file),
+                 "--output", str(out)],
+                cwd=tmp_path,
+            )  # fmt: skip
+            if run == "disturbed":
+                job.until("varsky ingest:")  # inputs checked; the Spark work starts
+                time.sleep(3)
+                assert job.proc.poll() is None
+                os.killpg(cluster.procs[2].pid, signal.SIGKILL)
+            assert job.wait() == 0, job.text()[-5000:]
+            assert ("Lost executor" in job.text()) == (run == "disturbed")
+        outs[run] = _data_files(out)
+    assert sorted(outs["disturbed"]) == sorted(outs["undisturbed"])
+    assert [p for p in outs["disturbed"] if outs["disturbed"][p] != outs["undisturbed"][p]] == []
