@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from irsa_layout import write_irsa_hats
 from standalone_cluster import StandaloneCluster
 
 from catalogs.errors import InputError
@@ -165,18 +166,7 @@ def test_grid_must_match_the_model(spark, sample_file, model_dir, tmp_path):
 
 def test_irsa_hats_input_gives_the_dr_files_classes(spark, sample_file, model_dir, tmp_path):
     """IRSA's DR light curves in HATS layout (written by lsdb, as IRSA's are) classify directly."""
-    import lsdb
-    import pandas as pd
-
-    t = pq.read_table(sample_file)
-    fields = ["hmjd", "mag", "magerr", "clrcoeff", "catflags"]
-    nested = pa.StructArray.from_arrays([t[c].combine_chunks() for c in fields], names=fields)
-    columns = ("objectid", "objra", "objdec", "filterid", "fieldid", "rcid", "nepochs")
-    table = pa.table({c: t[c] for c in columns} | {"lightcurve": nested})
-    lsdb.from_dataframe(
-        table.to_pandas(types_mapper=pd.ArrowDtype), ra_column="objra", dec_column="objdec",
-        catalog_name="ztf_dr5_lc", partition_rows=2000,
-    ).write_catalog(tmp_path / "irsa")  # fmt: skip
+    write_irsa_hats(sample_file, tmp_path / "irsa")
     # HATS input has no exposure keys, so the DR run goes without the exposure-level cut too.
     runs = {
         name: run_classify(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import lsdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hats.io.validation import is_valid_catalog, is_valid_collection
+from irsa_layout import write_irsa_hats
 
 from catalogs.input_files import hats_partition_files
 from jobs.classify import ClassifyConfig, run_classify
@@ -147,16 +147,7 @@ def test_lsdb_api_classifies_irsa_hats_lightcurves_lazily(
     """classify_catalog on IRSA's layout gives the engines' rows for the same HATS input."""
     from udfs.lsdb_engine import classify_catalog
 
-    t = pq.read_table(sample_file)
-    fields = ["hmjd", "mag", "magerr", "clrcoeff", "catflags"]
-    nested = pa.StructArray.from_arrays([t[c].combine_chunks() for c in fields], names=fields)
-    columns = ("objectid", "objra", "objdec", "filterid", "fieldid", "rcid", "nepochs")
-    table = pa.table({c: t[c] for c in columns} | {"lightcurve": nested})
-    lsdb.from_dataframe(
-        table.to_pandas(types_mapper=pd.ArrowDtype), ra_column="objra", dec_column="objdec",
-        catalog_name="ztf_dr5_lc", partition_rows=2000,
-    ).write_catalog(tmp_path / "irsa")  # fmt: skip
-    irsa = tmp_path / "irsa" / "ztf_dr5_lc"
+    irsa = write_irsa_hats(sample_file, tmp_path / "irsa")
 
     lazy = classify_catalog(lsdb.open_catalog(irsa))
     assert isinstance(lazy, lsdb.Catalog)
