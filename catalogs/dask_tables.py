@@ -38,6 +38,13 @@ from catalogs.schema import HEALPIX_COLUMN
 WRITE_BATCH_ROWS = 10_000
 
 
+def _empty_base(base: str | os.PathLike) -> str:
+    """``base`` as workers open it (absolute path or URI); it must be empty or absent."""
+    base = os.fspath(base) if "://" in os.fspath(base) else os.path.abspath(base)
+    _check_empty_output(base)
+    return base
+
+
 def _histogram_of(table: pa.Table, order: int) -> npt.NDArray[np.int64]:
     return histogram(table.column(HEALPIX_COLUMN).to_numpy(), order)
 
@@ -115,8 +122,7 @@ def write_hats_dask(
     workers; the client then writes the catalog metadata. Returns ``(order, pixel, n_rows)`` of
     every file, breadth first.
     """
-    base = os.fspath(base) if "://" in os.fspath(base) else os.path.abspath(base)
-    _check_empty_output(base)
+    base = _empty_base(base)
     written, skymap = _write_dask_tiles(client, tables, base, tiles, skymap_order, schema)
     written = _sorted_tiles(written)
     write_catalog_metadata(
@@ -140,8 +146,7 @@ def write_margin_dask(
     extra_properties: dict[str, str] | None = None,
 ) -> list[WrittenTile]:
     """Write the margin catalog of Arrow tables on Dask workers, as ``write_margin_spark``."""
-    base = os.fspath(base) if "://" in os.fspath(base) else os.path.abspath(base)
-    _check_empty_output(base)
+    base = _empty_base(base)
     written, _ = _write_dask_tiles(
         client, tables, base, tiles, DEFAULT_SKYMAP_ORDER, schema, margin_arcsec
     )

@@ -33,32 +33,21 @@ from catalogs.hats_writer import (
     write_catalog_metadata,
     write_tile_files,
 )
-from catalogs.schema import HEALPIX_COLUMN, DRColumn
+from catalogs.schema import HEALPIX_COLUMN
 
 
 # --- Reading DR light-curve files ---
 def spark_read_schema():
-    """The Spark schema DR files are read with.
+    """The Spark schema DR files are read with: ``catalogs.dr_lightcurves.DR_READ_SCHEMA``.
 
     Lists are requested as double (hmjd, mag, magerr) and int (catflags) so that files storing
     float32 or float64, uint8 or int32, read alike: Spark widens on read but never narrows.
     """
-    from pyspark.sql import types as T
+    from pyspark.sql.pandas.types import from_arrow_schema
 
-    return T.StructType(
-        [
-            T.StructField(DRColumn.OBJECTID, T.LongType()),
-            T.StructField(DRColumn.FILTERID, T.IntegerType()),
-            T.StructField(DRColumn.FIELDID, T.IntegerType()),
-            T.StructField(DRColumn.RCID, T.IntegerType()),
-            T.StructField(DRColumn.RA, T.DoubleType()),
-            T.StructField(DRColumn.DEC, T.DoubleType()),
-            T.StructField(DRColumn.HMJD, T.ArrayType(T.DoubleType())),
-            T.StructField(DRColumn.MAG, T.ArrayType(T.DoubleType())),
-            T.StructField(DRColumn.MAGERR, T.ArrayType(T.DoubleType())),
-            T.StructField(DRColumn.CATFLAGS, T.ArrayType(T.IntegerType())),
-        ]
-    )
+    from catalogs.dr_lightcurves import DR_READ_SCHEMA
+
+    return from_arrow_schema(DR_READ_SCHEMA)
 
 
 def read_dr_dataframe(spark, files: list[DRFile]):

@@ -348,15 +348,14 @@ def reject_repeated_objects(
         return batch
     objectid = _numpy(batch.column(DRColumn.OBJECTID), -1, np.int64)
     kept = _numpy(pc.is_null(batch.column(REJECT_REASON)), False, bool)
-    files = batch.column(SOURCE_FILE).to_pylist()
-    rows = _numpy(batch.column(SOURCE_ROW), -1, np.int64)
-    repeat = np.array(
-        [
-            bool(k) and int(o) in first_of and first_of[int(o)] != (f, int(r))
-            for k, o, f, r in zip(kept, objectid, files, rows, strict=True)
-        ],
-        dtype=bool,
-    )
+    candidates = np.flatnonzero(kept & np.isin(objectid, np.fromiter(first_of, np.int64)))
+    files = batch.column(SOURCE_FILE).take(pa.array(candidates, pa.int64())).to_pylist()
+    rows = _numpy(batch.column(SOURCE_ROW), -1, np.int64)[candidates]
+    repeat = np.zeros(batch.num_rows, dtype=bool)
+    repeat[candidates] = [
+        first_of[int(o)] != (f, int(r))
+        for o, f, r in zip(objectid[candidates], files, rows, strict=True)
+    ]
     if not repeat.any():
         return batch
     reason = np.array(batch.column(REJECT_REASON).to_pylist(), dtype=object)
