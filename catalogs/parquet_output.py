@@ -58,14 +58,17 @@ def staging_path(path: str) -> str:
     return path + STAGING_SUFFIX if is_local_path(path) else path
 
 
-def check_output_dir(path: str, overwrite: bool) -> None:
-    """Refuse an existing output unless ``overwrite``; clear a staging folder a dead run left."""
+def check_output_dir(path: str, overwrite: bool, keep_staging: bool = False) -> None:
+    """Refuse an existing output unless ``overwrite``; clear a staging folder a dead run left.
+
+    With ``keep_staging`` (``--resume``) the staging folder stays for ``catalogs.resume``.
+    """
     if not is_local_path(path):
         return
     if local_path(path).exists() and not overwrite:
         raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
     staging = local_path(staging_path(path))
-    if staging.exists():
+    if staging.exists() and not keep_staging:
         shutil.rmtree(staging)
 
 

@@ -70,8 +70,14 @@ _RESULT_DDL = (
 )
 
 
-def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions):
-    """Shuffle rows by tile, sort each partition, write files in the tasks; collect results."""
+def _write_spark_tiles(
+    df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions, journal=None, kept=()
+):
+    """Shuffle rows by tile, sort each partition, write files in the tasks; collect results.
+
+    With a ``journal`` folder (``catalogs.resume``), each task records every file it closes;
+    ``kept`` are the journal records of tiles a dead run already wrote, merged into the result.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -84,7 +90,12 @@ def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int,
         n_partitions = max(1, min(len(tiles), shuffle))
 
     def write_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from write_tile_files(batches, base, tiles, skymap_order, write_kwargs)
+        for row in write_tile_files(batches, base, tiles, skymap_order, write_kwargs):
+            if journal is not None:
+                from catalogs.resume import record_tile
+
+                record_tile(journal, base, row.to_pylist()[0])
+            yield row
 
     written = (
         df_with_tile.repartition(n_partitions, F.col(TILE_COLUMN))
@@ -92,7 +103,7 @@ def _write_spark_tiles(df_with_tile, base: str, tiles: Tiles, skymap_order: int,
         .mapInArrow(write_tiles, _RESULT_DDL)
         .collect()
     )
-    return merge_written_tiles([r.asDict() for r in written], skymap_order)
+    return merge_written_tiles([r.asDict() for r in written] + list(kept), skymap_order)
 
 
 def spark_tiles(df, order: int, max_rows: int) -> Tiles:
@@ -128,11 +139,11 @@ def spark_histogram(df, order: int = DEFAULT_HISTOGRAM_ORDER) -> npt.NDArray[np.
     return counts
 
 
-def _schema_with_tile(df):
-    """The Spark schema of ``df`` plus the tile column (a new StructType; df.schema is shared)."""
+def _schema_with_tile(schema):
+    """A Spark schema plus the tile column (a new StructType; a DataFrame's schema is shared)."""
     from pyspark.sql.types import LongType, StructField, StructType
 
-    return StructType([*df.schema.fields, StructField(TILE_COLUMN, LongType(), False)])
+    return StructType([*schema.fields, StructField(TILE_COLUMN, LongType(), False)])
 
 
 def _spark_base(base: str | os.PathLike) -> str:
@@ -152,6 +163,8 @@ def write_hats_spark(
     extra_properties: dict[str, str] | None = None,
     n_partitions: int | None = None,
     skymap_order: int = DEFAULT_SKYMAP_ORDER,
+    journal: str | None = None,
+    kept: list[dict] | None = None,
 ) -> list[WrittenTile]:
     """Write a Spark DataFrame as a HATS catalog cut into ``tiles``.
 
@@ -182,6 +195,11 @@ def write_hats_spark(
         Spark partitions of the write.
     skymap_order : int
         Order of ``skymap.fits``.
+    journal : str, optional
+        Folder where tasks record each tile file they close (``catalogs.resume``).
+    kept : list of dict, optional
+        Journal records of tiles already in ``base`` from a dead run (``df`` holds none of
+        their rows); they join the catalog's metadata as they are.
 
     Returns
     -------
@@ -191,14 +209,17 @@ def write_hats_spark(
     if HEALPIX_COLUMN not in df.columns:
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
     base = _spark_base(base)
-    _check_empty_output(base)
+    if not kept:
+        _check_empty_output(base)
 
     def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             yield with_tile_index(batch, tiles)
 
-    with_tile = df.mapInArrow(add_tile, _schema_with_tile(df))
-    written, skymap = _write_spark_tiles(with_tile, base, tiles, skymap_order, n_partitions)
+    with_tile = df.mapInArrow(add_tile, _schema_with_tile(df.schema))
+    written, skymap = _write_spark_tiles(
+        with_tile, base, tiles, skymap_order, n_partitions, journal, kept or ()
+    )
     written = _sorted_tiles(written)
     write_catalog_metadata(
         base,
@@ -224,25 +245,38 @@ def write_margin_spark(
     dec_column: str = "dec",
     extra_properties: dict[str, str] | None = None,
     n_partitions: int | None = None,
+    schema=None,
 ) -> list[WrittenTile]:
     """Write the margin catalog of a Spark DataFrame partitioned by ``tiles``.
 
     Every row goes to each other tile within ``margin_arcsec`` of it
     (``Tiles.margin_tile_indices``), with the shuffle and writes of `write_hats_spark`. Returns
-    ``(order, pixel, n_rows)`` of the margin files written.
+    ``(order, pixel, n_rows)`` of the margin files written. ``schema`` (a Spark StructType with
+    the same columns) is the one to write, when ``df`` is a union with rows read back from
+    files, which Spark marks nullable.
     """
     if HEALPIX_COLUMN not in df.columns:
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
     base = _spark_base(base)
     _check_empty_output(base)
 
+    declared = _schema_with_tile(df.schema if schema is None else schema)
+    target = None
+    if schema is not None:
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        target = to_arrow_schema(schema, timezone="UTC")
+        df = df.select(*schema.fieldNames())
+
     def add_margin_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
+            if target is not None:
+                batch = pa.RecordBatch.from_arrays(batch.columns, schema=target)
             rows = with_margin_tiles(batch, tiles, margin_arcsec)
             if rows.num_rows:
                 yield rows
 
-    with_tile = df.mapInArrow(add_margin_tiles, _schema_with_tile(df))
+    with_tile = df.mapInArrow(add_margin_tiles, declared)
     written, _ = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
     if not written:
         raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")

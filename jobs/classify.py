@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +32,20 @@ from catalogs.dr_lightcurves import DRFile, check_dr_files
 from catalogs.input_files import is_hats_catalog, light_curve_inputs
 from catalogs.parquet_output import (
     check_output_dir,
+    is_local_path,
+    local_path,
     publish_output,
     remove_spark_sidecar_files,
     staging_path,
 )
 from catalogs.provenance import VARSKY_VERSION
+from catalogs.resume import (
+    ResumeState,
+    clear_for_resume,
+    finish_journal,
+    read_journal,
+    run_fingerprint,
+)
 from catalogs.schema import (
     BAND,
     CARRIED_COLUMNS,
@@ -99,6 +109,7 @@ class ClassifyConfig:
     margin_arcsec: float = DEFAULT_MARGIN_ARCSEC
     bad_exposure_fraction: float = DEFAULT_BAD_EXPOSURE_FRACTION
     bad_exposure_min_stars: int = DEFAULT_BAD_EXPOSURE_MIN_STARS
+    resume: bool = False
 
     @property
     def catalog_dir(self) -> str:
@@ -168,6 +179,9 @@ class ClassifySummary:
     epochs_bad_exposure: int = 0
     bad_exposure_note: str = ""
     bad_exposure_fraction: float = DEFAULT_BAD_EXPOSURE_FRACTION
+    #: With --resume: tiles (and their rows) kept from the dead run.
+    resumed_tiles: int | None = None
+    resumed_rows: int = 0
 
     @property
     def rows_rejected(self) -> int:
@@ -209,6 +223,11 @@ class ClassifySummary:
                 f"  tiles       {len(self.tiles)} HEALPix pixel file(s), orders "
                 f"{', '.join(map(str, orders))}; margin cache {self.margin_name}: "
                 f"{self.margin_rows:,} rows"
+            )
+        if self.resumed_tiles is not None:
+            lines.append(
+                f"  resumed     kept {self.resumed_tiles:,} tile(s), {self.resumed_rows:,} "
+                "objects, that a dead run wrote (checksums verified); computed the rest"
             )
         for name, n in sorted(self.class_counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"                {name:<24} {n:,}")
@@ -300,6 +319,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
+        "--resume", action="store_true",
+        help="after a run of the same job died: keep the tiles it wrote whose checksums still "
+        "match (in OUTPUT.varsky-partial) and compute only the rest (Spark engine)",
+    )  # fmt: skip
+    parser.add_argument(
         "--engine", choices=("spark", "dask"), default="spark",
         help="run on Spark (default) or on Dask; both write the same catalog (README)",
     )  # fmt: skip
@@ -333,6 +357,11 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
     if getattr(args, "master", None) and engine == "dask":
         raise ValueError("--master is for --engine spark; Dask takes --scheduler")
     output = args.output.rstrip("/")
+    resume = getattr(args, "resume", False)
+    if resume and engine == "dask":
+        raise ValueError("--resume is for the Spark engine; a Dask run starts afresh")
+    if resume and not is_local_path(output):
+        raise ValueError(f"--resume needs an output on a file system path, got {output}")
     return ClassifyConfig(
         inputs=tuple(args.input),
         output=output,
@@ -352,6 +381,7 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         margin_arcsec=args.margin_arcsec,
         bad_exposure_fraction=args.bad_exposure_fraction,
         bad_exposure_min_stars=args.bad_exposure_min_stars,
+        resume=resume,
     )
 
 
@@ -586,27 +616,62 @@ def bad_exposure_cut(kept, min_stars: int, max_fraction: float, min_epochs: int,
     return kept.mapInArrow(cut, kept.schema), len(rows), n_flagged
 
 
-def write_classification_collection(classified, config: ClassifyConfig, properties):
+def without_kept_tiles(df, state: ResumeState):
+    """``df`` without the rows of the tiles a dead run wrote (``--resume``)."""
+    import numpy as np
+    import pyarrow as pa
+
+    tiles, kept = state.tiles, state.kept_indices
+
+    def drop(batches):
+        for batch in batches:
+            index = tiles.tile_index(batch.column(HEALPIX_COLUMN).to_numpy())
+            yield batch.filter(pa.array(~np.isin(index, kept)))
+
+    return df.mapInArrow(drop, df.schema)
+
+
+def write_classification_collection(
+    classified, config: ClassifyConfig, properties, journal=None, state: ResumeState | None = None
+):
     """Write the catalog, its margin cache and collection.properties; return (tiles, margin rows).
 
     Tiles are adaptive: HEALPix pixels split until they hold at most ``max_rows_per_pixel``.
+    With a resume ``state``, its tile plan is used, ``classified`` holds the rows of the other
+    tiles only, and the margin cache is made from both.
     """
     from catalogs.hats_writer import write_collection_properties
+    from catalogs.resume import start_journal
     from catalogs.spark_tables import spark_tiles, write_hats_spark, write_margin_spark
 
-    tiles = spark_tiles(classified, HISTOGRAM_ORDER, config.max_rows_per_pixel)
+    if state is not None:
+        tiles = state.tiles
+    else:
+        tiles = spark_tiles(classified, HISTOGRAM_ORDER, config.max_rows_per_pixel)
+    if journal is not None:
+        journal = start_journal(config.output, journal.fingerprint, journal.when, tiles)
+    kept = state.kept if state is not None else None
     written = write_hats_spark(
         classified, config.catalog_dir, config.catalog_name, tiles, RA, DEC,
-        max_rows=config.max_rows_per_pixel, extra_properties=properties,
+        max_rows=config.max_rows_per_pixel, extra_properties=properties, journal=journal,
+        kept=kept,
     )  # fmt: skip
+    everything, schema = classified, None
+    if kept:
+        schema = classified.schema
+        read_back = classified.sparkSession.read.schema(schema).parquet(
+            *state.kept_files(config.catalog_dir)
+        )
+        everything = classified.unionByName(read_back)
     margin_rows = 0
     margin_dirs: list[str] = []
     if len(tiles) > 1:
         margin_props = properties
         try:
             margin = write_margin_spark(
-                classified, f"{config.output}/{config.margin_name}", config.margin_name, tiles,
+                everything, f"{config.output}/{config.margin_name}", config.margin_name, tiles,
                 config.margin_arcsec, config.catalog_name, RA, DEC, extra_properties=margin_props,
+                schema=schema,
             )  # fmt: skip
             margin_rows = sum(n for _, _, n in margin)
             margin_dirs = [config.margin_name]
@@ -624,6 +689,34 @@ def write_classification_collection(classified, config: ClassifyConfig, properti
     return written, margin_rows
 
 
+@dataclass(frozen=True)
+class Journal:
+    """What the resume journal records of this run (``catalogs.resume``)."""
+
+    fingerprint: str
+    when: datetime | None = None
+
+
+def journal_of(final: ClassifyConfig, staged: ClassifyConfig, files, model_sha256: str):
+    """The run's journal and, with ``--resume``, the dead run's state to go on from.
+
+    No journal for outputs off the local file system (they are written in place). Without
+    ``--resume``, or when the journal is another run's, the staging folder is emptied.
+    """
+    if not is_local_path(final.output):
+        return None, None
+    inputs = []
+    for f in files:
+        st = local_path(f.path).stat() if is_local_path(f.path) else None
+        inputs.append((f.path, st.st_size if st else f.num_rows, st.st_mtime_ns if st else 0))
+    fingerprint = run_fingerprint(final.job_arguments(), inputs, model_sha256)
+    state = None
+    if final.resume:
+        state = read_journal(staged.output, staged.catalog_dir, fingerprint)
+        clear_for_resume(staged.output, staged.catalog_dir, state)
+    return Journal(fingerprint), state
+
+
 def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     """Run the whole job on ``spark``; return its summary."""
     from pyspark import StorageLevel
@@ -637,10 +730,15 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     ref, card = model_ref(spark, config.model_dir, config.grid)
     final, config = config, config.staged()
     for path in (final.output, final.rejects):
-        check_output_dir(path, final.overwrite)
+        check_output_dir(path, final.overwrite, keep_staging=final.resume and path == final.output)
     summary = ClassifySummary(
         files=files, output=final.output, rejects=final.rejects, model_sha256=ref.sha256
     )
+    journal, state = journal_of(final, config, files, ref.sha256)
+    if state is not None:
+        summary.resumed_tiles, summary.resumed_rows = len(state.kept), state.kept_rows
+    elif final.resume:
+        log(f"varsky classify: --resume: no journal of this job in {config.output}; from scratch")
     stage_s["check inputs"] = time.perf_counter() - t
     log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
 
@@ -712,7 +810,11 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
             config.min_epochs,
             removed,
         )
-    when = processing_time_utc()
+    when = state.processing_time if state is not None else processing_time_utc()
+    if journal is not None:
+        journal = replace(journal, when=when)
+    if state is not None and state.kept:
+        kept_rows = without_kept_tiles(kept_rows, state)
     provenance = Provenance(card.name, ref.sha256, card.grid.name, when, catalog_of_file)
     classified = classify_lightcurves(
         kept_rows,
@@ -725,6 +827,11 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     ).persist(StorageLevel.DISK_ONLY)
     counts = classified.groupBy(PREDICTED_CLASS).count().collect()
     summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
+    if state is not None:
+        for path in state.kept_files(config.catalog_dir):
+            kept_classes = pq.read_table(path, columns=[PREDICTED_CLASS])[PREDICTED_CLASS]
+            for name, n in Counter(kept_classes.to_pylist()).items():
+                summary.class_counts[name] = summary.class_counts.get(name, 0) + n
     summary.epochs_bad_exposure = removed.value
     summary.epochs_used -= removed.value
     summary.rows_out = sum(summary.class_counts.values())
@@ -742,7 +849,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
     t = time.perf_counter()
     properties = catalog_properties(final, card, ref.sha256, catalog_of_file, when)
     summary.tiles, summary.margin_rows = write_classification_collection(
-        classified, config, properties
+        classified, config, properties, journal, state
     )
     summary.margin_name = config.margin_name
     written_rows = sum(n for _, _, n in summary.tiles)
@@ -760,6 +867,7 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
             f"rows in ({summary.rows_in}) != rows out ({summary.rows_out}) + rows rejected "
             f"({summary.rows_rejected}): a bug in varsky, please report it"
         )
+    finish_journal(config.output)
     publish_output(config.rejects, final.rejects)
     publish_output(config.output, final.output)
     return summary

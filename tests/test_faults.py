@@ -7,6 +7,7 @@ driver dies must leave nothing that looks like a catalog under the output's name
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,9 @@ import pytest
 from standalone_cluster import StandaloneCluster
 from test_dask_engine import WHEN, _data_files, _wait_for_workers
 
+from catalogs.hats_writer import partition_relative_path
 from catalogs.parquet_output import STAGING_SUFFIX
+from catalogs.resume import JOURNAL_DIR
 from jobs.classify import ClassifyConfig, run_classify
 
 REPO = Path(__file__).resolve().parent.parent
@@ -174,6 +177,81 @@ def test_driver_killed_while_writing_leaves_no_catalog_and_a_rerun_completes(
     rerun = Job(argv)
     assert rerun.wait() == 0, rerun.text()[-5000:]
     assert not staging.exists()
+    _assert_same_files(out, undisturbed)
+
+
+TILED = 150  # --max-rows-per-pixel: the sample's 1,363 objects in about a dozen tiles
+
+
+@pytest.fixture(scope="module")
+def undisturbed_tiled(spark, sample_file, model_dir, tmp_path_factory):
+    """The DR5 sample in small tiles (so with a margin cache), with a fixed processing time."""
+    out = tmp_path_factory.mktemp("undisturbed_tiled") / "classified"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", WHEN)
+        config = ClassifyConfig(
+            inputs=(str(sample_file),), output=str(out), rejects=str(out) + "_rejects",
+            model_dir=str(model_dir), max_rows_per_pixel=TILED,
+        )  # fmt: skip
+        summary = run_classify(spark, config, log=lambda *_: None)
+    assert len(summary.tiles) > 5 and summary.margin_rows > 0
+    return _data_files(out)
+
+
+@pytest.mark.cluster
+def test_driver_killed_while_writing_then_resume_keeps_verified_tiles(
+    undisturbed_tiled, sample_file, tmp_path
+):
+    out = tmp_path / "classified"
+    staging = Path(str(out) + STAGING_SUFFIX)
+    records = staging / JOURNAL_DIR / "tiles"
+    argv = [
+        str(VARSKY), "classify", "--input", str(sample_file), "--output", str(out),
+        "--max-rows-per-pixel", str(TILED),
+    ]  # fmt: skip
+    job = Job(argv)
+    deadline = time.monotonic() + 300
+    while not any(records.glob("*.json")):  # a first tile written and recorded
+        assert job.proc.poll() is None, job.text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(job.proc.pid, signal.SIGKILL)
+    job.wait()
+    assert not out.exists()
+    dataset = staging / "varsky_classification" / "dataset"
+    recorded = {}
+    for record in sorted(records.glob("*.json")):
+        r = json.loads(record.read_text())
+        recorded[dataset / partition_relative_path(r["order"], r["pixel"])] = r
+    assert recorded and all(path.is_file() for path in recorded)
+    # One recorded tile damaged after its record: it must not be kept.
+    damaged = sorted(recorded)[0]
+    with damaged.open("ab") as f:
+        f.write(b"\0")
+    kept = {p: p.stat().st_ino for p in sorted(recorded)[1:]}
+
+    rerun = Job([*argv, "--resume"])
+    assert rerun.wait() == 0, rerun.text()[-5000:]
+    text = rerun.text()
+    assert f"kept {len(kept)} tile(s)" in text, text[-3000:]
+    assert not staging.exists()
+    for path, inode in kept.items():  # kept in place, not rewritten
+        assert (out / path.relative_to(staging)).stat().st_ino == inode
+    assert not (out / JOURNAL_DIR).exists()
+    _assert_same_files(out, undisturbed_tiled)
+
+
+@pytest.mark.cluster
+def test_resume_without_a_journal_starts_afresh(undisturbed, sample_file, tmp_path):
+    out = tmp_path / "classified"
+    staging = Path(str(out) + STAGING_SUFFIX)
+    (staging / "varsky_classification" / "dataset").mkdir(parents=True)
+    (staging / "varsky_classification" / "dataset" / "junk.parquet").write_bytes(b"not parquet")
+    argv = [str(VARSKY), "classify", "--input", str(sample_file), "--output", str(out)]
+    job = Job([*argv, "--resume"])
+    assert job.wait() == 0, job.text()[-5000:]
+    assert "no journal of this job" in job.text()
+    assert "kept " not in job.text()
     _assert_same_files(out, undisturbed)
 
 
