@@ -5,10 +5,12 @@
 #   ./spark-submit.sh classify --input data/sample --output out            # local[*]
 #   ./spark-submit.sh --master spark://host:7077 --executor-memory 4g classify --input ... --output ...
 #
-# What it does: zips jobs/, udfs/, catalogs/ and reports/ into build/varsky-pyfiles.zip for --py-files, ships
-# the model (model.keras and model_card.json of the job's --model, default the shipped model) with
-# --files, defaults to --master local[*], and sets Arrow on, Python worker reuse and the Python of
-# the driver and executors. Every other option goes to spark-submit untouched; yours win over ours.
+# What it does: zips jobs/, udfs/, catalogs/ and reports/ into build/varsky-pyfiles.zip for
+# --py-files, ships the model (model.keras and model_card.json of the job's --model, default the
+# shipped model) with --files, defaults to --master local[*] (binding to 127.0.0.1), sets Arrow
+# on, Python worker reuse and the Python of the driver and executors, and a quiet driver log
+# (conf/log4j2.properties: WARN; the job's --verbose keeps Spark's INFO log). Every other option
+# goes to spark-submit untouched; yours win over ours.
 #
 # Python on a cluster: executors need the same packages. Pack the environment once and ship it:
 #   .venv/bin/pip install venv-pack && .venv/bin/venv-pack -p .venv -o build/varsky-env.tar.gz
@@ -33,6 +35,10 @@ user_files=""
 while [ $# -gt 0 ]; do
   arg=$1
   if [[ " $jobs " == *" $arg "* ]]; then job=$arg; shift; break; fi
+  if [[ "$arg" != -* ]]; then
+    echo "spark-submit.sh: error: unknown job '$arg'; JOB is one of: $jobs" >&2
+    exit 2
+  fi
   case "$arg" in
     --master) user_master=$2 ;;
     --master=*) user_master=${arg#--master=} ;;
@@ -88,6 +94,15 @@ defaults=(
   --py-files "$pyfiles"
 )
 [ -n "$user_master" ] || defaults=(--master "local[*]" "${defaults[@]}")
+# Local runs: bind to loopback (no "hostname resolves to a loopback address" warning).
+if [ -z "$user_master" ] || [[ "$user_master" == local* ]]; then
+  export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1}
+fi
+# Quiet driver log (WARN) unless the job asks for --verbose or you set driver Java options.
+if [[ " ${job_args[*]} " != *" --verbose "* && " ${spark_args[*]} " != *"driver-java-options"* \
+      && " ${spark_args[*]} " != *"spark.driver.extraJavaOptions"* ]]; then
+  defaults+=(--conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file://$here/conf/log4j2.properties")
+fi
 [ -n "$files" ] && defaults+=(--files "$files")
 
 exec "$submit" "${defaults[@]}" "${spark_args[@]}" "$here/jobs/spark_entry.py" "$job" "${job_args[@]}"

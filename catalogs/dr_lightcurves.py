@@ -70,7 +70,11 @@ def check_dr_file(path: str) -> DRFile:
     except InputError:
         raise
     except (pa.ArrowInvalid, OSError) as err:
-        raise InputError(path, f"cannot read as Parquet ({err})") from err
+        raise InputError(
+            path,
+            f"cannot read as Parquet ({err}); classify reads IRSA DR light-curve Parquet or a "
+            "HATS catalog from `varsky ingest`",
+        ) from err
     for column, family in DR_REQUIRED_COLUMNS.items():
         index = schema.get_field_index(column)
         if index < 0:

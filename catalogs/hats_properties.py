@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hats.io.paths import DATASET_DIR
 from jproperties import Properties
 
+#: A catalog's data folder (hats.io.paths.DATASET_DIR; hats is not imported here, it is slow).
+DATASET_DIR = "dataset"
 #: A catalog's properties file, new name first (HATS 1.0 writes both).
 PROPERTIES_FILES = ("hats.properties", "properties")
 COLLECTION_PROPERTIES_FILE = "collection.properties"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from hats.pixel_math.spatial_index import compute_spatial_index
 
 from catalogs.schema import HEALPIX_ORDER
 
@@ -15,6 +14,9 @@ def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.
     hats' ``compute_spatial_index``: the `_healpix_29` column of hats and lsdb. RA wraps (any
     value); positions must be finite with -90 <= dec <= 90.
     """
+    # hats (with mocpy and nested-pandas) takes seconds to import: not at `varsky --help`.
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
     ra = np.asarray(ra_deg, dtype=np.float64)
     dec = np.asarray(dec_deg, dtype=np.float64)
     return compute_spatial_index(ra, dec, HEALPIX_ORDER).astype(np.int64, copy=False)

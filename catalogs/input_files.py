@@ -57,7 +57,18 @@ def expand_files(paths, suffixes: tuple[str, ...] = PARQUET_SUFFIXES) -> list[st
         )
         if not found:
             kinds = "Parquet" if suffixes == PARQUET_SUFFIXES else "/".join(suffixes)
-            raise InputError(path, f"directory holds no {kinds} file (*{suffixes[0]})")
+            message = f"directory holds no {kinds} file (*{suffixes[0]})"
+            n_fits = sum(
+                1
+                for i in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True))
+                if i.type == pafs.FileType.File and i.base_name.endswith(FITS_SUFFIXES)
+            )
+            if n_fits and suffixes == PARQUET_SUFFIXES:
+                message += (
+                    f" but {n_fits:,} FITS file(s): survey catalogs become light curves with "
+                    "`varsky ingest --format psfcat` first (README: From survey catalogs)"
+                )
+            raise InputError(path, message)
         prefix = path[: path.index("://") + 3] if "://" in path else ""
         files.extend(prefix + f if prefix and not f.startswith(prefix) else f for f in found)
     seen: dict[str, str] = {}

@@ -717,8 +717,37 @@ def journal_of(final: ClassifyConfig, staged: ClassifyConfig, files, model_sha25
     return Journal(fingerprint), state
 
 
-def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
-    """Run the whole job on ``spark``; return its summary."""
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What :func:`check_before_start` found: the input files and how to read them."""
+
+    files: list[DRFile]
+    read_cut: object
+    catalog_of_file: dict[str, str]
+
+
+def check_before_start(config: ClassifyConfig) -> CheckedInputs:
+    """Check inputs, outputs and model before any engine starts; user mistakes raise.
+
+    Raises ``InputError`` (unreadable or missing input), ``FileExistsError`` (an output exists
+    without --overwrite), ``FileNotFoundError`` or ``ValueError`` (model file or card).
+    """
+    from udfs.classifier import checked_model
+
+    files, read_cut, catalog_of_file = lightcurve_reader(list(config.inputs))
+    for path in (config.output, config.rejects):
+        check_output_dir(path, config.overwrite, keep_staging=True)
+    checked_model(config.model_dir, config.grid)
+    return CheckedInputs(files, read_cut, catalog_of_file)
+
+
+def run_classify(
+    spark, config: ClassifyConfig, log=print, checked: CheckedInputs | None = None
+) -> ClassifySummary:
+    """Run the whole job on ``spark``; return its summary.
+
+    ``checked`` is :func:`check_before_start`'s result when the caller ran it already.
+    """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -726,7 +755,8 @@ def run_classify(spark, config: ClassifyConfig, log=print) -> ClassifySummary:
 
     stage_s: dict[str, float] = {}
     t = time.perf_counter()
-    files, read_cut, catalog_of_file = lightcurve_reader(list(config.inputs))
+    checked = checked or check_before_start(config)
+    files, read_cut, catalog_of_file = checked.files, checked.read_cut, checked.catalog_of_file
     ref, card = model_ref(spark, config.model_dir, config.grid)
     final, config = config, config.staged()
     for path in (final.output, final.rejects):
@@ -878,10 +908,11 @@ def run(args: argparse.Namespace) -> int:
     from jobs.session import run_spark_job
 
     config = config_from_args(args)
+    checked = check_before_start(config)
     if config.engine == "dask":
         from jobs.classify_dask import run_dask_job
 
         return run_dask_job(config)
     return run_spark_job(
-        "varsky classify", config.master, lambda spark: run_classify(spark, config)
+        "varsky classify", config.master, lambda spark: run_classify(spark, config, checked=checked)
     )

@@ -26,8 +26,13 @@ from catalogs.detection_tables import (
 from catalogs.errors import InputError
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
-from catalogs.input_files import FITS_SUFFIXES, expand_files
-from catalogs.parquet_output import prepare_output_dir, remove_spark_sidecar_files
+from catalogs.input_files import FITS_SUFFIXES, PARQUET_SUFFIXES, expand_files
+from catalogs.parquet_output import (
+    is_local_path,
+    local_path,
+    prepare_output_dir,
+    remove_spark_sidecar_files,
+)
 from catalogs.schema import (
     DEFAULT_RADIUS_ARCSEC,
     HEALPIX_COLUMN,
@@ -607,4 +612,16 @@ def run(args: argparse.Namespace) -> int:
     from jobs.session import run_spark_job
 
     config = config_from_args(args)
+    check_before_start(config)
     return run_spark_job("varsky ingest", config.master, lambda spark: run_ingest(spark, config))
+
+
+def check_before_start(config: IngestConfig) -> None:
+    """Check that the inputs exist and the outputs may be written, before Spark starts."""
+    suffixes = FITS_SUFFIXES if config.input_format == "psfcat" else PARQUET_SUFFIXES
+    expand_files(config.inputs, suffixes)
+    if config.references:
+        expand_files(config.references, FITS_SUFFIXES)
+    for path in (config.output, config.rejects):
+        if is_local_path(path) and local_path(path).exists() and not config.overwrite:
+            raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")

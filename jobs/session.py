@@ -28,6 +28,16 @@ LOCAL_CONF: dict[str, str] = {
 }
 
 
+#: varsky's quiet Spark log configuration (WARN), used unless --verbose; spark-submit.sh too.
+LOG4J_CONF = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
+LOG4J_OPTION = f"-Dlog4j2.configurationFile={LOG4J_CONF.as_uri()}"
+
+
+def verbose() -> bool:
+    """True when the job was given --verbose (the CLI sets VARSKY_VERBOSE)."""
+    return os.environ.get("VARSKY_VERBOSE", "") not in ("", "0")
+
+
 def launched_by_spark_submit() -> bool:
     """True when this Python driver was started by spark-submit (its JVM is already running)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -71,12 +81,14 @@ def build_spark_session(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.master(master or "local[*]")
         settings.update(LOCAL_CONF)
+        if not verbose() and LOG4J_CONF.is_file():
+            settings["spark.driver.extraJavaOptions"] = LOG4J_OPTION
     settings["spark.executorEnv.NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
     settings.update(conf or {})
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(log_level)
+    spark.sparkContext.setLogLevel("INFO" if verbose() else log_level)
     return spark
 
 

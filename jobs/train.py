@@ -686,6 +686,9 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     configure_tensorflow_threads(config.threads)
+    from udfs.tensorflow_import import quiet_import
+
+    quiet_import()
     import keras
 
     grid = None if config.grid_name == "equalized" else DmDtGrid.named(config.grid_name)

@@ -249,6 +249,16 @@ def read_classification_catalog(catalog_dir: str | Path) -> pd.DataFrame:
     files = catalog_files(catalog_dir)
     if not files:
         raise InputError(str(catalog_dir), "directory holds no Parquet file (*.parquet)")
+    try:
+        first_columns = pq.read_schema(files[0]).names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(str(files[0]), f"cannot read as Parquet ({err})") from err
+    if PREDICTED_CLASS not in first_columns:
+        raise InputError(
+            str(catalog_dir),
+            f"no {PREDICTED_CLASS} column: report expects the output of `varsky classify`, "
+            "e.g. `varsky report demo_output/classified`",
+        )
     tiles = [_tile_of_path(f.relative_to(catalog_dir)) for f in files]
     with_tiles = all(t is not None for t in tiles)
     tables = []

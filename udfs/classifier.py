@@ -417,6 +417,9 @@ def configure_tensorflow_threads(n_threads: int) -> bool:
     """
     if n_threads < 1:
         raise ValueError(f"configure_tensorflow_threads: n_threads must be >= 1, got {n_threads}")
+    from udfs.tensorflow_import import quiet_import
+
+    quiet_import()
     import tensorflow as tf
 
     threading = tf.config.threading
@@ -465,6 +468,9 @@ def build_model(
     keras.Model
         Inputs named as in :mod:`udfs.model_inputs`.
     """
+    from udfs.tensorflow_import import quiet_import
+
+    quiet_import()
     import keras
     from keras import layers
 
@@ -551,6 +557,9 @@ class Classifier:
         card : ModelCard, optional
             Defaults to the :data:`MODEL_CARD_FILE` beside the model file.
         """
+        from udfs.tensorflow_import import quiet_import
+
+        quiet_import()
         import keras
 
         path = Path(model_path)

@@ -352,6 +352,9 @@ def fit(
     (argmax) stalls and the best epoch's weights are kept. Seeds are the caller's
     (``keras.utils.set_random_seed``). Returns Keras's history.
     """
+    from udfs.tensorflow_import import quiet_import
+
+    quiet_import()
     import keras
 
     steps_per_epoch = -(-int(y.shape[0]) // batch_size)
