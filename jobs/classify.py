@@ -193,8 +193,8 @@ class ClassifySummary:
         total_s = sum(self.stage_s.values())
         lines = [f"varsky classify: done in {total_s:.1f} s"]
         names = ", ".join(Path(f.path).name for f in self.files[:3])
-        more = f" and {len(self.files) - 3} more" if len(self.files) > 3 else ""
-        lines.append(f"  input       {len(self.files)} file(s): {names}{more}")
+        more = f" and {len(self.files) - 3:,} more" if len(self.files) > 3 else ""
+        lines.append(f"  input       {len(self.files):,} file(s): {names}{more}")
         lines.append(f"  rows read   {self.rows_in:,}")
         lines.append(
             f"  epochs      {self.epochs_in:,} read = {self.epochs_good:,} good "
@@ -208,7 +208,7 @@ class ClassifySummary:
             lines.append(f"  exposures   {self.bad_exposure_note}")
         else:
             lines.append(
-                f"  exposures   {self.exposures_flagged} of {self.exposures_checked} exposures "
+                f"  exposures   {self.exposures_flagged:,} of {self.exposures_checked:,} exposures "
                 f"flagged bad (>{self.bad_exposure_fraction:.0%} of their stars 3 sigma off); "
                 f"{self.epochs_bad_exposure:,} "
                 "epochs removed from classified objects"
@@ -217,20 +217,25 @@ class ClassifySummary:
         for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"                {reason:<24} {n:,}")
         lines.append(f"  classified  {self.rows_out:,} objects -> {self.output} (HATS collection)")
+        for name, n in sorted(self.class_counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"                {name:<24} {n:,}")
         if self.tiles:
             orders = sorted({o for o, _, _ in self.tiles})
+            if len(self.tiles) == 1:
+                margin = "no margin cache (one tile has no neighbours)"
+            elif self.margin_rows == 0:
+                margin = "no margin cache (no object near another tile)"
+            else:
+                margin = f"margin cache {self.margin_name}: {self.margin_rows:,} rows"
             lines.append(
-                f"  tiles       {len(self.tiles)} HEALPix pixel file(s), orders "
-                f"{', '.join(map(str, orders))}; margin cache {self.margin_name}: "
-                f"{self.margin_rows:,} rows"
+                f"  tiles       {len(self.tiles):,} HEALPix pixel file(s), order(s) "
+                f"{', '.join(map(str, orders))}; {margin}"
             )
         if self.resumed_tiles is not None:
             lines.append(
                 f"  resumed     kept {self.resumed_tiles:,} tile(s), {self.resumed_rows:,} "
                 "objects, that a dead run wrote (checksums verified); computed the rest"
             )
-        for name, n in sorted(self.class_counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"                {name:<24} {n:,}")
         balance = "ok" if self.rows_in == self.rows_out + self.rows_rejected else "MISMATCH"
         lines.append(
             f"  rows in = out + rejected: {self.rows_in:,} = {self.rows_out:,} + "
@@ -770,7 +775,7 @@ def run_classify(
     elif final.resume:
         log(f"varsky classify: --resume: no journal of this job in {config.output}; from scratch")
     stage_s["check inputs"] = time.perf_counter() - t
-    log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
+    log(f"varsky classify: {len(files):,} file(s), {sum(f.num_rows for f in files):,} rows")
 
     t = time.perf_counter()
     cut = without_repeated_objects(read_cut(spark, config.min_epochs))

@@ -97,6 +97,7 @@ class IngestSummary:
     stage_s: dict[str, float] = field(default_factory=dict)
     output: str = ""
     rejects: str = ""
+    radius_arcsec: float = 0.0
 
     @property
     def rows_rejected(self) -> int:
@@ -106,26 +107,32 @@ class IngestSummary:
     def format(self) -> str:
         """A short report a person can read."""
         lines = [f"varsky ingest: done in {sum(self.stage_s.values()):.1f} s"]
-        lines.append(f"  input       {self.n_files} {self.input_format} file(s)")
+        lines.append(f"  input       {self.n_files:,} {self.input_format} file(s)")
         lines.append(f"  rows read   {self.rows_in:,} detections / epochs")
         if self.reference_sources:
             lines.append(
                 f"  references  {self.reference_sources:,} sources merged into "
                 f"{self.reference_objects:,} sky objects"
             )
+            unseen = self.reference_objects - self.objects_out
+            lines.append(
+                f"                {self.objects_out:,} with good detections within "
+                f"{self.radius_arcsec:g} arcsec, written; {unseen:,} without one, so without a "
+                "light curve (any flagged detections of theirs are in the rejects)"
+            )
         lines.append(f"  rejected    {self.rows_rejected:,} -> {self.rejects}")
         for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"                {reason:<28} {n:,}")
         lines.append(
             f"  written     {self.objects_out:,} objects with {self.rows_out:,} epochs in "
-            f"{self.output_tiles} HEALPix tiles -> {self.output}"
+            f"{self.output_tiles:,} HEALPix tiles -> {self.output}"
         )
         balance = "ok" if self.rows_in == self.rows_out + self.rows_rejected else "MISMATCH"
         lines.append(
             f"  rows in = in light curves + rejected: {self.rows_in:,} = {self.rows_out:,} + "
             f"{self.rows_rejected:,} ({balance})"
         )
-        lines.append(f"  work tiles  {self.work_tiles}")
+        lines.append(f"  work tiles  {self.work_tiles:,}")
         lines.append(
             "  time        " + " | ".join(f"{k} {v:.1f} s" for k, v in self.stage_s.items())
         )
@@ -188,7 +195,10 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
 def _files_frame(spark, files: list[str]):
     rows = [(i, f) for i, f in enumerate(files)]
     n = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
-    return spark.createDataFrame(rows, "file_index long, path string").repartition(n, "file_index")
+    # Paths travel inside the tasks: slices of 2,000 (about 150 KiB) keep every task small.
+    slices = max(n, -(-len(files) // 2_000))
+    paths = spark.sparkContext.parallelize(rows, slices)
+    return spark.createDataFrame(paths, "file_index long, path string").repartition(n, "file_index")
 
 
 def _spark_schema(schema: pa.Schema):
@@ -459,7 +469,12 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
 
     from catalogs.spark_tables import spark_tiles, write_hats_spark
 
-    summary = IngestSummary(config.input_format, output=config.output, rejects=config.rejects)
+    summary = IngestSummary(
+        config.input_format,
+        output=config.output,
+        rejects=config.rejects,
+        radius_arcsec=config.radius_arcsec,
+    )
     stage_s = summary.stage_s
     t = time.perf_counter()
     prepare_output_dir(config.output, config.overwrite)
@@ -474,7 +489,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     good = dets.where(F.col(REJECT_REASON).isNull())
     n_good = by_reason.get(None, 0)
     stage_s["read"] = time.perf_counter() - t
-    log(f"varsky ingest: {summary.n_files} file(s), {summary.rows_in:,} rows, {n_good:,} good")
+    log(f"varsky ingest: {summary.n_files:,} file(s), {summary.rows_in:,} rows, {n_good:,} good")
 
     t = time.perf_counter()
     tiles = spark_tiles(good, config.histogram_order, config.work_rows)

@@ -165,3 +165,32 @@ def test_classify_prints_progress_and_summary_only(small_sample, tmp_path):
 def test_spark_submit_local_run_is_quiet(small_sample, tmp_path):
     _quiet(_run([str(REPO / "spark-submit.sh"), "classify", "--input", str(small_sample),
                  "--output", str(tmp_path / "out")]))  # fmt: skip
+
+
+# --- summaries that are true ------------------------------------------------------------------
+def test_classify_summary_lists_classes_under_classified_and_says_why_no_margin():
+    from catalogs.dr_lightcurves import DRFile
+    from jobs.classify import ClassifySummary
+
+    files = [DRFile(f"f{i}.parquet", 10, "double") for i in range(32_310)]
+    summary = ClassifySummary(files=files, rows_in=3, rows_out=3, output="out")
+    summary.class_counts = {"constant": 2, "rrab": 1}
+    summary.tiles = [(0, 8, 3)]
+    lines = summary.format().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  classified"))
+    assert lines[at + 1].split() == ["constant", "2"] and lines[at + 2].split() == ["rrab", "1"]
+    assert "no margin cache (one tile has no neighbours)" in lines[at + 3]
+    assert "32,310 file(s)" in summary.format()
+    summary.tiles, summary.margin_rows, summary.margin_name = [(1, 1, 2), (1, 2, 1)], 5, "m"
+    assert "margin cache m: 5 rows" in summary.format()
+
+
+def test_ingest_summary_accounts_for_reference_objects_without_detections():
+    from jobs.ingest import IngestSummary
+
+    summary = IngestSummary("psfcat", n_files=1_200, rows_in=10, rows_out=10, radius_arcsec=1.5)
+    summary.reference_sources, summary.reference_objects, summary.objects_out = 2_028, 500, 485
+    text = summary.format()
+    assert "2,028 sources merged into 500 sky objects" in text
+    assert "485 with good detections within 1.5 arcsec, written; 15 without one" in text
+    assert "1,200 psfcat file(s)" in text
