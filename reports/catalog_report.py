@@ -384,6 +384,8 @@ def summary_tables(df: pd.DataFrame, classes: Sequence[str]) -> dict[str, pd.Dat
                 continue
             epochs = df[column].fillna(0).to_numpy(dtype=np.int64)
             epochs = epochs[epochs > 0]
+            if band != "all" and not epochs.size:
+                continue  # a band no object has (a g-only input): no row of zeros
             low, high = (int(epochs.min()), int(epochs.max())) if epochs.size else (0, 0)
             quantiles = _quantile_row(epochs, _SCORE_QUANTILES)
             rows.append([band, epochs.size, low, *quantiles, high])
@@ -746,6 +748,58 @@ def _bands_with_epochs(lightcurve: Mapping[str, list]) -> list[int]:
     return sorted({int(c) for c in lightcurve[BAND]})
 
 
+#: Classes whose examples are shown folded too, and the multiple of the Lomb-Scargle period to
+#: fold at (an eclipsing binary's strongest peak is half its orbital period).
+FOLDED_CLASSES = {
+    "rrab": 1, "rrc": 1, "cepheid": 1, "delta_scuti": 1, "mira": 1, "ew": 2, "ea": 2,
+}  # fmt: skip
+_MAX_FREQUENCY_PER_DAY = 20.0
+
+
+def best_period_days(lightcurve: Mapping[str, list]) -> float | None:
+    """Period (days) of the highest Lomb-Scargle peak, bands joined after removing each median.
+
+    Frequencies from 1 / baseline to 20 per day (astropy's autopower grid, 10 samples a peak);
+    times relative to the first epoch (float64). None for fewer than 10 epochs.
+    """
+    from astropy.timeseries import LombScargle
+
+    hmjd = np.asarray(lightcurve[DRColumn.HMJD], dtype=np.float64)
+    if hmjd.size < 10:
+        return None
+    mag = np.asarray(lightcurve[DRColumn.MAG], dtype=np.float64)
+    magerr = np.asarray(lightcurve[DRColumn.MAGERR], dtype=np.float64)
+    channel = np.asarray(lightcurve[BAND], dtype=np.int64)
+    centred = mag.copy()
+    for k in np.unique(channel):
+        centred[channel == k] -= np.median(mag[channel == k])
+    t = hmjd - hmjd.min()
+    baseline = max(float(t.max()), 1.0)
+    frequency, power = LombScargle(t, centred, magerr).autopower(
+        minimum_frequency=1.0 / baseline,
+        maximum_frequency=_MAX_FREQUENCY_PER_DAY,
+        samples_per_peak=10,
+    )
+    return float(1.0 / frequency[np.argmax(power)])
+
+
+def _draw_folded(ax: Axes, lightcurve: Mapping[str, list], period_days: float) -> None:
+    """The light curve against phase (two cycles), one colour per band."""
+    hmjd = np.asarray(lightcurve[DRColumn.HMJD], dtype=np.float64)
+    mag = np.asarray(lightcurve[DRColumn.MAG], dtype=np.float64)
+    channel = np.asarray(lightcurve[BAND], dtype=np.int64)
+    phase = ((hmjd - hmjd.min()) / period_days) % 1.0
+    for k, band in enumerate(BAND_NAMES):
+        mask = channel == k
+        if mask.any():
+            for shift in (0.0, 1.0):
+                ax.plot(phase[mask] + shift, mag[mask], "o", ms=2, color=BAND_COLOURS.get(band))
+    ax.invert_yaxis()
+    ax.set_xlabel("phase", fontsize=7)
+    ax.set_ylabel("mag", fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
 def plot_dmdt_examples(
     objects: pd.DataFrame,
     lightcurves: Sequence[Mapping[str, list]],
@@ -768,27 +822,41 @@ def plot_dmdt_examples(
     path : str or Path
     """
     n_columns = max(len(_bands_with_epochs(lc)) for lc in lightcurves) if lightcurves else 1
-    fig = _new_figure(4.5 + 2.6 * n_columns, 2.5 * max(len(objects), 1))
-    grid = fig.add_gridspec(max(len(objects), 1), 1 + n_columns, width_ratios=[2] + [1] * n_columns)
+    classes = [str(c) for c in objects[PREDICTED_CLASS]]
+    folded = any(c in FOLDED_CLASSES for c in classes)
+    first = 2 if folded else 1
+    fig = _new_figure(4.5 + 2.6 * (n_columns + first - 1), 2.5 * max(len(objects), 1))
+    grid = fig.add_gridspec(
+        max(len(objects), 1), first + n_columns, width_ratios=[2] * first + [1] * n_columns
+    )
     for row, (obj, lightcurve, image) in enumerate(
         zip(objects.itertuples(index=False), lightcurves, images, strict=True)
     ):
         ax = fig.add_subplot(grid[row, 0])
         _draw_lightcurve(ax, lightcurve)
+        name = getattr(obj, PREDICTED_CLASS)
         ax.set_title(
-            f"{getattr(obj, PREDICTED_CLASS)}: objectid {getattr(obj, DRColumn.OBJECTID)}, "
+            f"{name}: objectid {getattr(obj, DRColumn.OBJECTID)}, "
             f"score {getattr(obj, PREDICTED_SCORE):.3f}",
             fontsize=9,
         )
+        period = best_period_days(lightcurve) if name in FOLDED_CLASSES else None
+        if period is not None:
+            ax = fig.add_subplot(grid[row, 1])
+            multiple = FOLDED_CLASSES[name]
+            _draw_folded(ax, lightcurve, multiple * period)
+            times = f"{multiple} x " if multiple > 1 else ""
+            ax.set_title(f"folded at {times}{period:.5g} d (Lomb-Scargle peak)", fontsize=8)
         for column, channel in enumerate(_bands_with_epochs(lightcurve)):
-            ax = fig.add_subplot(grid[row, 1 + column])
+            ax = fig.add_subplot(grid[row, first + column])
             shown = _draw_dmdt(ax, image[:, :, channel], card)
             fig.colorbar(shown, ax=ax, shrink=0.85)
             ax.set_title(f"dm-dt, {card.bands[channel]} band", fontsize=8)
     _suptitle(
         fig,
-        f"Top-scoring objects per predicted class: light curves and dm-dt images "
-        f"({card.grid_name} grid, {card.norm} scale: 255 x fraction of pairs)",
+        f"Top-scoring objects per predicted class: light curves"
+        f"{', periodic classes folded on their best period' if folded else ''}, and dm-dt "
+        f"images ({card.grid_name} grid, {card.norm} scale: 255 x fraction of pairs)",
     )
     return _save(fig, Path(path))
 
@@ -912,6 +980,39 @@ def _figure_link(path: Path, output_dir: Path) -> str:
     return Path(os.path.relpath(path, output_dir)).as_posix()
 
 
+@dataclass(frozen=True)
+class Section:
+    """One part of the report page: its heading, text, tables (by key), figures (by caption)."""
+
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+
+
+def _placed(
+    sections: Sequence[Section] | None,
+    tables: Mapping[str, pd.DataFrame],
+    figures: Mapping[str, str | Path],
+) -> list[Section]:
+    """``sections`` with only existing tables and figures; what none places goes in a last one."""
+    sections = list(sections or [])
+    placed = [
+        Section(
+            s.title,
+            s.paragraphs,
+            tuple(k for k in s.tables if k in tables),
+            tuple(c for c in s.figures if c in figures),
+        )
+        for s in sections
+    ]
+    tables_left = tuple(k for k in tables if not any(k in s.tables for s in placed))
+    figures_left = tuple(c for c in figures if not any(c in s.figures for s in placed))
+    if tables_left or figures_left:
+        placed.append(Section("More tables and figures", (), tables_left, figures_left))
+    return placed
+
+
 def write_html(
     output_dir: str | Path,
     tables: Mapping[str, pd.DataFrame],
@@ -919,8 +1020,12 @@ def write_html(
     title: str,
     properties: Mapping[str, str],
     notes: Sequence[str] = (),
+    sections: Sequence[Section] | None = None,
 ) -> Path:
     """Write :data:`REPORT_HTML`: one self-contained page of the tables and figures.
+
+    Results first: ``sections`` in order (tables and figures no section names follow in a last
+    one), then the notes, then the provenance (``properties``) folded away in a details block.
 
     Parameters
     ----------
@@ -947,28 +1052,35 @@ def write_html(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        "<h2>Catalog</h2><table>",
-        *[f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in properties.items()],
-        "</table>",
     ]
+    for section in _placed(sections, tables, figures):
+        parts.append(f"<h2>{esc(section.title)}</h2>")
+        parts += [f"<p>{esc(text)}</p>" for text in section.paragraphs]
+        for key in section.tables:
+            parts.append(f'<h3 id="{esc(key)}">{esc(TABLE_TITLES.get(key, key))}</h3>')
+            parts.append(
+                tables[key].to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+            )
+        for caption in section.figures:
+            path = Path(figures[caption])
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            link = esc(_figure_link(path, output_dir))
+            parts += [
+                f'<figure id="{esc(path.stem)}">',
+                f'<img src="data:image/png;base64,{data}" alt="{esc(caption)}">',
+                f'<figcaption>{esc(caption)} (<a href="{link}">{esc(path.name)}</a>)</figcaption>',
+                "</figure>",
+            ]
     if notes:
         parts += ['<h2>Notes</h2><ul class="notes">', *[f"<li>{esc(n)}</li>" for n in notes]]
         parts.append("</ul>")
-    for key, table in tables.items():
-        parts.append(f'<h2 id="{esc(key)}">{esc(TABLE_TITLES.get(key, key))}</h2>')
-        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
-    parts.append("<h2>Figures</h2>")
-    for caption, path in figures.items():
-        path = Path(path)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        link = esc(_figure_link(path, output_dir))
-        parts += [
-            f'<figure id="{esc(path.stem)}">',
-            f'<img src="data:image/png;base64,{data}" alt="{esc(caption)}">',
-            f'<figcaption>{esc(caption)} (<a href="{link}">{esc(path.name)}</a>)</figcaption>',
-            "</figure>",
-        ]
-    parts.append("</body></html>")
+    parts += [
+        "<details><summary>Provenance: the catalog's properties, model and inputs</summary>",
+        "<table>",
+        *[f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in properties.items()],
+        "</table></details>",
+        "</body></html>",
+    ]
     path = output_dir / REPORT_HTML
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
@@ -993,25 +1105,88 @@ def write_summary_markdown(
     title: str,
     properties: Mapping[str, str],
     notes: Sequence[str] = (),
+    sections: Sequence[Section] | None = None,
 ) -> Path:
     """Write :data:`SUMMARY_MD`: the same content as the HTML page, as Markdown text."""
     output_dir = Path(output_dir)
-    lines = [f"# {title}", ""]
-    lines += [f"- **{k}**: {v}" for k, v in properties.items()]
+    lines = [f"# {title}"]
+    for section in _placed(sections, tables, figures):
+        lines += ["", f"## {section.title}"]
+        for text in section.paragraphs:
+            lines += ["", text]
+        for key in section.tables:
+            lines += ["", f"### {TABLE_TITLES.get(key, key)}", "", _markdown_table(tables[key])]
+        if section.figures:
+            lines.append("")
+        lines += [
+            f"- [{Path(figures[c]).name}]({_figure_link(Path(figures[c]), output_dir)}): {c}"
+            for c in section.figures
+        ]
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
-    for key, table in tables.items():
-        lines += ["", f"## {TABLE_TITLES.get(key, key)}", "", _markdown_table(table)]
-    lines += ["", "## Figures", ""]
-    lines += [
-        f"- [{Path(p).name}]({_figure_link(Path(p), output_dir)}): {c}" for c, p in figures.items()
-    ]
+    lines += ["", "## Provenance", ""]
+    lines += [f"- **{k}**: {v}" for k, v in properties.items()]
     path = output_dir / SUMMARY_MD
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 # --- The whole report ---
+def model_statement(card: ModelCard) -> tuple[str, ...]:
+    """What the model was trained on, and where each of its quoted numbers comes from."""
+    training = card.training
+    sets = (card.fine_tuning or {}).get("sets", [])
+    real = ", ".join(f"{s['name']} ({s.get('train', 0):,} training objects)" for s in sets)
+    lines = [
+        f"{card.name} was trained on {training.n_train:,} simulated light curves "
+        f"({training.objects_per_class:,} per class, {len(card.classes)} classes, "
+        "ZTF-like cadences)"
+        + (f", then fine-tuned on real labelled light curves: {real}." if real else ".")
+    ]
+    metrics = card.test_metrics
+    if metrics is not None:
+        lines.append(
+            f"The confusion matrix is the {metrics.split} split of the simulated light curves "
+            f"(accuracy {metrics.accuracy:.3f}, macro F1 {metrics.macro_f1:.3f}): how well the "
+            "model tells simulated classes apart, not how it does on real stars."
+        )
+    if card.real_validation:
+        scores = "; ".join(
+            f"{name}: accuracy {v['accuracy']:.3f} on {v['n']:,} objects"
+            for name, v in card.real_validation.items()
+        )
+        lines.append(
+            "On real stars: the real-validation table gives the recall per source label on "
+            "real labelled objects held out of training (by object, never trained on) "
+            f"({scores}). Classes without real labelled examples (for instance yso, cv, flare, "
+            "bogus) are judged on simulated light curves only."
+        )
+    return tuple(lines)
+
+
+def _title(properties: Mapping[str, str], catalog_dir: Path, n_objects: int) -> str:
+    name = properties.get("obs_collection") or catalog_dir.resolve().name
+    inputs = [Path(p).name for p in _split_list(properties.get(INPUTS_PROPERTY))]
+    more = f" and {len(inputs) - 2:,} more" if len(inputs) > 2 else ""
+    source = f" of {', '.join(inputs[:2])}{more}" if inputs else ""
+    surveys = properties.get("varsky_input_catalogs")
+    source += f" ({surveys})" if surveys else ""
+    return f"{name}{source}: {n_objects:,} objects classified by varsky"
+
+
+def _lead(df: pd.DataFrame) -> str:
+    n = len(df)
+    if not n:
+        return "The catalog has no objects."
+    variable = int(is_variable(df[PREDICTED_CLASS].astype(str)).sum())
+    top = df[PREDICTED_CLASS].astype(str).value_counts()
+    common = ", ".join(f"{c} {k:,}" for c, k in top.head(4).items())
+    return (
+        f"{n:,} objects, {variable:,} of them ({variable / n:.1%}) predicted variable; "
+        f"most common classes: {common}."
+    )
+
+
 def _top_objects(df: pd.DataFrame, classes: Sequence[str], per_class: int) -> pd.DataFrame:
     """The ``per_class`` highest-scoring objects of each predicted class, in class order."""
     rank = {name: k for k, name in enumerate(classes)}
@@ -1089,10 +1264,11 @@ def make_report(
     notes: list[str] = []
     tables = summary_tables(df, classes)
     figures: dict[str, Path] = {}
+    sky_caption = "Sky map: objects and fraction of variables per HEALPix pixel"
+    results_figures: list[str] = [sky_caption]
+    model_figures: list[str] = []
     if len(df):
-        figures["Sky map: objects and fraction of variables per HEALPix pixel"] = plot_sky_map(
-            df, output / SKY_MAP_FILE
-        )
+        figures[sky_caption] = plot_sky_map(df, output / SKY_MAP_FILE)
     else:
         notes.append("the catalog has no rows: no figures")
 
@@ -1116,15 +1292,19 @@ def make_report(
         if confusion is None:
             notes.append(f"the model card in {model} has no test metrics: no confusion matrix")
         else:
-            figures[
+            caption = (
                 "Model card: confusion matrix of the synthetic (simulated) test split, rows: true "
                 "class (for real stars see the real-validation table)"
-            ] = confusion
+            )
+            figures[caption] = confusion
+            model_figures.append(caption)
         reliability = plot_model_reliability(card, output / RELIABILITY_FILE)
         if reliability is not None:
-            figures[
+            caption = (
                 "Model card: reliability on the real validation split, before and after calibration"
-            ] = reliability
+            )
+            figures[caption] = reliability
+            model_figures.append(caption)
         real = real_validation_table(card)
         if real is not None:
             tables[REAL_VALIDATION_TABLE] = real
@@ -1181,7 +1361,9 @@ def make_report(
                 examples.iloc[rows], [lightcurves[r] for r in rows], images[rows], card,
                 output / EXAMPLES_FILE.format(k // CLASSES_PER_FIGURE + 1),
             )  # fmt: skip
-            figures[f"Top-scoring objects of {', '.join(group)}: light curves, dm-dt images"] = path
+            caption = f"Top-scoring objects of {', '.join(group)}: light curves, dm-dt images"
+            figures[caption] = path
+            results_figures.append(caption)
         if classifier is not None:
             firsts = ~examples.duplicated(PREDICTED_CLASS).to_numpy()
             firsts &= ~examples[PREDICTED_CLASS].isin(SALIENCY_SKIPPED_CLASSES).to_numpy()
@@ -1200,20 +1382,32 @@ def make_report(
                     )  # fmt: skip
                     for r in rows
                 ]
-                figures["Saliency of the dm-dt image (top object of the most common classes)"] = (
-                    plot_saliency(
-                        examples.iloc[rows], images[rows], saliencies, card, output / SALIENCY_FILE
-                    )
+                caption = "Saliency of the dm-dt image (top object of the most common classes)"
+                figures[caption] = plot_saliency(
+                    examples.iloc[rows], images[rows], saliencies, card, output / SALIENCY_FILE
                 )
+                model_figures.append(caption)
 
     properties = _provenance(df, catalog_dir, n_files)
     properties["model directory (report)"] = str(model)
     properties["light-curve inputs (report)"] = ", ".join(inputs) or "(none)"
     properties["generated (UTC)"] = datetime.now(UTC).isoformat(timespec="seconds")
     properties |= {f"property {k}": v for k, v in properties_of_catalog.items()}
-    title = f"varsky report: {catalog_dir.resolve().name}"
-    html_path = write_html(output, tables, figures, title, properties, notes)
-    summary_path = write_summary_markdown(output, tables, figures, title, properties, notes)
+    title = _title(properties_of_catalog, catalog_dir, len(df))
+    sections = [
+        Section("Results", (_lead(df),), (CLASS_TABLE,), tuple(results_figures)),
+        Section(
+            "The model, and where its numbers come from",
+            model_statement(card) if card is not None else (),
+            (REAL_VALIDATION_TABLE,),
+            tuple(model_figures),
+        ),
+        Section("More about the catalog", (), (SCORE_TABLE, EPOCH_TABLE, TILE_TABLE)),
+    ]
+    html_path = write_html(output, tables, figures, title, properties, notes, sections)
+    summary_path = write_summary_markdown(
+        output, tables, figures, title, properties, notes, sections
+    )
     return ReportResult(
         catalog_dir=catalog_dir,
         output_dir=output,
