@@ -186,8 +186,7 @@ def test_summary_tables_count_every_object(catalog):
     assert epochs.loc["all", "min"] == n_good.min() >= DEFAULT_MIN_EPOCHS
     assert epochs.loc["all", "median"] == np.median(n_good)
     assert epochs.loc["g", "objects_with_epochs"] == rows.num_rows  # a zg file: g only
-    assert epochs.loc["r", "objects_with_epochs"] == epochs.loc["i", "objects_with_epochs"] == 0
-    assert list(epochs.index) == ["all", *BAND_NAMES]
+    assert list(epochs.index) == ["all", "g"]  # r and i, which no object has, are left out
 
 
 def test_tiles_are_chosen_when_the_catalog_has_no_hats_paths(catalog):
@@ -442,3 +441,31 @@ def test_reliability_figure_and_real_table_from_the_card(tmp_path, model_dir):
     row = table.iloc[0].to_dict()
     assert row["source label"] == "RRd" and row["recall"] == 0.9 and row["Mahabal+2017"] == 0.0
     assert row["called"] == "rrc 45, ew 5"
+
+
+def test_page_leads_with_results_and_folds_the_provenance_away(report):
+    page = report.html_path.read_text()
+    h1 = re.search(r"<h1>([^<]+)</h1>", page).group(1)
+    assert h1.endswith(f"{report.n_objects:,} objects classified by varsky")
+    order = ["<h2>Results</h2>", "Objects per predicted class", "sky_map.png", "dmdt_examples_01",
+             "<h2>The model, and where its numbers come from</h2>", "The confusion matrix is the",
+             "not how it does on real stars", "On real stars: the real-validation table",
+             "confusion_matrix.png", "<details><summary>Provenance"]  # fmt: skip
+    where = [page.index(text) for text in order]
+    assert where == sorted(where)
+    assert "model directory (report)" in page[page.index("<details>") :]
+    summary = report.summary_path.read_text()
+    assert summary.index("## Results") < summary.index("## Provenance")
+
+
+def test_best_period_and_the_folded_examples():
+    from reports.catalog_report import FOLDED_CLASSES, best_period_days
+
+    rng = np.random.default_rng(3)
+    hmjd = 58_300.0 + np.sort(rng.uniform(0.0, 400.0, 150))
+    mag = 17.0 + 0.3 * np.sin(2 * np.pi * hmjd / 0.613) + rng.normal(0.0, 0.02, hmjd.size)
+    lightcurve = {"hmjd": hmjd, "mag": mag, "magerr": np.full(hmjd.size, 0.02),
+                  "band": np.zeros(hmjd.size, np.int64)}  # fmt: skip
+    assert abs(best_period_days(lightcurve) - 0.613) < 0.001
+    assert best_period_days({k: v[:5] for k, v in lightcurve.items()}) is None
+    assert FOLDED_CLASSES["ew"] == 2 and "constant" not in FOLDED_CLASSES
