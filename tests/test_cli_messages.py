@@ -120,6 +120,14 @@ def test_bad_option_value_is_one_line():
     )
 
 
+def test_resume_on_dask_is_refused():
+    _one_line_error(
+        ["classify", "--input", str(SAMPLE), "--output", "o", "--engine", "dask", "--resume"],
+        "classify",
+        "--resume is for the Spark engine",
+    )
+
+
 def test_debug_shows_the_traceback():
     done = _run([str(VARSKY), "classify", "--input", "data/samples", "--output", "o", "--debug"])
     assert done.returncode != 0

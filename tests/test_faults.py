@@ -63,17 +63,22 @@ class Job:
         return "".join(self.lines)
 
 
-@pytest.fixture(scope="module")
-def undisturbed(spark, sample_file, model_dir, tmp_path_factory):
-    """The DR5 sample classified locally, with a fixed processing time."""
-    out = tmp_path_factory.mktemp("undisturbed") / "classified"
+def _classify_locally(spark, sample_file, model_dir, out: Path, **options):
+    """The DR5 sample classified in-process with a fixed processing time; its summary."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOURCE_DATE_EPOCH", WHEN)
         config = ClassifyConfig(
             inputs=(str(sample_file),), output=str(out), rejects=str(out) + "_rejects",
-            model_dir=str(model_dir),
+            model_dir=str(model_dir), **options,
         )  # fmt: skip
-        run_classify(spark, config, log=lambda *_: None)
+        return run_classify(spark, config, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(spark, sample_file, model_dir, tmp_path_factory):
+    """The DR5 sample classified locally, with a fixed processing time."""
+    out = tmp_path_factory.mktemp("undisturbed") / "classified"
+    _classify_locally(spark, sample_file, model_dir, out)
     return _data_files(out)
 
 
@@ -187,13 +192,7 @@ TILED = 150  # --max-rows-per-pixel: the sample's 1,363 objects in about a dozen
 def undisturbed_tiled(spark, sample_file, model_dir, tmp_path_factory):
     """The DR5 sample in small tiles (so with a margin cache), with a fixed processing time."""
     out = tmp_path_factory.mktemp("undisturbed_tiled") / "classified"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOURCE_DATE_EPOCH", WHEN)
-        config = ClassifyConfig(
-            inputs=(str(sample_file),), output=str(out), rejects=str(out) + "_rejects",
-            model_dir=str(model_dir), max_rows_per_pixel=TILED,
-        )  # fmt: skip
-        summary = run_classify(spark, config, log=lambda *_: None)
+    summary = _classify_locally(spark, sample_file, model_dir, out, max_rows_per_pixel=TILED)
     assert len(summary.tiles) > 5 and summary.margin_rows > 0
     return _data_files(out)
 
