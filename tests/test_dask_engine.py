@@ -172,8 +172,13 @@ def test_lsdb_api_classifies_irsa_hats_lightcurves_lazily(
 
 
 def test_scheduler_needs_the_dask_engine(capsys):
+    argv = ["classify", "--input", "x", "--output", "y", "--scheduler", "tcp://127.0.0.1:1"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "varsky classify: error: --scheduler is for --engine dask; Spark takes --master\n"
+    )
     with pytest.raises(ValueError, match="--scheduler is for --engine dask"):
-        main(["classify", "--input", "x", "--output", "y", "--scheduler", "tcp://127.0.0.1:1"])
+        main([*argv, "--debug"])
 
 
 def _wait_for_workers(client, n: int, timeout_s: float = 60.0) -> None:
