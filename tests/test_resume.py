@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -87,3 +88,59 @@ def test_fingerprint_follows_arguments_inputs_and_model():
     assert base != run_fingerprint({"min_epochs": 21}, [("a.parquet", 10, 1)], "m")
     assert base != run_fingerprint({"min_epochs": 20}, [("a.parquet", 10, 2)], "m")
     assert base != run_fingerprint({"min_epochs": 20}, [("a.parquet", 10, 1)], "n")
+
+
+# --- the classify job: a dead run that had written every tile ---------------------------------
+def test_resume_after_every_tile_was_written_classifies_nothing(
+    spark, sample_file, model_dir, tmp_path, monkeypatch
+):
+    """The driver died after the last tile, before the margin, metadata and rename."""
+    import shutil
+    from dataclasses import replace
+
+    from test_dask_engine import WHEN, _data_files
+
+    from catalogs.hats_writer import DEFAULT_SKYMAP_ORDER
+    from catalogs.schema import HEALPIX_ORDER
+    from jobs.classify import (
+        ClassifyConfig,
+        journal_of,
+        lightcurve_reader,
+        processing_time_utc,
+        run_classify,
+    )
+    from udfs.classifier import checked_model
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", WHEN)
+    clean_out, out = tmp_path / "clean", tmp_path / "resumed"
+    config = ClassifyConfig(
+        inputs=(str(sample_file),), output=str(clean_out), rejects=str(clean_out) + "_rejects",
+        model_dir=str(model_dir), max_rows_per_pixel=150,
+    )  # fmt: skip
+    clean = run_classify(spark, config, log=lambda *_: None)
+    assert len(clean.tiles) > 5 and clean.margin_rows > 0
+
+    # What the dead run left: every tile file and its record, a partial margin and metadata.
+    final = replace(config, output=str(out), rejects=str(out) + "_rejects", resume=True)
+    staged = final.staged()
+    shutil.copytree(clean_out, staged.output)
+    files = lightcurve_reader(list(final.inputs))[0]
+    model_sha256 = checked_model(model_dir)[2]
+    journal, _ = journal_of(replace(final, resume=False), staged, files, model_sha256)
+    tiles = Tiles(*np.array(clean.tiles, dtype=np.int64).T)
+    journal_dir = start_journal(staged.output, journal.fingerprint, processing_time_utc(), tiles)
+    shift = 2 * (HEALPIX_ORDER - DEFAULT_SKYMAP_ORDER)
+    for order, pixel, n in clean.tiles:
+        path = Path(staged.catalog_dir) / DATASET_DIR / partition_relative_path(order, pixel)
+        cells, counts = np.unique(pq.read_table(path)["_healpix_29"].to_numpy() >> shift,
+                                  return_counts=True)  # fmt: skip
+        row = {"order": order, "pixel": pixel, "nrows": n, "skymap_pixels": cells.tolist(),
+               "skymap_counts": counts.tolist()}  # fmt: skip
+        record_tile(journal_dir, staged.catalog_dir, row)
+
+    resumed = run_classify(spark, final, log=lambda *_: None)
+    assert resumed.resumed_tiles == len(clean.tiles) and resumed.resumed_rows == clean.rows_out
+    assert resumed.class_counts == clean.class_counts
+    assert (resumed.rows_out, resumed.margin_rows) == (clean.rows_out, clean.margin_rows)
+    assert not Path(staged.output).exists() and not (out / JOURNAL_DIR).exists()
+    assert _data_files(out) == _data_files(clean_out)
