@@ -100,6 +100,7 @@ def _timed(fn) -> float:
 def inside_spark(path: Path, n: int, batch_size: int) -> dict:
     from jobs.classify import model_ref
     from jobs.session import build_spark_session
+    from udfs.classifier import checked_model
     from udfs.inference import output_schema
     from udfs.spark_inference import classify_partitions
 
@@ -107,7 +108,7 @@ def inside_spark(path: Path, n: int, batch_size: int) -> dict:
         "varsky bench inference", conf={"spark.ui.showConsoleProgress": "false"}
     )
     cores = spark.sparkContext.defaultParallelism
-    ref, card = model_ref(spark, str(MODEL_DIR), None)
+    ref, card = model_ref(spark, str(MODEL_DIR), checked_model(MODEL_DIR))
     from pyspark.sql.pandas.types import from_arrow_schema
 
     df = spark.read.parquet(str(path)).repartition(cores)

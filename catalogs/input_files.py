@@ -48,21 +48,20 @@ def expand_files(paths, suffixes: tuple[str, ...] = PARQUET_SUFFIXES) -> list[st
         if info.type != pafs.FileType.Directory:
             files.append(path)
             continue
-        found = sorted(
-            i.path
+        listing = [
+            i
             for i in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True))
             if i.type == pafs.FileType.File
-            and i.base_name.endswith(suffixes)
-            and not i.base_name.startswith(("_", "."))
+        ]
+        found = sorted(
+            i.path
+            for i in listing
+            if i.base_name.endswith(suffixes) and not i.base_name.startswith(("_", "."))
         )
         if not found:
             kinds = "Parquet" if suffixes == PARQUET_SUFFIXES else "/".join(suffixes)
             message = f"directory holds no {kinds} file (*{suffixes[0]})"
-            n_fits = sum(
-                1
-                for i in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True))
-                if i.type == pafs.FileType.File and i.base_name.endswith(FITS_SUFFIXES)
-            )
+            n_fits = sum(i.base_name.endswith(FITS_SUFFIXES) for i in listing)
             if n_fits and suffixes == PARQUET_SUFFIXES:
                 message += (
                     f" but {n_fits:,} FITS file(s): survey catalogs become light curves with "

@@ -390,12 +390,15 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
     )
 
 
-def model_ref(spark, model_dir: str, grid: str | None):
-    """Register the model file with Spark (unless spark-submit shipped it) and describe it."""
-    from udfs.classifier import MODEL_CARD_FILE, MODEL_FILE, checked_model
+def model_ref(spark, model_dir: str, checked_model):
+    """Register the model file with Spark (unless spark-submit shipped it) and describe it.
+
+    ``checked_model`` is ``udfs.classifier.checked_model``'s (path, card, sha256).
+    """
+    from udfs.classifier import MODEL_CARD_FILE, MODEL_FILE
     from udfs.spark_inference import ModelRef
 
-    model_path, card, sha256 = checked_model(model_dir, grid)
+    model_path, card, sha256 = checked_model
     card_path = Path(model_dir) / MODEL_CARD_FILE
     shipped = spark.sparkContext.getConf().get("spark.files", "")
     if MODEL_FILE not in {Path(p).name for p in shipped.split(",") if p}:
@@ -434,13 +437,14 @@ def read_lightcurve_catalog(spark, files: list[DRFile]):
 
 
 def lightcurve_reader(inputs: list[str]):
-    """Check the input light curves; return (files, read_cut, catalog of each file).
+    """Check the input light curves; return (files, read_cut, catalog of each file, kind).
 
     ``inputs`` (see ``catalogs.input_files.light_curve_inputs``): HATS light-curve catalogs (from
     `varsky ingest`, or IRSA's DR in HATS layout) or IRSA DR Parquet files and folders.
     ``read_cut(spark, min_epochs)`` gives one row per light curve with the cut schema
     (``udfs.lightcurve_cuts.CUT_SCHEMA``): kept rows have a null reject reason. The last item
-    maps every spelling of a file's path that Spark may report to its catalog's name.
+    maps every spelling of a file's path that Spark may report to its catalog's name; ``kind``
+    is the inputs' :class:`catalogs.schema.InputKind`.
     """
     resolved = light_curve_inputs(inputs)
     if resolved.kind is InputKind.DR:
@@ -454,7 +458,7 @@ def lightcurve_reader(inputs: list[str]):
         def read_cut(spark, min_epochs: int):
             return cut_lightcurves(read_lightcurve_catalog(spark, files), resolved.kind, min_epochs)
 
-    return files, read_cut, resolved.catalog_of_file
+    return files, read_cut, resolved.catalog_of_file, resolved.kind
 
 
 #: Most rows that may repeat another row's objectid before the job stops (they are collected).
@@ -729,6 +733,9 @@ class CheckedInputs:
     files: list[DRFile]
     read_cut: object
     catalog_of_file: dict[str, str]
+    kind: InputKind
+    #: ``udfs.classifier.checked_model``'s (model path, card, sha256).
+    model: tuple
 
 
 def check_before_start(config: ClassifyConfig) -> CheckedInputs:
@@ -739,11 +746,11 @@ def check_before_start(config: ClassifyConfig) -> CheckedInputs:
     """
     from udfs.classifier import checked_model
 
-    files, read_cut, catalog_of_file = lightcurve_reader(list(config.inputs))
+    files, read_cut, catalog_of_file, kind = lightcurve_reader(list(config.inputs))
     for path in (config.output, config.rejects):
         check_output_dir(path, config.overwrite, keep_staging=True)
-    checked_model(config.model_dir, config.grid)
-    return CheckedInputs(files, read_cut, catalog_of_file)
+    model = checked_model(config.model_dir, config.grid)
+    return CheckedInputs(files, read_cut, catalog_of_file, kind, model)
 
 
 def run_classify(
@@ -762,7 +769,7 @@ def run_classify(
     t = time.perf_counter()
     checked = checked or check_before_start(config)
     files, read_cut, catalog_of_file = checked.files, checked.read_cut, checked.catalog_of_file
-    ref, card = model_ref(spark, config.model_dir, config.grid)
+    ref, card = model_ref(spark, config.model_dir, checked.model)
     final, config = config, config.staged()
     for path in (final.output, final.rejects):
         check_output_dir(path, final.overwrite, keep_staging=final.resume and path == final.output)
@@ -917,7 +924,7 @@ def run(args: argparse.Namespace) -> int:
     if config.engine == "dask":
         from jobs.classify_dask import run_dask_job
 
-        return run_dask_job(config)
+        return run_dask_job(config, checked)
     return run_spark_job(
         "varsky classify", config.master, lambda spark: run_classify(spark, config, checked=checked)
     )

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalogs.dr_lightcurves import DRFile, check_dr_files, read_dr_rows, source_file_uri
-from catalogs.input_files import is_hats_catalog, light_curve_inputs
+from catalogs.dr_lightcurves import read_dr_rows, source_file_uri
+from catalogs.input_files import is_hats_catalog
 from catalogs.parquet_output import check_output_dir, publish_output
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import (
@@ -52,13 +52,14 @@ from catalogs.schema import (
 from jobs.classify import (
     HISTOGRAM_ORDER,
     MAX_REPEATED_ROWS,
+    CheckedInputs,
     ClassifyConfig,
     ClassifySummary,
     cascade_of,
     catalog_properties,
+    check_before_start,
     processing_time_utc,
 )
-from udfs.classifier import checked_model
 
 #: Name of the rejects table's one file (Spark names its part file after the write's id).
 REJECTS_FILE = "part-00000.parquet"
@@ -183,15 +184,6 @@ def schema_of(table: pa.Table) -> pa.Schema:
 
 
 # --- The plan ---
-def _inputs(config: ClassifyConfig):
-    resolved = light_curve_inputs(list(config.inputs))
-    if resolved.kind is InputKind.DR:
-        files = check_dr_files(resolved.files)
-    else:
-        files = [DRFile(f, pq.ParquetFile(f).metadata.num_rows, "double") for f in resolved.files]
-    return resolved, files
-
-
 def _progress(futures, what: str, log) -> None:
     """Wait for ``futures``, logging every tenth of them done."""
     from distributed import as_completed
@@ -227,8 +219,13 @@ def _without_repeated_objects(client, cut: list) -> list:
     return [client.submit(reject_repeats, c, first_of) for c in cut]
 
 
-def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySummary:
-    """Run the whole job on a ``distributed.Client``; return its summary."""
+def run_classify_dask(
+    client, config: ClassifyConfig, log=print, checked: CheckedInputs | None = None
+) -> ClassifySummary:
+    """Run the whole job on a ``distributed.Client``; return its summary.
+
+    ``checked`` is ``jobs.classify.check_before_start``'s result when the caller ran it already.
+    """
     from catalogs.dask_tables import dask_tiles, write_hats_dask, write_margin_dask
     from catalogs.hats_writer import write_collection_properties
     from udfs.bad_exposures import flagged_from_counts
@@ -237,8 +234,9 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
 
     stage_s: dict[str, float] = {}
     t = time.perf_counter()
-    resolved, files = _inputs(config)
-    model_path, card, sha256 = checked_model(config.model_dir, config.grid)
+    checked = checked or check_before_start(config)
+    files = checked.files
+    model_path, card, sha256 = checked.model
     final, config = config, config.staged()
     for path in (final.output, final.rejects):
         check_output_dir(path, final.overwrite)
@@ -251,7 +249,7 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
     log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
 
     t = time.perf_counter()
-    kind = str(resolved.kind)
+    kind = str(checked.kind)
     cut = [client.submit(read_cut, f.path, kind, config.min_epochs, pure=False) for f in files]
     _progress(cut, "read + cuts", log)
     cut = _without_repeated_objects(client, cut)
@@ -315,7 +313,7 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
         for start in range(0, size, chunk)
     ]
     when = processing_time_utc()
-    provenance = Provenance(card.name, sha256, card.grid.name, when, resolved.catalog_of_file)
+    provenance = Provenance(card.name, sha256, card.grid.name, when, checked.catalog_of_file)
     cascade = cascade_of(config)
     pairs = [
         client.submit(classify_table, c, config.batch_size, provenance, cascade, pure=False)
@@ -343,7 +341,7 @@ def run_classify_dask(client, config: ClassifyConfig, log=print) -> ClassifySumm
         summary.settled = int(sum(s["settled"] for s in seconds))
 
     t = time.perf_counter()
-    properties = catalog_properties(final, card, sha256, resolved.catalog_of_file, when)
+    properties = catalog_properties(final, card, sha256, checked.catalog_of_file, when)
     if not chunks:
         raise ValueError("no object passed the cuts: nothing to classify")
     schema = client.submit(schema_of, classified[0]).result()
@@ -404,7 +402,7 @@ def dask_client(scheduler: str | None):
     return Client(cluster)
 
 
-def run_dask_job(config: ClassifyConfig) -> int:
+def run_dask_job(config: ClassifyConfig, checked: CheckedInputs | None = None) -> int:
     """Start (or join) the Dask cluster, run the job, print its summary."""
     from jobs.session import default_numba_cache_dir
 
@@ -414,7 +412,7 @@ def run_dask_job(config: ClassifyConfig) -> int:
     client = dask_client(config.scheduler)
     start_s = time.perf_counter() - t
     try:
-        summary = run_classify_dask(client, config)
+        summary = run_classify_dask(client, config, checked=checked)
     finally:
         cluster = client.cluster
         client.close()

@@ -562,7 +562,7 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
 
     assert config.labels is not None
     labels = read_labels(config.labels)
-    files, read_cut, _ = lightcurve_reader(list(config.inputs))
+    files, read_cut, _, _ = lightcurve_reader(list(config.inputs))
     log(f"[train] {labels.num_rows} labels; light curves from {len(files)} file(s)")
     cut = read_cut(spark, config.min_epochs)
     label_df = spark.createDataFrame(labels.to_pandas())

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from udfs.classifier import ModelCard
+    from udfs.periodogram import PeriodogramGrid
 
 # --- Files the report writes ---
 REPORT_DIR = "report"
@@ -748,39 +749,37 @@ def _bands_with_epochs(lightcurve: Mapping[str, list]) -> list[int]:
     return sorted({int(c) for c in lightcurve[BAND]})
 
 
-#: Classes whose examples are shown folded too, and the multiple of the Lomb-Scargle period to
-#: fold at (an eclipsing binary's strongest peak is half its orbital period).
+#: Classes whose examples are shown folded too, and the multiple of the best period to fold at
+#: (an eclipsing binary's strongest peak is half its orbital period).
 FOLDED_CLASSES = {
     "rrab": 1, "rrc": 1, "cepheid": 1, "delta_scuti": 1, "mira": 1, "ew": 2, "ea": 2,
 }  # fmt: skip
-_MAX_FREQUENCY_PER_DAY = 20.0
 
 
-def best_period_days(lightcurve: Mapping[str, list]) -> float | None:
-    """Period (days) of the highest Lomb-Scargle peak, bands joined after removing each median.
+def best_period_days(
+    lightcurve: Mapping[str, list], grid: PeriodogramGrid | None = None
+) -> float | None:
+    """The best period (days) of the model's own periodogram (:mod:`udfs.periodogram`).
 
-    Frequencies from 1 / baseline to 20 per day (astropy's autopower grid, 10 samples a peak);
-    times relative to the first epoch (float64). None for fewer than 10 epochs.
+    The period the network's shape inputs are folded on, from the same kernel and ``grid``
+    (default ``PeriodogramGrid()``). None for fewer than 10 epochs or no periodic signal.
     """
-    from astropy.timeseries import LombScargle
+    from udfs.periodogram import PeriodogramGrid, binned_periodograms
 
     hmjd = np.asarray(lightcurve[DRColumn.HMJD], dtype=np.float64)
     if hmjd.size < 10:
         return None
-    mag = np.asarray(lightcurve[DRColumn.MAG], dtype=np.float64)
-    magerr = np.asarray(lightcurve[DRColumn.MAGERR], dtype=np.float64)
     channel = np.asarray(lightcurve[BAND], dtype=np.int64)
-    centred = mag.copy()
-    for k in np.unique(channel):
-        centred[channel == k] -= np.median(mag[channel == k])
-    t = hmjd - hmjd.min()
-    baseline = max(float(t.max()), 1.0)
-    frequency, power = LombScargle(t, centred, magerr).autopower(
-        minimum_frequency=1.0 / baseline,
-        maximum_frequency=_MAX_FREQUENCY_PER_DAY,
-        samples_per_peak=10,
+    _, shape = binned_periodograms(
+        hmjd - hmjd.min(),
+        np.asarray(lightcurve[DRColumn.MAG], dtype=np.float64),
+        channel,
+        np.array([0, hmjd.size]),
+        grid or PeriodogramGrid(),
+        len(BAND_NAMES),
     )
-    return float(1.0 / frequency[np.argmax(power)])
+    log_period, power = float(shape[0, 0]), float(shape[0, 1])
+    return 10.0**log_period if power > 0 else None
 
 
 def _draw_folded(ax: Axes, lightcurve: Mapping[str, list], period_days: float) -> None:
@@ -840,13 +839,13 @@ def plot_dmdt_examples(
             f"score {getattr(obj, PREDICTED_SCORE):.3f}",
             fontsize=9,
         )
-        period = best_period_days(lightcurve) if name in FOLDED_CLASSES else None
+        period = best_period_days(lightcurve, card.periodogram) if name in FOLDED_CLASSES else None
         if period is not None:
             ax = fig.add_subplot(grid[row, 1])
             multiple = FOLDED_CLASSES[name]
             _draw_folded(ax, lightcurve, multiple * period)
             times = f"{multiple} x " if multiple > 1 else ""
-            ax.set_title(f"folded at {times}{period:.5g} d (Lomb-Scargle peak)", fontsize=8)
+            ax.set_title(f"folded at {times}{period:.5g} d (best period)", fontsize=8)
         for column, channel in enumerate(_bands_with_epochs(lightcurve)):
             ax = fig.add_subplot(grid[row, first + column])
             shown = _draw_dmdt(ax, image[:, :, channel], card)
