@@ -99,6 +99,8 @@ def probability_column(class_name: str) -> str:
 
 PREDICTED_CLASS = "predicted_class"
 PREDICTED_SCORE = "predicted_score"
+P_VARIABLE = "p_variable"  # the variability stage's probability that the object varies
+SETTLED = "settled_as_constant"  # the variability stage wrote it constant; the network did not run
 VARSKY_VERSION_COLUMN = "varsky_version"
 MODEL_NAME_COLUMN = "model_name"
 MODEL_SHA256 = "model_sha256"
@@ -109,7 +111,7 @@ PROCESSING_TIME = "processing_time_utc"  # timestamp[us, UTC]
 
 #: Version of the classification catalog's columns (property ``varsky_schema_version``): bumped
 #: whenever a column is added, removed, renamed or changes type.
-CLASSIFICATION_SCHEMA_VERSION = "1"
+CLASSIFICATION_SCHEMA_VERSION = "2"
 
 
 class RejectReason:
@@ -254,7 +256,7 @@ class Property(StrEnum):
     INPUT_FORMAT = "varsky_input_format"  # of a light-curve catalog (ingest)
     RADIUS_ARCSEC = "varsky_radius_arcsec"
     BAND_MAP = "varsky_band_map"  # JSON
-    CASCADE = "varsky_cascade"  # classify --cascade: what the first stage did
+    VARIABILITY_STAGE = "varsky_variability_stage"  # JSON: on/off, threshold, sha256, calibration
     ENGINE = "varsky_engine"  # classify: spark or dask
 
 
@@ -299,12 +301,15 @@ def provenance_schema(schema: pa.Schema) -> pa.Schema:
 def classification_schema(classes, carried: pa.Schema, provenance: bool = True) -> pa.Schema:
     """Arrow schema of the classification catalog's rows for a model's ``classes``.
 
-    The :data:`CARRIED_COLUMNS` (typed as in ``carried``), one float32 probability per class, the
-    predicted class and its score; then, with ``provenance``, :func:`provenance_schema`.
+    The :data:`CARRIED_COLUMNS` (typed as in ``carried``), one float32 probability per class
+    (null where the network did not run: objects settled as constant), the predicted class and
+    its score, the variability stage's ``p_variable`` (null for a model without the stage) and
+    whether it settled the object; then, with ``provenance``, :func:`provenance_schema`.
     """
     schema = pa.schema(
         [carried.field(c) for c in CARRIED_COLUMNS]
         + [pa.field(probability_column(c), pa.float32()) for c in classes]
         + [pa.field(PREDICTED_CLASS, pa.string()), pa.field(PREDICTED_SCORE, pa.float32())]
+        + [pa.field(P_VARIABLE, pa.float32()), pa.field(SETTLED, pa.bool_())]
     )
     return provenance_schema(schema) if provenance else schema

@@ -98,7 +98,8 @@ class ClassifyConfig:
     grid: str | None = None
     min_epochs: int = DEFAULT_MIN_EPOCHS
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION
-    cascade: bool = False
+    variability_stage: bool = True
+    variability_threshold: float | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     overwrite: bool = False
     master: str | None = None
@@ -134,7 +135,8 @@ class ClassifyConfig:
             "model": str(Path(self.model_dir).resolve()),
             "min_epochs": self.min_epochs,
             "rows_per_partition": self.rows_per_partition,
-            "cascade": self.cascade,
+            "variability_stage": self.variability_stage,
+            "variability_threshold": self.variability_threshold,
             "batch_size": self.batch_size,
             "catalog_name": self.catalog_name,
             "engine": self.engine,
@@ -163,8 +165,11 @@ class ClassifySummary:
     class_counts: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     task_s: dict[str, float] = field(default_factory=dict)
-    #: With --cascade: objects the first stage settled.
+    #: Objects the variability stage settled as constant (None: the model has no stage).
     settled: int | None = None
+    #: The stage's threshold, and whether it settled (False: --variability-stage off).
+    variability_threshold: float | None = None
+    variability_settles: bool = True
     #: Python task seconds of the inputs + network stage / its wall time / the job's cores.
     cores_busy: float | None = None
     cores: int = 0
@@ -187,6 +192,23 @@ class ClassifySummary:
     def rows_rejected(self) -> int:
         """Rows that went to the rejects table."""
         return sum(self.rejected_by_reason.values())
+
+    def first_stage_line(self) -> str:
+        """The summary's line about the variability stage."""
+        if self.settled is None:
+            return (
+                "first stage none: the model has no variability stage; every object to the network"
+            )
+        if not self.variability_settles:
+            return (
+                "first stage off (--variability-stage off): p_variable computed, every object "
+                "to the network"
+            )
+        return (
+            f"first stage {self.settled:,} of {self.rows_out:,} objects settled as constant "
+            f"(p_variable < {self.variability_threshold:.3g}); "
+            f"{self.rows_out - self.settled:,} to the periodogram and network"
+        )
 
     def format(self) -> str:
         """A short report a person can read."""
@@ -250,11 +272,7 @@ class ClassifySummary:
                 + " | ".join(f"{k} {v:.1f} s" for k, v in self.task_s.items())
                 + " (summed over tasks)"
             )
-        if self.settled is not None:
-            lines.append(
-                f"  cascade     {self.settled:,} of {self.rows_out:,} objects settled as constant "
-                "by the first stage (coarse periodogram); the rest had the full periodogram"
-            )
+        lines.append("  " + self.first_stage_line())
         if self.cores_busy is not None:
             lines.append(
                 f"  cores busy  {self.cores_busy:.2f} in inputs + network (Python task seconds / "
@@ -296,9 +314,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"master and partitioning (default {DEFAULT_BATCH_SIZE})",
     )  # fmt: skip
     parser.add_argument(
-        "--cascade", action="store_true",
-        help="settle confident constant stars on a coarse first look (udfs/cascade.py; the "
-        "README gives what it saves and what it lets go)",
+        "--variability-stage", choices=["on", "off"], default="on",
+        help="on: objects the model's variability stage calls non-variable are written as "
+        "constant and skip the periodogram and network (udfs/variability.py); off: every object "
+        "goes to the network, p_variable is still computed (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variability-threshold", type=float, default=None, metavar="P",
+        help="settle objects with p_variable below P (default: the model card's)",
     )  # fmt: skip
     parser.add_argument(
         "--catalog-name", default=DEFAULT_CATALOG_NAME,
@@ -375,7 +398,8 @@ def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
         grid=args.grid,
         min_epochs=args.min_epochs,
         rows_per_partition=args.rows_per_partition,
-        cascade=args.cascade,
+        variability_stage=args.variability_stage == "on",
+        variability_threshold=args.variability_threshold,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         master=args.master,
@@ -525,7 +549,7 @@ def sky_ranges(df, n_partitions: int):
     ).sortWithinPartitions(HEALPIX_COLUMN, DRColumn.OBJECTID)
 
 
-def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance, cascade=None):
+def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance, stage=None):
     """:func:`udfs.pipeline.classify_partition` on every partition of ``df`` (its sky ranges).
 
     Outputs do not depend on the partitioning (the classifier pads every batch to one shape).
@@ -540,7 +564,7 @@ def classify_lightcurves(df, ref, classes, batch_size: int, acc, provenance, cas
     carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
     schema = from_arrow_schema(classified_schema(classes, carried))
     return df.select(*CARRIED_COLUMNS, LIGHTCURVE).mapInArrow(
-        classify_partitions(ref, batch_size, acc, provenance, cascade), schema
+        classify_partitions(ref, batch_size, acc, provenance, stage), schema
     )
 
 
@@ -552,11 +576,19 @@ def processing_time_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def cascade_of(config: ClassifyConfig):
-    """The :class:`udfs.cascade.Cascade` of ``--cascade``, or None."""
-    from udfs.cascade import Cascade
+def stage_of_config(config: ClassifyConfig, card):
+    """The :class:`udfs.variability.VariabilityStage` the job runs, or None (none in the card)."""
+    from udfs.variability import stage_of
 
-    return Cascade() if config.cascade else None
+    return stage_of(card, config.variability_stage, config.variability_threshold)
+
+
+def note_stage(summary: ClassifySummary, stage, settled: int) -> None:
+    """Put the variability stage's count and settings into the summary."""
+    if stage is not None:
+        summary.settled = settled
+        summary.variability_threshold = stage.threshold
+        summary.variability_settles = stage.settles
 
 
 def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, when):
@@ -577,7 +609,15 @@ def catalog_properties(config: ClassifyConfig, card, model_sha256: str, inputs, 
         Property.PROCESSING_TIME: when.isoformat(),
         Property.JOB_ARGUMENTS: json.dumps(config.job_arguments(), sort_keys=True),
         Property.ENGINE: config.engine,
-    } | ({Property.CASCADE: cascade_of(config).describe()} if config.cascade else {})
+        Property.VARIABILITY_STAGE: variability_property(stage_of_config(config, card)),
+    }
+
+
+def variability_property(stage) -> str:
+    """The catalog's ``varsky_variability_stage``: what the first stage was and did (JSON)."""
+    if stage is None:
+        return json.dumps({"settles": False, "note": "the model has no variability stage"})
+    return json.dumps(stage.describe(), sort_keys=True)
 
 
 def bad_exposure_cut(kept, min_stars: int, max_fraction: float, min_epochs: int, removed):
@@ -829,7 +869,7 @@ def run_classify(
     t = time.perf_counter()
     acc = {
         k: spark.sparkContext.accumulator(0.0)
-        for k in ("load_s", "inputs_s", "predict_s", "task_s", "settled")
+        for k in ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
     }
     n_partitions = max(
         math.ceil(kept / config.rows_per_partition), spark.sparkContext.defaultParallelism
@@ -865,7 +905,7 @@ def run_classify(
         config.batch_size,
         acc,
         provenance,
-        cascade_of(config),
+        stage_of_config(config, card),
     ).persist(StorageLevel.DISK_ONLY)
     counts = classified.groupBy(PREDICTED_CLASS).count().collect()
     summary.class_counts = {r[PREDICTED_CLASS]: r["count"] for r in counts}
@@ -882,11 +922,11 @@ def run_classify(
     summary.cores_busy = acc["task_s"].value / stage_s["inputs + network"] / summary.cores
     summary.task_s = {
         "model load": acc["load_s"].value,
+        "variability stage": acc["variability_s"].value,
         "model inputs": acc["inputs_s"].value,
         "network": acc["predict_s"].value,
     }
-    if config.cascade:
-        summary.settled = int(acc["settled"].value)
+    note_stage(summary, stage_of_config(config, card), int(acc["settled"].value))
 
     t = time.perf_counter()
     properties = catalog_properties(final, card, ref.sha256, catalog_of_file, when)

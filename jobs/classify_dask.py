@@ -55,10 +55,11 @@ from jobs.classify import (
     CheckedInputs,
     ClassifyConfig,
     ClassifySummary,
-    cascade_of,
     catalog_properties,
     check_before_start,
+    note_stage,
     processing_time_utc,
+    stage_of_config,
 )
 
 #: Name of the rejects table's one file (Spark names its part file after the write's id).
@@ -314,9 +315,9 @@ def run_classify_dask(
     ]
     when = processing_time_utc()
     provenance = Provenance(card.name, sha256, card.grid.name, when, checked.catalog_of_file)
-    cascade = cascade_of(config)
+    stage = stage_of_config(config, card)
     pairs = [
-        client.submit(classify_table, c, config.batch_size, provenance, cascade, pure=False)
+        client.submit(classify_table, c, config.batch_size, provenance, stage, pure=False)
         for c in chunks
     ]
     _progress(pairs, "inputs + network", log)
@@ -330,15 +331,16 @@ def run_classify_dask(
     summary.rows_out = sum(summary.class_counts.values())
     stage_s["inputs + network"] = time.perf_counter() - t
     summary.cores = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-    total = {k: sum(s[k] for s in seconds) for k in ("load_s", "inputs_s", "predict_s", "task_s")}
+    keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s")
+    total = {k: sum(s[k] for s in seconds) for k in keys}
     summary.cores_busy = total["task_s"] / stage_s["inputs + network"] / summary.cores
     summary.task_s = {
         "model load": total["load_s"],
+        "variability stage": total["variability_s"],
         "model inputs": total["inputs_s"],
         "network": total["predict_s"],
     }
-    if config.cascade:
-        summary.settled = int(sum(s["settled"] for s in seconds))
+    note_stage(summary, stage, int(sum(s["settled"] for s in seconds)))
 
     t = time.perf_counter()
     properties = catalog_properties(final, card, sha256, checked.catalog_of_file, when)

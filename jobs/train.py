@@ -170,6 +170,7 @@ class TrainConfig:
     finetune_learning_rate: float = 1e-3
     finetune_sim_per_class: int = 1500
     calibration_sim_per_class: int = 300
+    variability_only: bool = False
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -226,6 +227,7 @@ class TrainConfig:
             real_sets=tuple(args.real or ()),
             band_map=BandMap.parse(args.band_map),
             finetune_epochs=args.finetune_epochs,
+            variability_only=args.variability_only,
         )
 
 
@@ -337,6 +339,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="probability a multi-band training object gets a copy with one band removed "
         "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--variability-only",
+        action="store_true",
+        help="only (re)fit the variability stage (udfs/variability.py) of the model already in "
+        "--output, from the --real sets and the --cadence-sample DR file, and rewrite its card "
+        "(about a minute, no Spark)",
     )
     parser.add_argument(
         "--no-periodogram",
@@ -942,6 +951,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         training=replace(record, duration_s=round(seconds["total"], 1)),
         test_metrics=metrics,
         model_sha256=file_sha256(model_path),
+        variability=fit_variability(config, len(card.bands), log),
     )
     card_path = card.write(output)
     confusion_path = output / CONFUSION_MATRIX_FILE
@@ -1015,9 +1025,47 @@ def format_summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
+def fit_variability(config: TrainConfig, n_channels: int, log=print):
+    """The variability stage fitted on the config's real sets and cadence sample, or None."""
+    if not config.real_sets or config.cadence_sample is None:
+        log("[train] no variability stage: it needs --real sets and a --cadence-sample DR file")
+        return None
+    from udfs.variability_training import fit_variability_stage
+
+    return fit_variability_stage(
+        [(prefix, config.band_map) for prefix in config.real_sets],
+        config.cadence_sample,
+        n_channels,
+        config.min_epochs,
+        config.real_val_fraction,
+        config.real_split_seed,
+        config.seed,
+        log=log,
+    )
+
+
+def refit_variability(config: TrainConfig) -> int:
+    """``--variability-only``: fit the stage of the model in ``config.output``, rewrite its card."""
+    start = time.perf_counter()
+    card = ModelCard.read(config.output)
+    stage = fit_variability(config, len(card.bands))
+    if stage is None:
+        raise ValueError("train --variability-only: give the --real sets to fit the stage on")
+    path = replace(card, variability=stage).write(config.output)
+    print(
+        f"varsky train --variability-only: done in {time.perf_counter() - start:.1f} s\n"
+        f"  stage        threshold p_variable >= {stage.threshold:.4g}, "
+        f"sha256 {stage.sha256[:16]}\n"
+        f"  card         {path}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the train job from parsed arguments; return the exit status."""
     from jobs.session import run_spark_job
 
     config = TrainConfig.from_args(args)
+    if config.variability_only:
+        return refit_variability(config)
     return run_spark_job("varsky-train", config.master, lambda spark: train(spark, config))

@@ -4,9 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from udfs.cascade import Cascade, take_lightcurves
 
 from catalogs.schema import CARRIED_COLUMNS
-from udfs.cascade import Cascade, take_lightcurves
 from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
 from udfs.dmdt import dmdt_images
 from udfs.inference import (

@@ -165,6 +165,14 @@ def _record_from_dict(data: Mapping[str, Any], source: str) -> TrainingRecord:
         raise ValueError(f"{source}: bad 'training' entry ({err})") from err
 
 
+def _stage_from_dict(data: Mapping[str, Any] | None, source: str):
+    if not data:
+        return None
+    from udfs.variability import VariabilityStage
+
+    return VariabilityStage.from_dict(dict(data), source)
+
+
 def _tuple_of_floats(values: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
@@ -213,6 +221,9 @@ class ModelCard:
     model_sha256 : str or None
         Hex sha256 of the model file the card describes (written by ``varsky train``); jobs
         refuse a model file that does not match it.
+    variability : udfs.variability.VariabilityStage or None
+        The fitted variability stage that settles non-variable objects before the periodogram
+        and the network; None for a model without one (every object goes to the network).
     """
 
     name: str
@@ -233,6 +244,7 @@ class ModelCard:
     real_validation: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     model_sha256: str | None = None
+    variability: Any = None
 
     def __post_init__(self) -> None:
         n_dm, n_dt = len(self.dm_edges_mag) - 1, len(self.dt_edges_days) - 1
@@ -309,6 +321,7 @@ class ModelCard:
             "real_validation": self.real_validation,
             "created": self.created,
             "model_sha256": self.model_sha256,
+            "variability": self.variability.to_dict() if self.variability else None,
         }
 
     @classmethod
@@ -344,6 +357,7 @@ class ModelCard:
             real_validation=data.get("real_validation"),
             created=str(data.get("created", "")),
             model_sha256=data.get("model_sha256"),
+            variability=_stage_from_dict(data.get("variability"), source),
         )
 
     def write(self, model_dir: str | Path) -> Path:

@@ -78,7 +78,7 @@ def _worker_threads() -> int:
 
 
 def classify_table(
-    table: pa.Table, batch_size: int, provenance=None, cascade=None
+    table: pa.Table, batch_size: int, provenance=None, stage=None
 ) -> tuple[pa.Table, dict[str, float]]:
     """:func:`udfs.pipeline.classify_partition` of a table of kept rows on a Dask worker.
 
@@ -98,11 +98,12 @@ def classify_table(
     batches = table.combine_chunks().to_batches()
     batches = batches or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     out = [
-        classify_partition(batch, classifier, provenance, batch_size, times, cascade)
+        classify_partition(batch, classifier, provenance, batch_size, times, stage)
         for batch in batches
     ]
     seconds = {
         "load_s": load_s,
+        "variability_s": times.variability_s,
         "inputs_s": times.inputs_s,
         "predict_s": times.predict_s,
         "task_s": time.perf_counter() - t0,

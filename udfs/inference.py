@@ -20,6 +20,7 @@ from catalogs.schema import (
     CARRIED_COLUMNS,
     LIGHTCURVE,
     DRColumn,
+    VariabilityClass,
     classification_schema,
 )
 from udfs.model_inputs import DMDT_INPUT, FlatLightCurves
@@ -37,7 +38,8 @@ class StageTimes:
     inputs_s: float = 0.0
     predict_s: float = 0.0
     n_objects: int = 0
-    #: With a cascade: the objects its first stage settled.
+    #: The variability stage: its seconds, and the objects it settled as constant.
+    variability_s: float = 0.0
     n_settled: int = 0
 
 
@@ -71,9 +73,9 @@ def classify_batch(
     classifier,
     batch_size: int = 256,
     times: StageTimes | None = None,
-    cascade=None,
+    stage=None,
 ) -> pa.RecordBatch:
-    """Classify every light curve of a batch.
+    """Classify every light curve of a batch: the variability stage, then the network.
 
     Parameters
     ----------
@@ -85,38 +87,64 @@ def classify_batch(
     batch_size : int
         Objects per model call.
     times : StageTimes, optional
-        Accumulates the seconds spent making the inputs and predicting.
-    cascade : udfs.cascade.Cascade, optional
-        Classify through the two-stage cascade instead of the full inputs for every object.
+        Accumulates the seconds spent on the stage, the inputs and the network.
+    stage : udfs.variability.VariabilityStage, optional
+        Gives every object its ``p_variable``; when it ``settles``, objects below its threshold
+        are written as constant (``p_constant = 1 - p_variable``, the other classes null) and
+        skip the inputs and the network. Without it ``p_variable`` is null and every object
+        goes to the network.
 
     Returns
     -------
     pyarrow.RecordBatch
-        The carried columns, one float32 probability column per class, the predicted class and
-        its score.
+        The carried columns, one float32 probability per class, the predicted class and its
+        score, ``p_variable`` and ``settled_as_constant``.
     """
     classes = list(classifier.classes)
+    n = batch.num_rows
     t0 = time.perf_counter()
     flat = flat_lightcurves(batch.column(LIGHTCURVE))
-    if cascade is not None:
-        from udfs.cascade import cascade_probabilities
-
-        probabilities, _ = cascade_probabilities(classifier, flat, cascade, batch_size, times)
+    settled = np.zeros(n, bool)
+    p_variable = None
+    if stage is not None:
+        p_variable = stage.p_variable(flat, len(classifier.card.bands)).astype(np.float32)
+        if stage.settles:
+            settled = p_variable < stage.threshold
+    t1 = time.perf_counter()
+    rest = np.flatnonzero(~settled)
+    probabilities = np.full((n, len(classes)), np.nan, np.float32)
+    if rest.size:
+        inputs = classifier.card.model_inputs(flat if rest.size == n else flat.take(rest))
+        t2 = time.perf_counter()
+        predicted = classifier.predict(inputs, batch_size=batch_size)
+        probabilities[rest] = np.asarray(predicted, np.float32)
     else:
-        inputs = classifier.card.model_inputs(flat)
-        t1 = time.perf_counter()
-        probabilities = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
-        if times is not None:
-            times.inputs_s += t1 - t0
-            times.predict_s += time.perf_counter() - t1
+        t2 = t1
+    t3 = time.perf_counter()
+    best = np.zeros(n, np.int64)
+    if rest.size:
+        best[rest] = probabilities[rest].argmax(axis=1)
+    if settled.any():
+        constant = classes.index(VariabilityClass.constant.value)
+        probabilities[settled, constant] = 1.0 - p_variable[settled]
+        best[settled] = constant
     if times is not None:
-        times.n_objects += batch.num_rows
-    best = probabilities.argmax(axis=1) if len(probabilities) else np.empty(0, dtype=np.int64)
+        times.variability_s += t1 - t0
+        times.inputs_s += t2 - t1
+        times.predict_s += t3 - t2
+        times.n_objects += n
+        times.n_settled += int(settled.sum())
     schema = output_schema(classes, batch.schema)
     arrays = [batch.column(c) for c in CARRIED_COLUMNS]
-    arrays += [pa.array(probabilities[:, k]) for k in range(len(classes))]
+    for k in range(len(classes)):
+        column = probabilities[:, k]
+        arrays.append(pa.array(column, pa.float32(), mask=np.isnan(column)))
     arrays.append(pa.array(np.asarray(classes, dtype=object)[best], pa.string()))
-    arrays.append(pa.array(probabilities[np.arange(len(best)), best]))
+    arrays.append(pa.array(probabilities[np.arange(n), best], pa.float32()))
+    arrays.append(
+        pa.nulls(n, pa.float32()) if p_variable is None else pa.array(p_variable, pa.float32())
+    )
+    arrays.append(pa.array(settled, pa.bool_()))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

@@ -51,6 +51,7 @@ def classify_frame(
     provenance,
     min_epochs: int,
     batch_size: int,
+    stage=None,
 ) -> pd.DataFrame:
     """Classify one partition (a NestedFrame of DR light curves); rows of the cut survivors.
 
@@ -70,7 +71,7 @@ def classify_frame(
     cut = cut_partition(batch, InputKind.HATS_DR, min_epochs)
     kept = cut.filter(pc.is_null(cut.column(REJECT_REASON))).select([*CARRIED_COLUMNS, LIGHTCURVE])
     classifier = _classifier(model_path, sha256)
-    rows = classify_partition(kept, classifier, provenance, batch_size)
+    rows = classify_partition(kept, classifier, provenance, batch_size, stage=stage)
     rows = rows.rename_columns([_input_name(c) for c in rows.schema.names])
     return rows.to_pandas(types_mapper=pd.ArrowDtype)
 
@@ -96,6 +97,7 @@ def classify_catalog(
     model_dir: str | Path = DEFAULT_MODEL_DIR,
     min_epochs: int = DEFAULT_MIN_EPOCHS,
     batch_size: int = 256,
+    variability_stage: bool = True,
 ):
     """The classification of an lsdb catalog of DR light curves, as a lazy lsdb catalog.
 
@@ -110,6 +112,10 @@ def classify_catalog(
         Good epochs an object needs to be classified.
     batch_size : int
         Objects per network call (probabilities are bit-identical for a given batch size).
+    variability_stage : bool
+        Settle the objects the model's variability stage calls non-variable as constant, without
+        the periodogram and network (as the classify job does by default); False sends every
+        object to the network (``p_variable`` is still computed).
 
     Returns
     -------
@@ -119,8 +125,10 @@ def classify_catalog(
     """
     from udfs.lightcurve_cuts import CUT_SCHEMA
     from udfs.pipeline import Provenance, classified_schema
+    from udfs.variability import stage_of
 
     model_path, card, sha256 = checked_model(model_dir)
+    stage = stage_of(card, variability_stage)
     name = catalog.hc_structure.catalog_info.catalog_name
     when = datetime.now(UTC).replace(microsecond=0)
     files = {_partition_name(pixel): name for pixel in catalog.get_healpix_pixels()}
@@ -129,7 +137,7 @@ def classify_catalog(
     schema = classified_schema(card.classes, carried)
     meta = schema.empty_table().rename_columns([_input_name(c) for c in schema.names])
     classified = catalog.map_partitions(
-        classify_frame, str(model_path), sha256, provenance, min_epochs, batch_size,
+        classify_frame, str(model_path), sha256, provenance, min_epochs, batch_size, stage,
         meta=meta.to_pandas(types_mapper=pd.ArrowDtype), include_pixel=True,
     )  # fmt: skip
     return classified.rename({DRColumn.RA: RA, DRColumn.DEC: DEC})

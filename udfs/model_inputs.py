@@ -48,6 +48,18 @@ class FlatLightCurves:
         """Number of light curves."""
         return int(self.offsets.size - 1)
 
+    def take(self, rows: npt.NDArray[np.integer]) -> FlatLightCurves:
+        """The light curves ``rows``, in that order."""
+        lengths = self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.zeros(rows.size + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        starts = np.repeat(self.offsets[rows] - offsets[:-1], lengths)
+        epochs = starts + np.arange(offsets[-1])
+        return FlatLightCurves(
+            self.t_days[epochs], self.mag[epochs], self.magerr[epochs], self.channel[epochs],
+            offsets,
+        )  # fmt: skip
+
 
 def model_inputs(
     lightcurves: FlatLightCurves,

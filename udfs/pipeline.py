@@ -9,7 +9,8 @@ them without Spark. The chain:
 2. (Between the two, the exposure-level cut of :mod:`udfs.bad_exposures`: it needs statistics over
    every star of an exposure, so the engine gathers them; :func:`udfs.bad_exposures.remove_epochs`
    then works per partition.)
-3. :func:`classify_partition`: model inputs, the network, the predicted class, and the per-row
+3. :func:`classify_partition`: the variability stage, then model inputs and the network for
+   the objects it did not settle, the predicted class, and the per-row
    provenance columns.
 
 The model is loaded once per process by :func:`cached_classifier`, keyed by the model file's
@@ -124,7 +125,7 @@ def classify_partition(
     provenance: Provenance | None = None,
     batch_size: int = 256,
     times: StageTimes | None = None,
-    cascade=None,
+    stage=None,
 ) -> pa.RecordBatch:
     """Classify the kept rows of a partition: inputs, network, predicted class, provenance.
 
@@ -139,11 +140,12 @@ def classify_partition(
     batch_size : int
         Objects per network call.
     times : StageTimes, optional
-        Accumulates the seconds spent on inputs and network.
-    cascade : udfs.cascade.Cascade, optional
-        Classify through the two-stage cascade (off by default).
+        Accumulates the seconds spent on the variability stage, inputs and network.
+    stage : udfs.variability.VariabilityStage, optional
+        The variability stage (:func:`udfs.inference.classify_batch`); None: every object goes
+        to the network and ``p_variable`` is null.
     """
-    rows = classify_batch(batch, classifier, batch_size, times, cascade)
+    rows = classify_batch(batch, classifier, batch_size, times, stage)
     return rows if provenance is None else with_provenance(rows, provenance)
 
 

@@ -82,7 +82,7 @@ def classify_partitions(
     batch_size: int,
     accumulators: dict | None = None,
     provenance=None,
-    cascade=None,
+    stage=None,
 ):
     """The ``DataFrame.mapInArrow`` function of :func:`udfs.pipeline.classify_partition`.
 
@@ -97,9 +97,9 @@ def classify_partitions(
         and optionally ``task_s``: each task's whole time in the Python worker (for core use).
     provenance : udfs.pipeline.Provenance, optional
         Per-row provenance columns to add.
-    cascade : udfs.cascade.Cascade, optional
-        Classify through the two-stage cascade; a ``settled`` accumulator, when given, receives
-        the objects its first stage settled.
+    stage : udfs.variability.VariabilityStage, optional
+        The variability stage; a ``settled`` accumulator, when given, receives the objects it
+        settled as constant.
     """
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -116,10 +116,12 @@ def classify_partitions(
         times = StageTimes()
         load_s = time.perf_counter() - t0
         for batch in batches:
-            yield classify_partition(batch, classifier, provenance, batch_size, times, cascade)
+            yield classify_partition(batch, classifier, provenance, batch_size, times, stage)
         if accumulators:
             accumulators["load_s"].add(load_s)
             accumulators["inputs_s"].add(times.inputs_s)
+            if "variability_s" in accumulators:
+                accumulators["variability_s"].add(times.variability_s)
             accumulators["predict_s"].add(times.predict_s)
             if "settled" in accumulators:
                 accumulators["settled"].add(times.n_settled)
