@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import CLASS_NAMES
 from jobs.classify import ClassifyConfig, run_classify
 from jobs.cli import build_parser, main
+from udfs.classifier import ModelCard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,11 +94,22 @@ def test_output_schema_probabilities_and_provenance(local_run, model_dir):
     assert schema.field("ra").type == pa.float64()
     for c in CLASS_NAMES:
         assert schema.field(f"p_{c}").type == pa.float32()
-    probs = np.column_stack([table.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
+    assert schema.field("p_variable").type == pa.float32()
+    assert schema.field("settled_as_constant").type == pa.bool_()
+    settled = table.column("settled_as_constant").to_numpy(zero_copy_only=False)
+    assert 0.5 * table.num_rows < settled.sum() < table.num_rows
+    net = table.filter(pa.array(~settled))
+    probs = np.column_stack([net.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
     assert np.all((probs >= 0) & (probs <= 1))
     predicted = np.asarray(CLASS_NAMES)[probs.argmax(axis=1)]
-    assert predicted.tolist() == table.column("predicted_class").to_pylist()
-    np.testing.assert_array_equal(table.column("predicted_score").to_numpy(), probs.max(axis=1))
+    assert predicted.tolist() == net.column("predicted_class").to_pylist()
+    np.testing.assert_array_equal(net.column("predicted_score").to_numpy(), probs.max(axis=1))
+    calm = table.filter(pa.array(settled))
+    assert set(calm.column("predicted_class").to_pylist()) == {"constant"}
+    np.testing.assert_allclose(
+        calm.column("predicted_score").to_numpy(), 1 - calm.column("p_variable").to_numpy()
+    )
+    assert calm.column("p_rrab").null_count == calm.num_rows
     assert set(table.column("varsky_version").to_pylist()) == {VARSKY_VERSION}
     sha = file_sha256(model_dir / "model.keras")
     assert set(table.column("model_sha256").to_pylist()) == {sha}
@@ -243,28 +256,87 @@ def test_summary_says_how_busy_the_cores_were(local_run):
     assert "cores busy" in summary.format()
 
 
-def test_cascade_settles_most_of_the_dr5_field_and_keeps_its_classes(
+def test_variability_stage_is_on_by_default_and_recorded(local_run, model_dir):
+    summary, out, table = local_run
+    card = ModelCard.read(model_dir)
+    settled = int(pc.sum(table.column("settled_as_constant")).as_py())
+    assert summary.settled == settled > 0.5 * summary.rows_out
+    line = summary.first_stage_line()
+    assert line.startswith(f"first stage {settled:,} of {summary.rows_out:,} objects settled")
+    assert line in summary.format()
+    properties = (out / "varsky_classification" / "hats.properties").read_text()
+    recorded = json.loads(
+        next(
+            v
+            for k, v in (x.split("=", 1) for x in properties.splitlines() if "=" in x)
+            if k.strip() == "varsky_variability_stage"
+        )  # fmt: skip
+    )
+    assert recorded["settles"] is True
+    assert recorded["threshold"] == card.variability.threshold
+    assert recorded["sha256"] == card.variability.sha256
+    assert recorded["calibration"]["noise_model"]["name"] == "realistic"
+    assert '"variability_stage": true' in properties
+
+
+def test_variability_stage_off_gives_the_networks_own_probabilities(
     spark, sample_file, model_dir, local_run, tmp_path
 ):
-    """--cascade: same objects, (almost) the same classes, and the catalog says it was used."""
-    _, _, full = local_run
-    out = tmp_path / "cascade"
+    """--variability-stage off: every object goes to the network; the rest is unchanged."""
+    _, _, on = local_run
+    out = tmp_path / "off"
     summary = run_classify(
-        spark, _config([sample_file], out, model_dir, cascade=True), log=lambda *_: None
+        spark, _config([sample_file], out, model_dir, variability_stage=False), log=lambda *_: None
     )
-    table = read_classification(out)
-    assert sorted(table.column("objectid").to_pylist()) == sorted(
-        full.column("objectid").to_pylist()
+    off = read_classification(out).sort_by("objectid")
+    on = on.sort_by("objectid")
+    assert off.column("objectid").to_pylist() == on.column("objectid").to_pylist()
+    assert summary.settled == 0 and "first stage off" in summary.format()
+    assert not pc.any(off.column("settled_as_constant")).as_py()
+    for c in CLASS_NAMES:
+        assert off.column(f"p_{c}").null_count == 0
+    np.testing.assert_array_equal(
+        off.column("p_variable").to_numpy(), on.column("p_variable").to_numpy()
     )
-    assert summary.rows_in == summary.rows_out + summary.rows_rejected
-    assert summary.settled > 0.5 * summary.rows_out  # 72% on this field
-    before = dict(
-        zip(full["objectid"].to_pylist(), full["predicted_class"].to_pylist(), strict=True)
-    )
-    after = dict(
-        zip(table["objectid"].to_pylist(), table["predicted_class"].to_pylist(), strict=True)
-    )
-    assert np.mean([before[k] == after[k] for k in before]) >= 0.99
-    properties = (out / "varsky_classification" / "hats.properties").read_text()
-    assert "varsky_cascade=first stage" in properties and '"cascade": true' in properties
-    assert "settled as constant" in summary.format()
+    # Objects the stage did not settle got exactly the same probabilities with it on.
+    network = ~on.column("settled_as_constant").to_numpy(zero_copy_only=False)
+    for c in CLASS_NAMES:
+        np.testing.assert_array_equal(
+            off.column(f"p_{c}").to_numpy()[network], on.column(f"p_{c}").to_numpy()[network]
+        )
+
+
+def write_twin_sky(sample_file, path: Path, seed: int = 5) -> int:
+    """The DR5 sample with every light curve replaced by its realistic noise-only twin."""
+    from udfs.noise_twins import REALISTIC
+
+    table = pq.read_table(sample_file)
+    rng = np.random.default_rng(seed)
+    mags = []
+    for mag, err, flags in zip(
+        table["mag"].to_pylist(), table["magerr"].to_pylist(), table["catflags"].to_pylist(),
+        strict=True,
+    ):  # fmt: skip
+        mag, err = np.asarray(mag, np.float64), np.asarray(err, np.float64)
+        good = (np.asarray(flags) == 0) & np.isfinite(mag)
+        level = np.median(mag[good]) if good.any() else 15.0
+        z = rng.standard_normal(mag.size) * rng.uniform(*REALISTIC.error_scale)
+        wing = rng.random(mag.size) < REALISTIC.wing_fraction
+        z[wing] = rng.choice([-1.0, 1.0], wing.sum()) * rng.uniform(3, 5, wing.sum())
+        mags.append((level + z * err).astype(np.float32))
+    column = pa.array(mags, table.schema.field("mag").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("mag"), "mag", column), path)
+    return table.num_rows
+
+
+def test_a_sky_of_noise_only_twins_is_called_constant(spark, sample_file, model_dir, tmp_path):
+    sky = tmp_path / "twins" / "twin_sky.parquet"
+    sky.parent.mkdir()
+    n = write_twin_sky(sample_file, sky)
+    out = tmp_path / "twins_out"
+    summary = run_classify(spark, _config([sky], out, model_dir), log=lambda *_: None)
+    assert summary.rows_in == n == summary.rows_out + summary.rows_rejected
+    classes = read_classification(out).column("predicted_class").to_pylist()
+    assert len(classes) == summary.rows_out > 1000
+    assert np.mean(np.asarray(classes) == "constant") >= 0.95
+    assert summary.settled >= 0.8 * summary.rows_out

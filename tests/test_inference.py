@@ -4,7 +4,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from udfs.cascade import Cascade, take_lightcurves
 
 from catalogs.schema import CARRIED_COLUMNS
 from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
@@ -17,6 +16,9 @@ from udfs.inference import (
     model_input_batch,
 )
 from udfs.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
+from udfs.model_inputs import FlatLightCurves
+from udfs.noise_twins import REALISTIC, noise_twins
+from udfs.variability import stage_of
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +99,10 @@ def test_model_input_batch_round_trips_through_arrow(kept_batch, classifier):
         np.testing.assert_array_equal(back[name], values)
 
 
-def test_take_lightcurves_picks_whole_light_curves_in_order(kept_batch):
+def test_take_picks_whole_light_curves_in_order(kept_batch):
     flat = flat_lightcurves(kept_batch.column("lightcurve"))
     rows = np.array([5, 0, 3])
-    some = take_lightcurves(flat, rows)
+    some = flat.take(rows)
     assert some.offsets.size == 4
     for k, r in enumerate(rows):
         a, b = flat.offsets[r], flat.offsets[r + 1]
@@ -110,26 +112,52 @@ def test_take_lightcurves_picks_whole_light_curves_in_order(kept_batch):
         np.testing.assert_array_equal(some.channel[c:d], flat.channel[a:b])
 
 
-def test_cascade_settles_confident_constants_and_leaves_the_rest_unchanged(kept_batch, classifier):
-    cascade = Cascade(max_frequencies=5000, constant_probability=0.95)
+def _probabilities(batch):
+    return np.column_stack(
+        [batch.column(f"p_{c}").to_numpy(zero_copy_only=False) for c in CLASS_NAMES]
+    ).astype(np.float64)
+
+
+def test_variability_stage_settles_constants_and_leaves_the_rest_to_the_network(
+    kept_batch, classifier
+):
+    stage = stage_of(classifier.card)
+    assert stage is not None and stage.settles and 0 < stage.threshold < 0.5
     times = StageTimes()
-    full = classify_batch(kept_batch, classifier, batch_size=64)
-    fast = classify_batch(kept_batch, classifier, batch_size=64, times=times, cascade=cascade)
-    p_full = np.column_stack([full.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
-    p_fast = np.column_stack([fast.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
-    changed = np.any(p_full != p_fast, axis=1)
-    settled = p_fast[:, CLASS_NAMES.index("constant")] >= 0.95
-    # Only settled objects can differ, and each is a confident constant.
-    assert not (changed & ~settled).any()
-    assert (
-        fast.column("predicted_class").to_numpy(zero_copy_only=False)[changed] == "constant"
-    ).all()
-    # On the real DR5 field many objects are settled (before the exposure-level cut), with
-    # (almost) the same classes.
-    assert changed.sum() <= times.n_settled <= settled.sum()
-    assert times.n_settled > 0.3 * kept_batch.num_rows
-    same = np.mean(
-        full.column("predicted_class").to_pylist()
-        == np.array(fast.column("predicted_class").to_pylist())
+    network = classify_batch(kept_batch, classifier, batch_size=64)  # no stage at all
+    off = classify_batch(kept_batch, classifier, 64, stage=stage_of(classifier.card, False))
+    on = classify_batch(kept_batch, classifier, 64, times=times, stage=stage)
+    # Off: every object's probabilities are the network's own, bit for bit; p_variable is there.
+    np.testing.assert_array_equal(_probabilities(off), _probabilities(network))
+    assert network.column("p_variable").null_count == network.num_rows
+    p_variable = off.column("p_variable").to_numpy()
+    np.testing.assert_array_equal(on.column("p_variable").to_numpy(), p_variable)
+    assert not off.column("settled_as_constant").to_numpy(zero_copy_only=False).any()
+    # On: objects below the threshold are settled as constant, the others are untouched.
+    settled = on.column("settled_as_constant").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(settled, p_variable < stage.threshold)
+    assert times.n_settled == settled.sum() > 0.3 * kept_batch.num_rows
+    p_on, p_net = _probabilities(on), _probabilities(network)
+    np.testing.assert_array_equal(p_on[~settled], p_net[~settled])
+    constant = CLASS_NAMES.index("constant")
+    np.testing.assert_allclose(p_on[settled, constant], 1 - p_variable[settled], rtol=1e-6)
+    others = np.delete(p_on[settled], constant, axis=1)
+    assert np.isnan(others).all()  # null: the network did not run on them
+    classes = np.asarray(on.column("predicted_class").to_pylist())
+    assert (classes[settled] == "constant").all()
+    np.testing.assert_array_equal(
+        classes[~settled], np.asarray(network.column("predicted_class").to_pylist())[~settled]
     )
-    assert same >= 0.99
+
+
+def test_noise_only_twins_of_the_dr5_field_are_mostly_settled(kept_batch, classifier):
+    flat = flat_lightcurves(kept_batch.column("lightcurve"))
+    twins = noise_twins(flat, REALISTIC, np.random.default_rng(3))
+    assert isinstance(twins, FlatLightCurves)
+    np.testing.assert_array_equal(twins.t_days, flat.t_days)
+    stage = stage_of(classifier.card)
+    p_twins = stage.p_variable(twins, 3)
+    p_real = stage.p_variable(flat, 3)
+    # About 9% of realistic twins pass (bench/variability.py); real stars pass more often.
+    assert np.mean(p_twins >= stage.threshold) < 0.2
+    assert np.mean(p_real >= stage.threshold) > np.mean(p_twins >= stage.threshold)
