@@ -1,11 +1,17 @@
 """Whole-job classify throughput on real-cadence skies, this tree against another commit.
 
-Builds skies in one IRSA-layout DR Parquet file each, 2 x 2 degrees, on real CRTS cadences (the
-bundled crts_train detections: about 290 epochs over 8 years):
+Builds skies in one IRSA-layout DR Parquet file each, 2 x 2 degrees, on real cadences:
+``--cadence crts`` (the bundled CRTS stars of the validation split, never trained on: about 290
+epochs over 8 years) or ``--cadence dr5`` (the held-out half of the bundled ZTF DR5 quadrant):
 
-- realistic: 10% real CRTS variables, 90% noise-only twins (a variable's times and errors, its
-  median magnitude plus Gaussian noise of its errors), as in a real field;
-- all-variable: every object a real CRTS variable (cycled when the sky is larger than the set).
+- realistic: 10% variables, 90% noise-only twins (a real light curve's times and quoted errors,
+  its median magnitude plus noise: ``--noise realistic``, the default, or ``ideal``; see
+  udfs/noise_twins.py), as in a real field. The variables are the real CRTS stars, or, on DR5
+  cadences, simulated variables of every class on the quadrant's real cadences;
+- all-variable: every object a variable (cycled when the sky is larger than the set).
+
+Besides the rates it prints the purity and completeness of the variable calls (any class but
+constant) of the larger sky.
 
 Runs ``varsky classify`` on each sky at two sizes, for this tree and, with ``--baseline REF``, for
 the code of that commit (a git worktree, same interpreter, same machine, same run), and prints
@@ -33,33 +39,89 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
 CRTS = REPO / "data" / "real_labelled" / "crts_train_detections.parquet"
+DR5 = REPO / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
+sys.path.insert(0, str(REPO))
+
+
+def _lists(lc):
+    parts = [np.split(a, lc.offsets[1:-1]) for a in (lc.t_days, lc.mag, lc.magerr)]
+    return tuple([np.asarray(x, np.float64) for x in p] for p in parts)
 
 
 def crts_lightcurves() -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Times (MJD), magnitudes and errors of every bundled CRTS star, sorted by time."""
-    table = pq.read_table(CRTS, columns=["objectid", "mjd", "mag", "magerr"])
-    table = table.sort_by([("objectid", "ascending"), ("mjd", "ascending")])
-    ids = table.column("objectid").to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-    cols = [table.column(c).to_numpy() for c in ("mjd", "mag", "magerr")]
-    return tuple([c[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)] for c in cols)
+    """Times (MJD), magnitudes and errors of the bundled CRTS stars of the validation split.
+
+    (The split `varsky train` never trains on: udfs.training.real_split, as in the card.)
+    """
+    from catalogs.band_map import BandMap
+    from udfs.training import VALIDATION
+    from udfs.variability_training import labelled_lightcurves
+
+    prefix = CRTS.parent / "crts_train"
+    return _lists(labelled_lightcurves(prefix, BandMap.parse("crts"), 20, 0.2, 2026, VALIDATION))
 
 
-def write_sky(path: Path, n: int, variable_fraction: float, seed: int) -> None:
-    """One DR Parquet file of ``n`` objects in a 2 x 2 degree box at (150, 20) degrees."""
-    t, mag, err = crts_lightcurves()
+def dr5_lightcurves(seed: int):
+    """Twin templates and variables on the bundled DR5 quadrant's cadences.
+
+    Templates: the quadrant's own good light curves (times and quoted errors). Variables:
+    simulated light curves of every variable class on the quadrant's real cadences
+    (``udfs.variability_training.simulated_variables``: the simulator's class models and ZTF
+    error relation; there are no labelled ZTF variables here).
+    """
+    from udfs.variability_training import dr_lightcurves, simulated_variables
+
+    return _lists(dr_lightcurves(DR5, 20, 1)), _lists(simulated_variables(DR5, 40, seed))
+
+
+def write_sky(
+    path: Path,
+    n: int,
+    variable_fraction: float,
+    seed: int,
+    cadence: str = "crts",
+    noise: str = "ideal",
+) -> np.ndarray:
+    """One DR Parquet file of ``n`` objects in a 2 x 2 degree box at (150, 20) degrees.
+
+    Returns which objects are variable (objectid order).
+    """  # fmt: skip
+    from udfs.model_inputs import FlatLightCurves
+    from udfs.noise_twins import NOISE_MODELS, noise_twins
+
+    if cadence == "crts":
+        t, mag, err = crts_lightcurves()
+        var_t, var_mag, var_err = t, mag, err
+    else:
+        (t, mag, err), (var_t, var_mag, var_err) = dr5_lightcurves(seed)
     rng = np.random.default_rng(seed)
-    template = np.arange(n) % len(t)
-    rng.shuffle(template)
     variable = rng.random(n) < variable_fraction
-    mags = []
-    for k, v in zip(template, variable, strict=True):
-        if v:
-            mags.append(mag[k])
+    template = rng.permutation(np.arange(n) % len(t))
+    var_template = rng.permutation(np.arange(n) % len(var_t))
+    times, mags, errs = [], [], []
+    quiet = np.flatnonzero(~variable)
+    picked = template[quiet]
+    lengths = np.array([t[k].size for k in picked])
+    flat = FlatLightCurves(
+        np.concatenate([t[k] for k in picked]), np.concatenate([mag[k] for k in picked]),
+        np.concatenate([err[k] for k in picked]), np.zeros(lengths.sum(), np.int8),
+        np.r_[0, np.cumsum(lengths)],
+    )  # fmt: skip
+    twins = noise_twins(flat, NOISE_MODELS[noise], rng)
+    twin_mags = np.split(twins.mag, twins.offsets[1:-1])
+    twin_of = dict(zip(quiet.tolist(), range(quiet.size), strict=True))
+    for k in range(n):
+        if variable[k]:
+            j = var_template[k]
+            times.append(var_t[j])
+            mags.append(var_mag[j])
+            errs.append(var_err[j])
         else:
-            noise = rng.normal(0.0, 1.0, mag[k].size) * err[k]
-            mags.append((np.median(mag[k]) + noise).astype(np.float32))
-    counts = np.array([t[k].size for k in template])
+            j = template[k]
+            times.append(t[j])
+            mags.append(twin_mags[twin_of[k]])
+            errs.append(err[j])
+    counts = np.array([x.size for x in times])
     offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
 
     def lists(values, dtype):
@@ -77,14 +139,28 @@ def write_sky(path: Path, n: int, variable_fraction: float, seed: int) -> None:
             ),
             "objdec": dec.astype(np.float32),
             "nepochs": counts.astype(np.int64),
-            "hmjd": lists([t[k] for k in template], np.float64),
+            "hmjd": lists(times, np.float64),
             "mag": lists(mags, np.float32),
-            "magerr": lists([err[k] for k in template], np.float32),
+            "magerr": lists(errs, np.float32),
             "clrcoeff": lists([np.zeros(c) for c in counts], np.float32),
             "catflags": lists([np.zeros(c) for c in counts], np.uint16),
         }
     )
     pq.write_table(table, path)
+    return variable
+
+
+def purity_completeness(output: Path, variable: np.ndarray) -> tuple[float, float, int]:
+    """Purity and completeness of the variable calls (any class but constant), and the calls."""
+    files = [f for f in (output / "varsky_classification" / "dataset").rglob("Npix=*.parquet")]
+    table = pa.concat_tables(
+        [pq.read_table(f, columns=["objectid", "predicted_class"]) for f in files]
+    )
+    index = table.column("objectid").to_numpy() - 250_000_000_000
+    called = np.asarray(table.column("predicted_class").to_pylist()) != "constant"
+    truth = variable[index]
+    hits = int((called & truth).sum())
+    return hits / max(int(called.sum()), 1), hits / max(int(variable.sum()), 1), int(called.sum())
 
 
 def classify(code: Path, sky: Path, output: Path) -> dict[str, float]:
@@ -124,6 +200,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs=2, default=[4000, 20000])
     parser.add_argument("--baseline", help="a commit to compare with (run from a git worktree)")
     parser.add_argument("--skies", nargs="+", default=["realistic", "all-variable"])
+    parser.add_argument(
+        "--cadence",
+        choices=["crts", "dr5"],
+        default="crts",
+        help="CRTS stars' cadences, or the DR5 quadrant's (default crts)",
+    )
+    parser.add_argument(
+        "--noise",
+        choices=["ideal", "realistic"],
+        default="realistic",
+        help="the twins' noise model (udfs/noise_twins.py; default realistic)",
+    )
     args = parser.parse_args()
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="varsky_throughput_") as tmp:
@@ -139,11 +227,11 @@ def main() -> None:
         try:
             for sky in args.skies:
                 fraction = 0.1 if sky == "realistic" else 1.0
-                paths = {}
+                paths, truth = {}, {}
                 for n in args.sizes:
                     paths[n] = tmp / f"{sky}_{n}" / "sky.parquet"
                     paths[n].parent.mkdir()
-                    write_sky(paths[n], n, fraction, seed=n)
+                    truth[n] = write_sky(paths[n], n, fraction, n, args.cadence, args.noise)
                 for name, code in codes.items():
                     classify(code, paths[args.sizes[0]], tmp / "warmup")  # numba caches
                     runs = {n: classify(code, paths[n], tmp / f"out_{n}") for n in args.sizes}
@@ -151,18 +239,23 @@ def main() -> None:
                     stage = "inputs + network"
                     marginal = (args.sizes[1] - args.sizes[0]) / (large["job"] - small["job"])
                     stage_rate = args.sizes[1] / large[stage]
+                    purity, completeness, calls = purity_completeness(
+                        tmp / f"out_{args.sizes[1]}", truth[args.sizes[1]]
+                    )
                     print(
                         f"{sky:>12} | {name:>10} | job {small['job']:.1f} s / {large['job']:.1f} s"
                         f" | marginal {marginal / cores:,.0f} lc/s/core | stage "
                         f"{large[stage]:.1f} s, {stage_rate / cores:,.0f} lc/s/core | cores busy "
-                        f"{large.get('cores busy', float('nan')):.2f}",
+                        f"{large.get('cores busy', float('nan')):.2f} | variable calls "
+                        f"{calls:,}: purity {purity:.3f}, completeness {completeness:.3f}",
                         flush=True,
                     )
         finally:
             if args.baseline:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
                                 str(worktree)], check=False)  # fmt: skip
-    print(f"({cores} cores; sizes {args.sizes[0]:,} and {args.sizes[1]:,} objects)")
+    print(f"({cores} cores; sizes {args.sizes[0]:,} and {args.sizes[1]:,} objects; "
+          f"{args.cadence} cadences, {args.noise} twins)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ def probability_column(class_name: str) -> str:
 
 PREDICTED_CLASS = "predicted_class"
 PREDICTED_SCORE = "predicted_score"
+def median_mag_column(band: str) -> str:
+    """Name of a band's median magnitude column of the catalog, e.g. ``median_mag_g``."""
+    return f"median_mag_{band}"
+
+
 P_VARIABLE = "p_variable"  # the variability stage's probability that the object varies
 SETTLED = "settled_as_constant"  # the variability stage wrote it constant; the network did not run
 VARSKY_VERSION_COLUMN = "varsky_version"
@@ -303,13 +308,15 @@ def classification_schema(classes, carried: pa.Schema, provenance: bool = True) 
 
     The :data:`CARRIED_COLUMNS` (typed as in ``carried``), one float32 probability per class
     (null where the network did not run: objects settled as constant), the predicted class and
-    its score, the variability stage's ``p_variable`` (null for a model without the stage) and
-    whether it settled the object; then, with ``provenance``, :func:`provenance_schema`.
+    its score, the variability stage's ``p_variable`` (null for a model without the stage),
+    whether it settled the object, and each band's median magnitude (mag, null where the band
+    has no epoch); then, with ``provenance``, :func:`provenance_schema`.
     """
     schema = pa.schema(
         [carried.field(c) for c in CARRIED_COLUMNS]
         + [pa.field(probability_column(c), pa.float32()) for c in classes]
         + [pa.field(PREDICTED_CLASS, pa.string()), pa.field(PREDICTED_SCORE, pa.float32())]
         + [pa.field(P_VARIABLE, pa.float32()), pa.field(SETTLED, pa.bool_())]
+        + [pa.field(median_mag_column(b), pa.float32()) for b in BAND_NAMES]
     )
     return provenance_schema(schema) if provenance else schema

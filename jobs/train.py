@@ -171,6 +171,7 @@ class TrainConfig:
     finetune_sim_per_class: int = 1500
     calibration_sim_per_class: int = 300
     variability_only: bool = False
+    twins: bool = True
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -228,6 +229,7 @@ class TrainConfig:
             band_map=BandMap.parse(args.band_map),
             finetune_epochs=args.finetune_epochs,
             variability_only=args.variability_only,
+            twins=not args.no_twins,
         )
 
 
@@ -346,6 +348,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only (re)fit the variability stage (udfs/variability.py) of the model already in "
         "--output, from the --real sets and the --cadence-sample DR file, and rewrite its card "
         "(about a minute, no Spark)",
+    )
+    parser.add_argument(
+        "--no-twins",
+        action="store_true",
+        help="fine-tune without realistic noise-only twins of the --real sets as constants",
     )
     parser.add_argument(
         "--no-periodogram",
@@ -595,6 +602,55 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
     return kept.select(DRColumn.OBJECTID, LABEL, LIGHTCURVE), left_out, description
 
 
+#: Twins' objectids: the real object's id plus this (real ids are below 2^53).
+TWIN_ID_OFFSET = 1 << 53
+
+
+def _noise_twins(tables: list[pa.Table], sets: list[dict], config: TrainConfig):
+    """Realistic noise-only twins of every real labelled object, labelled constant.
+
+    Same times, bands and quoted errors (udfs.noise_twins.REALISTIC), so the network's constant
+    class sees every real cadence and the cadence alone is no evidence of variability. A twin
+    takes its object's split, so no validation object's twin is trained on.
+    """
+    import pyarrow.compute as pc
+
+    from catalogs.labelled_sets import CLASSES, LABEL_ORIG, SET_NAME
+    from udfs.inference import flat_lightcurves, lightcurve_array
+    from udfs.noise_twins import REALISTIC, noise_twins
+
+    rng = np.random.default_rng([config.seed, 29])
+    out, entries = [], []
+    for table, entry in zip(tables, sets, strict=True):
+        name = f"{entry['name']}_twins"
+        twins = noise_twins(flat_lightcurves(table.column(LIGHTCURVE)), REALISTIC, rng)
+        n = table.num_rows
+        twin = table.set_column(
+            table.schema.get_field_index(DRColumn.OBJECTID),
+            DRColumn.OBJECTID,
+            pc.add(table.column(DRColumn.OBJECTID), TWIN_ID_OFFSET),
+        )
+        for column, value in (
+            (CLASSES, "constant"),
+            (LABEL_ORIG, "noise-only twin"),
+            (SET_NAME, name),
+        ):
+            index = twin.schema.get_field_index(column)
+            twin = twin.set_column(index, column, pa.array([value] * n, pa.string()))
+        index = twin.schema.get_field_index(LIGHTCURVE)
+        out.append(twin.set_column(index, LIGHTCURVE, lightcurve_array(twins)))
+        entries.append(
+            {
+                "name": name,
+                "twins_of": entry["name"],
+                "noise_model": REALISTIC.to_dict(),
+                "objects": n,
+                "too_few_epochs": 0,
+            }  # fmt: skip
+        )
+    return out, entries
+
+
 def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
     """The real labelled sets as one light-curve table with the real split, and their record."""
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
@@ -627,6 +683,11 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         )
         tables.append(table.filter(pa.array(enough)))
         splits.append(set_split[enough])
+    if config.twins:
+        twin_tables, twin_sets = _noise_twins(tables, sets, config)
+        tables += twin_tables
+        splits += splits[: len(twin_tables)]
+        sets += twin_sets
     table = pa.concat_tables(tables)
     split = np.concatenate(splits)
     for entry in sets:
@@ -895,8 +956,13 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "learning_rate": config.finetune_learning_rate,
             "learning_rate_schedule": f"cosine decay to 0 over {config.finetune_epochs} epochs",
             "mix": f"real training objects (with band-dropped copies) + "
-            f"{config.finetune_sim_per_class} simulated training objects per class; balanced "
-            "class weights",
+            f"{config.finetune_sim_per_class} simulated training objects per class"
+            + (
+                "; realistic noise-only twins of every real object as constants"
+                if config.twins
+                else ""
+            )
+            + "; balanced class weights",
             "n_real_train": n_real_train,
             "n_simulated": n_simulated,
             "layers": "all trainable",

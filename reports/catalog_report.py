@@ -60,15 +60,18 @@ from catalogs.schema import (
     MODEL_SHA256,
     N_GOOD,
     NON_VARIABLE_CLASSES,
+    P_VARIABLE,
     PREDICTED_CLASS,
     PREDICTED_SCORE,
     RA,
     REJECT_REASON,
+    SETTLED,
     SOURCE_FILE,
     SOURCE_ROW,
     VARSKY_VERSION_COLUMN,
     DRColumn,
     Property,
+    median_mag_column,
     n_good_column,
 )
 
@@ -83,6 +86,7 @@ REPORT_DIR = "report"
 REPORT_HTML = "report.html"
 SUMMARY_MD = "summary.md"
 SKY_MAP_FILE = "sky_map.png"
+VARIABILITY_FILE = "p_variable_vs_mag.png"
 EXAMPLES_FILE = "dmdt_examples_{:02d}.png"
 CONFUSION_FILE = "confusion_matrix.png"
 RELIABILITY_FILE = "reliability.png"
@@ -287,7 +291,11 @@ def read_classification_catalog(catalog_dir: str | Path) -> pd.DataFrame:
 
 def catalog_classes(df: pd.DataFrame) -> tuple[str, ...]:
     """Classes of the catalog's probability columns ``p_<class>``, in column order."""
-    return tuple(c[len(_PROBABILITY_PREFIX) :] for c in df.columns if c.startswith("p_"))
+    return tuple(
+        c[len(_PROBABILITY_PREFIX) :]
+        for c in df.columns
+        if c.startswith(_PROBABILITY_PREFIX) and c != P_VARIABLE
+    )
 
 
 # --- Tables ---
@@ -699,6 +707,50 @@ def plot_sky_map(df: pd.DataFrame, path: str | Path) -> Path:
         ax.set_xlabel("RA (deg)")
         ax.set_ylabel("Dec (deg)")
     _suptitle(fig, f"Sky map: HEALPix order {order} (nested), Mollweide, east left")
+    return _save(fig, Path(path))
+
+
+def plot_variability(df: pd.DataFrame, path: str | Path, threshold: float | None) -> Path | None:
+    """p_variable against each object's median magnitude (its best-sampled band), or None.
+
+    Objects the variability stage settled as constant are grey; the others are coloured by
+    whether the network then called them variable. None when the catalog has no p_variable.
+    """
+    if P_VARIABLE not in df.columns or df[P_VARIABLE].isna().all():
+        return None
+    mags = np.full(len(df), np.nan)
+    best = np.full(len(df), -1)
+    for band in BAND_NAMES:
+        column, n_good = median_mag_column(band), n_good_column(band)
+        if column in df.columns and n_good in df.columns:
+            n = df[n_good].to_numpy(dtype=np.float64)
+            better = (n > best) & df[column].notna().to_numpy()
+            mags[better] = df[column].to_numpy(dtype=np.float64)[better]
+            best = np.where(better, n, best)
+    p = df[P_VARIABLE].to_numpy(dtype=np.float64)
+    settled = (
+        df[SETTLED].fillna(False).to_numpy(dtype=bool) if SETTLED in df else np.zeros(len(df), bool)
+    )
+    variable = is_variable(df[PREDICTED_CLASS].astype(str))
+    fig = _new_figure(7.5, 4.2)
+    ax = fig.add_subplot(111)
+    floor = 1e-6
+    for mask, colour, label in (
+        (settled, "0.6", f"settled as constant by the stage ({settled.sum():,})"),
+        (~settled & ~variable, "tab:blue", f"to the network, called non-variable "
+         f"({(~settled & ~variable).sum():,})"),
+        (~settled & variable, "tab:red", f"to the network, called variable "
+         f"({(~settled & variable).sum():,})"),
+    ):  # fmt: skip
+        ax.scatter(mags[mask], np.maximum(p[mask], floor), s=4, c=colour, label=label, lw=0)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", lw=0.8, ls="--", label=f"threshold {threshold:.3g}")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 2, 1.5)
+    ax.set_xlabel("median magnitude, best-sampled band (mag)")
+    ax.set_ylabel("p_variable (variability stage)")
+    ax.legend(loc="lower left", fontsize=7, markerscale=3)
+    _suptitle(fig, "The variability stage: p_variable against magnitude")
     return _save(fig, Path(path))
 
 
@@ -1180,9 +1232,16 @@ def _lead(df: pd.DataFrame) -> str:
     variable = int(is_variable(df[PREDICTED_CLASS].astype(str)).sum())
     top = df[PREDICTED_CLASS].astype(str).value_counts()
     common = ", ".join(f"{c} {k:,}" for c, k in top.head(4).items())
+    settled = ""
+    if SETTLED in df.columns and df[P_VARIABLE].notna().any():
+        k = int(df[SETTLED].fillna(False).sum())
+        settled = (
+            f" The variability stage settled {k:,} ({k / n:.1%}) as constant before the "
+            "periodogram and network; the others went to the network."
+        )
     return (
         f"{n:,} objects, {variable:,} of them ({variable / n:.1%}) predicted variable; "
-        f"most common classes: {common}."
+        f"most common classes: {common}.{settled}"
     )
 
 
@@ -1268,6 +1327,15 @@ def make_report(
     model_figures: list[str] = []
     if len(df):
         figures[sky_caption] = plot_sky_map(df, output / SKY_MAP_FILE)
+        stage = json.loads(properties_of_catalog.get(Property.VARIABILITY_STAGE.value) or "{}")
+        variability = plot_variability(df, output / VARIABILITY_FILE, stage.get("threshold"))
+        if variability is not None:
+            caption = (
+                "Variability stage: p_variable against magnitude; grey objects were settled as "
+                "constant without the periodogram and network"
+            )
+            figures[caption] = variability
+            results_figures.append(caption)
     else:
         notes.append("the catalog has no rows: no figures")
 

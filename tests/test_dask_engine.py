@@ -165,9 +165,12 @@ def test_lsdb_api_classifies_irsa_hats_lightcurves_lazily(
     assert frame["objectid"].tolist() == expected["objectid"].to_pylist()
     assert frame["predicted_class"].tolist() == expected["predicted_class"].to_pylist()
     p_columns = [c for c in expected.column_names if c.startswith("p_")]
-    assert len(p_columns) == 15
-    for column in p_columns:  # bit-equal probabilities
-        assert np.array_equal(frame[column].to_numpy(np.float32), expected[column].to_numpy())
+    assert len(p_columns) == 16  # 15 classes and p_variable
+    for column in p_columns:  # bit-equal probabilities (null where the network did not run)
+        got = frame[column].to_numpy(dtype=np.float32, na_value=np.nan)
+        want = expected[column].to_numpy(zero_copy_only=False)
+        assert np.array_equal(got, want, equal_nan=True)
+    assert frame["settled_as_constant"].tolist() == expected["settled_as_constant"].to_pylist()
     assert set(frame["input_catalog"]) == {"ztf_dr5_lc"}
 
 

@@ -275,7 +275,13 @@ def test_finetune_card_records_sets_calibration_and_real_scores(finetuned):
     output, result, lines = finetuned
     card = ModelCard.read(output)
     ft = card.fine_tuning
-    assert [s["name"] for s in ft["sets"]] == ["crts_train", "tdss_quasars"]
+    names = ["crts_train", "tdss_quasars", "crts_train_twins", "tdss_quasars_twins"]
+    assert [s["name"] for s in ft["sets"]] == names
+    twins = ft["sets"][2]
+    assert twins["twins_of"] == "crts_train" and twins["objects"] == 56
+    assert twins["noise_model"]["name"] == "realistic"
+    assert twins["train"] == ft["sets"][0]["train"]  # a twin takes its object's split
+    assert card.real_validation["crts_train_twins"]["per_label"]["noise-only twin"]["n"] >= 7
     crts = ft["sets"][0]
     assert crts["objects"] == 56 and crts["too_few_epochs"] == 0
     assert crts["train"] + crts["validation"] == 56 and crts["validation"] >= 7
@@ -290,7 +296,41 @@ def test_finetune_card_records_sets_calibration_and_real_scores(finetuned):
     assert set(scores["mahabal2017"]["varsky"]) == set(SEVEN)
     assert card.real_validation["tdss_quasars"]["n"] >= 1
     assert any("real set crts_train: 56 objects" in line for line in lines)
-    assert "band-dropped" in ft["mix"]
+    assert "band-dropped" in ft["mix"] and "twins" in ft["mix"]
+    # The variability stage is fitted too, on the same sets' train splits.
+    stage = card.variability
+    assert stage is not None and 0 <= stage.threshold <= 0.5
+    assert stage.calibration["objects"]["crts_train"] == crts["train"]
+
+
+def test_variability_only_refits_the_stage_of_an_existing_model(finetuned, tmp_path):
+    import shutil
+
+    output, _, _ = finetuned
+    copy = tmp_path / "model"
+    shutil.copytree(output, copy)
+    card = ModelCard.read(copy)
+    card_json = (copy / "model_card.json").read_text()
+    (copy / "model_card.json").write_text(card_json.replace('"variability": {', '"old": {'))
+    assert ModelCard.read(copy).variability is None
+    argv = [
+        "train",
+        "--output",
+        str(copy),
+        "--variability-only",
+        "--band-map",
+        "crts",
+        "--seed",
+        "3",
+    ]
+    for prefix in card.fine_tuning["sets"][:2]:
+        argv += ["--real", str(Path(prefix["labels"]).parent / prefix["name"])]
+    from jobs.train import run
+
+    assert run(build_parser().parse_args(argv)) == 0
+    refit = ModelCard.read(copy)
+    assert refit.variability is not None and refit.variability.sha256 == card.variability.sha256
+    assert refit.model_sha256 == card.model_sha256
 
 
 def test_finetuned_model_is_calibrated_on_disk(finetuned):

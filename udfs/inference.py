@@ -17,12 +17,14 @@ import pyarrow.compute as pc
 
 from catalogs.schema import (
     BAND,
+    BAND_NAMES,
     CARRIED_COLUMNS,
     LIGHTCURVE,
     DRColumn,
     VariabilityClass,
     classification_schema,
 )
+from udfs.lightcurve_features import band_median_mags
 from udfs.model_inputs import DMDT_INPUT, FlatLightCurves
 
 
@@ -68,6 +70,23 @@ def flat_lightcurves(lightcurve: pa.Array) -> FlatLightCurves:
     )
 
 
+def lightcurve_array(lightcurves: FlatLightCurves) -> pa.StructArray:
+    """Inverse of :func:`flat_lightcurves`: a ``lightcurve`` struct-of-lists column."""
+    from catalogs.schema import LIGHTCURVE_STRUCT
+
+    lc = lightcurves
+    offsets = pa.array(lc.offsets.astype(np.int32))
+    values = [
+        pa.array(lc.t_days, pa.float64()),
+        pa.array(np.asarray(lc.mag, np.float32)),
+        pa.array(np.asarray(lc.magerr, np.float32)),
+        pa.array(np.asarray(lc.channel, np.int8)),
+    ]
+    return pa.StructArray.from_arrays(
+        [pa.ListArray.from_arrays(offsets, v) for v in values], fields=list(LIGHTCURVE_STRUCT)
+    )
+
+
 def classify_batch(
     batch: pa.RecordBatch,
     classifier,
@@ -98,7 +117,7 @@ def classify_batch(
     -------
     pyarrow.RecordBatch
         The carried columns, one float32 probability per class, the predicted class and its
-        score, ``p_variable`` and ``settled_as_constant``.
+        score, ``p_variable``, ``settled_as_constant`` and ``median_mag_<band>``.
     """
     classes = list(classifier.classes)
     n = batch.num_rows
@@ -145,6 +164,10 @@ def classify_batch(
         pa.nulls(n, pa.float32()) if p_variable is None else pa.array(p_variable, pa.float32())
     )
     arrays.append(pa.array(settled, pa.bool_()))
+    medians = band_median_mags(flat.mag, flat.channel, flat.offsets, len(BAND_NAMES))
+    for k in range(len(BAND_NAMES)):
+        column = medians[:, k].astype(np.float32)
+        arrays.append(pa.array(column, pa.float32(), mask=np.isnan(column)))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

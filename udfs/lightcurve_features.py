@@ -197,3 +197,30 @@ def lightcurve_features(
     if not (np.isfinite(t).all() and np.isfinite(mag).all() and np.isfinite(magerr).all()):
         raise ValueError("lightcurve_features: t, mag and magerr must be finite")
     return _features_kernel(t, mag, magerr, channel, offsets, int(n_channels), N_FEATURES)
+
+
+def band_median_mags(
+    mag: npt.ArrayLike, channel: npt.ArrayLike, offsets: npt.ArrayLike, n_channels: int
+) -> npt.NDArray[np.float64]:
+    """Median magnitude of each band of each light curve, mag; NaN where a band has no epoch.
+
+    Returns
+    -------
+    float64 array, shape (n_lc, n_channels)
+    """
+    mag = np.asarray(mag, np.float64)
+    channel = np.asarray(channel, np.int64)
+    offsets = np.asarray(offsets, np.int64)
+    n_lc = offsets.size - 1
+    out = np.full((n_lc, n_channels), np.nan)
+    if not mag.size:
+        return out
+    key = np.repeat(np.arange(n_lc), np.diff(offsets)) * n_channels + channel
+    order = np.lexsort((mag, key))
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    ends = np.r_[starts[1:], sorted_key.size]
+    values = mag[order]
+    medians = 0.5 * (values[(starts + ends - 1) // 2] + values[(starts + ends) // 2])
+    out.reshape(-1)[sorted_key[starts]] = medians
+    return out

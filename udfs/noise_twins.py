@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from udfs.lightcurve_features import band_median_mags
 from udfs.model_inputs import FlatLightCurves
 
 
@@ -68,18 +69,10 @@ NOISE_MODELS = {m.name: m for m in (IDEAL, REALISTIC)}
 def band_medians(lightcurves: FlatLightCurves) -> np.ndarray:
     """Each epoch's band median within its light curve, mag (float64, one per epoch)."""
     lc = lightcurves
-    out = np.empty(lc.mag.size, np.float64)
+    n_channels = int(lc.channel.max()) + 1 if lc.channel.size else 1
+    medians = band_median_mags(lc.mag, lc.channel, lc.offsets, n_channels)
     obj = np.repeat(np.arange(lc.n_lightcurves), np.diff(lc.offsets))
-    key = obj * 8 + lc.channel.astype(np.int64)
-    order = np.lexsort((lc.mag, key))
-    sorted_key = key[order]
-    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
-    ends = np.r_[starts[1:], sorted_key.size]
-    mags = lc.mag[order].astype(np.float64)
-    lo, hi = (starts + ends - 1) // 2, (starts + ends) // 2
-    medians = 0.5 * (mags[lo] + mags[hi])
-    out[order] = np.repeat(medians, ends - starts)
-    return out
+    return medians[obj, lc.channel.astype(np.int64)]
 
 
 def noise_twins(
