@@ -37,6 +37,7 @@ from udfs.pipeline import (
     classify_partition,
     cut_partition,
 )
+from udfs.variability import stage_of
 
 EPOCH_S = 1790000000
 
@@ -89,7 +90,8 @@ def test_the_partition_chain_gives_the_spark_catalog(spark_catalog, sample_file,
     provenance = Provenance(
         card.name, sha, card.grid.name, datetime.fromtimestamp(EPOCH_S, UTC), {path: "ZTF DR5"}
     )
-    rows = classify_partition(kept, classifier, provenance, config.batch_size)
+    stage = stage_of(card)  # the job runs the card's variability stage by default
+    rows = classify_partition(kept, classifier, provenance, config.batch_size, stage=stage)
     carried = pa.schema([CUT_SCHEMA.field(c) for c in CARRIED_COLUMNS])
     assert rows.schema == classified_schema(card.classes, carried)
     ours = pa.Table.from_batches([rows]).sort_by(DRColumn.OBJECTID)
