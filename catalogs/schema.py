@@ -99,6 +99,8 @@ def probability_column(class_name: str) -> str:
 
 PREDICTED_CLASS = "predicted_class"
 PREDICTED_SCORE = "predicted_score"
+
+
 def median_mag_column(band: str) -> str:
     """Name of a band's median magnitude column of the catalog, e.g. ``median_mag_g``."""
     return f"median_mag_{band}"

@@ -152,7 +152,5 @@ def fit_variability_stage(
     }
     stage = fit_stage(samples, calibration=calibration)
     for name, rate in stage.calibration["passed_on_fit_sets"].items():
-        log(
-            f"[variability] passed on at p >= {stage.threshold:.3g}: {rate:.4f} of {name}"
-        )
+        log(f"[variability] passed on at p >= {stage.threshold:.3g}: {rate:.4f} of {name}")
     return stage
