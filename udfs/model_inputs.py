@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from udfs.dmdt import DmDtGrid, dmdt_images
+from udfs.lightcurve_cuts import epoch_index
 from udfs.lightcurve_features import N_FEATURES, lightcurve_features
 from udfs.periodogram import N_SHAPE_FEATURES, PeriodogramGrid, binned_periodograms
 
@@ -53,8 +54,7 @@ class FlatLightCurves:
         lengths = self.offsets[rows + 1] - self.offsets[rows]
         offsets = np.zeros(rows.size + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        starts = np.repeat(self.offsets[rows] - offsets[:-1], lengths)
-        epochs = starts + np.arange(offsets[-1])
+        epochs = epoch_index(self.offsets[rows], lengths)
         return FlatLightCurves(
             self.t_days[epochs], self.mag[epochs], self.magerr[epochs], self.channel[epochs],
             offsets,
