@@ -223,10 +223,14 @@ def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
     best_power = 0.0
     if yy <= 0.0:
         return best_f, best_power
-    c = np.empty(n)
-    s = np.empty(n)
-    cd = np.empty(n)
-    sd = np.empty(n)
+    # The phase recurrence and its sums run in float32: twice the SIMD lanes, 1.7 times faster
+    # on 290-epoch CRTS light curves. The phases themselves (2 pi f t) are float64 and reseed
+    # the recurrence every _RESEED_STEPS, so the powers move by < 1e-5 (bench/periodogram.py).
+    y32 = y.astype(np.float32)
+    c = np.empty(n, np.float32)
+    s = np.empty(n, np.float32)
+    cd = np.empty(n, np.float32)
+    sd = np.empty(n, np.float32)
     for i in range(n):
         step = 2.0 * np.pi * df * t[i]
         cd[i] = np.cos(step)
@@ -241,21 +245,23 @@ def _binned_power(t, y, f_lo, df, n_freq, log_p_min, inv_log_step, n_bins, out):
                 phase = 2.0 * np.pi * f * t[i]
                 c[i] = np.cos(phase)
                 s[i] = np.sin(phase)
-        yc = 0.0
-        ys = 0.0
-        cc = 0.0
-        cs = 0.0
+        yc = np.float32(0.0)
+        ys = np.float32(0.0)
+        cc = np.float32(0.0)
+        cs = np.float32(0.0)
         for i in range(n):
             ci = c[i]
             si = s[i]
-            yc += y[i] * ci
-            ys += y[i] * si
+            yc += y32[i] * ci
+            ys += y32[i] * si
             cc += ci * ci
             cs += ci * si
             # Advance the phase by one frequency step.
             c[i] = ci * cd[i] - si * sd[i]
             s[i] = si * cd[i] + ci * sd[i]
-        power = _power_without_tau(yc, ys, cc, cs, yy, n)
+        power = _power_without_tau(
+            np.float64(yc), np.float64(ys), np.float64(cc), np.float64(cs), yy, n
+        )
         if f >= f_next_log:
             j = int((np.log(1.0 / f) - log_p_min) * inv_log_step)
             f_next_log = _bin_edge_frequency(j, log_p_min, inv_log_step)
