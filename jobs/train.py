@@ -39,6 +39,7 @@ from catalogs.schema import (
     DEFAULT_MIN_EPOCHS,
     LIGHTCURVE,
     LIGHTCURVE_STRUCT,
+    N_GOOD,
     REJECT_REASON,
     DRColumn,
 )
@@ -651,6 +652,64 @@ def _noise_twins(tables: list[pa.Table], sets: list[dict], config: TrainConfig):
     return out, entries
 
 
+#: Twins of the cadence sample's DR objects: the DR objectid plus this times the draw (1, 2, ..),
+#: above the real sets' twins. A DR file holds few stars, so each gives DR_TWIN_DRAWS twins.
+DR_TWIN_ID_OFFSET = 1 << 54
+DR_TWIN_DRAWS = 3
+
+
+def _dr_twins(config: TrainConfig, schema: pa.Schema):
+    """Realistic noise-only twins of the cadence sample's DR light curves, labelled constant.
+
+    Most of a DR file's stars do not vary, but which ones is not known, so only their twins are
+    learned from: the constant class then sees the DR cadence and depth too. The split is the
+    variability stage's (:func:`udfs.variability_training.dr_half`: half 0 trains, half 1
+    validates), so the benches' held-out half stays unseen by both stages.
+    Returns the table (``schema``'s columns), its split and its set entry, or None.
+    """
+    from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME
+    from udfs.inference import flat_lightcurves, lightcurve_array
+    from udfs.noise_twins import REALISTIC, noise_twins
+    from udfs.variability_training import dr_cut_table, dr_half
+
+    if config.cadence_sample is None:
+        return None
+    cut = dr_cut_table(config.cadence_sample, config.min_epochs)
+    n = cut.num_rows
+    if n == 0:
+        return None
+    rng = np.random.default_rng([config.seed, 31])
+    flat = flat_lightcurves(cut.column(LIGHTCURVE))
+    objectid = cut.column(DRColumn.OBJECTID).to_numpy()
+    name = f"{Path(config.cadence_sample).stem}_twins"
+    parts = []
+    for draw in range(DR_TWIN_DRAWS):
+        columns = {
+            DRColumn.OBJECTID: pa.array(objectid + DR_TWIN_ID_OFFSET * (draw + 1), pa.int64()),
+            CLASSES: pa.array(["constant"] * n, pa.string()),
+            LABEL_ORIG: pa.array(["noise-only twin"] * n, pa.string()),
+            SET_NAME: pa.array([name] * n, pa.string()),
+            "ra": cut.column("ra"),
+            "dec": cut.column("dec"),
+            N_EPOCHS: cut.column(N_GOOD),
+            LIGHTCURVE: lightcurve_array(noise_twins(flat, REALISTIC, rng)),
+        }
+        parts.append(pa.table({f.name: pa.array(columns[f.name]).cast(f.type) for f in schema}))
+    table = pa.concat_tables(parts)
+    split = np.tile(np.where(dr_half(objectid) == 0, TRAIN, VALIDATION), DR_TWIN_DRAWS)
+    split = split.astype(np.int8)
+    entry = {
+        "name": name,
+        "twins_of": _portable_path(Path(config.cadence_sample)),
+        "twins_of_sha256": file_sha256(Path(config.cadence_sample)),
+        "noise_model": REALISTIC.to_dict(),
+        "objects": table.num_rows,
+        "twin_draws": DR_TWIN_DRAWS,
+        "too_few_epochs": 0,
+    }
+    return table, split, entry
+
+
 def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
     """The real labelled sets as one light-curve table with the real split, and their record."""
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
@@ -688,6 +747,11 @@ def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
         tables += twin_tables
         splits += splits[: len(twin_tables)]
         sets += twin_sets
+        dr_twins = _dr_twins(config, tables[0].schema)
+        if dr_twins is not None:
+            tables.append(dr_twins[0])
+            splits.append(dr_twins[1])
+            sets.append(dr_twins[2])
     table = pa.concat_tables(tables)
     split = np.concatenate(splits)
     for entry in sets:
@@ -958,7 +1022,8 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "mix": f"real training objects (with band-dropped copies) + "
             f"{config.finetune_sim_per_class} simulated training objects per class"
             + (
-                "; realistic noise-only twins of every real object as constants"
+                "; realistic noise-only twins of every real object and of the cadence "
+                "sample's stars as constants"
                 if config.twins
                 else ""
             )

@@ -276,7 +276,12 @@ def test_finetune_card_records_sets_calibration_and_real_scores(finetuned):
     card = ModelCard.read(output)
     ft = card.fine_tuning
     names = ["crts_train", "tdss_quasars", "crts_train_twins", "tdss_quasars_twins"]
-    assert [s["name"] for s in ft["sets"]] == names
+    assert [s["name"] for s in ft["sets"]] == [*names, "ztf_000250_zg_c01_q1_dr5_twins"]
+    # Twins of the cadence sample's own stars too, three draws each, split by dr_half.
+    dr_twins = ft["sets"][4]
+    assert dr_twins["twin_draws"] == 3 and dr_twins["objects"] % 3 == 0
+    assert dr_twins["train"] + dr_twins["validation"] == dr_twins["objects"]
+    assert 0.3 < dr_twins["train"] / dr_twins["objects"] < 0.7
     twins = ft["sets"][2]
     assert twins["twins_of"] == "crts_train" and twins["objects"] == 56
     assert twins["noise_model"]["name"] == "realistic"

@@ -62,8 +62,11 @@ def dr_half(objectids: np.ndarray) -> np.ndarray:
     return (np.asarray(objectids, np.int64) * 2654435761 >> 7) & 1
 
 
-def dr_lightcurves(path: str | Path, min_epochs: int, half: int | None) -> FlatLightCurves:
-    """The quality-cut light curves of a DR light-curve file (one :func:`dr_half`, or all)."""
+def dr_cut_table(path: str | Path, min_epochs: int) -> pa.Table:
+    """The quality-cut rows a DR light-curve file keeps (the classify cuts), with their objectid.
+
+    Columns as :data:`udfs.lightcurve_cuts.CUT_SCHEMA`; rejected rows are left out.
+    """
     from udfs.pipeline import cut_partition
 
     table = pq.read_table(path)
@@ -71,7 +74,12 @@ def dr_lightcurves(path: str | Path, min_epochs: int, half: int | None) -> FlatL
     table = table.append_column(SOURCE_ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     cut = pa.Table.from_batches([cut_partition(table.combine_chunks().to_batches()[0], "dr",
                                                min_epochs)])  # fmt: skip
-    cut = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
+    return cut.filter(pc.is_null(cut.column(REJECT_REASON)))
+
+
+def dr_lightcurves(path: str | Path, min_epochs: int, half: int | None) -> FlatLightCurves:
+    """The quality-cut light curves of a DR light-curve file (one :func:`dr_half`, or all)."""
+    cut = dr_cut_table(path, min_epochs)
     if half is not None:
         cut = cut.filter(pa.array(dr_half(cut.column(DRColumn.OBJECTID).to_numpy()) == half))
     return flat_lightcurves(cut.column(LIGHTCURVE))
