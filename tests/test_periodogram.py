@@ -33,7 +33,8 @@ def test_power_at_one_frequency_equals_astropy():
     for frequency in (1 / 0.61, 2.0, 0.1):
         out = np.zeros(1)
         _binned_power(tk, y.copy(), frequency, 1e-3, 1, np.log(0.01), 1 / np.log(1e6), 1, out)
-        np.testing.assert_allclose(out[0], reference.power(frequency), rtol=1e-9)
+        # The sums run in float32 (phases float64): about 1e-7 off, well inside the float32 out.
+        np.testing.assert_allclose(out[0], reference.power(frequency), rtol=1e-6)
 
 
 def test_power_without_tau_equals_the_tau_form():
