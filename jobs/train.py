@@ -607,6 +607,30 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
 TWIN_ID_OFFSET = 1 << 53
 
 
+def _as_twins(table: pa.Table, twins, id_offset: int, name: str) -> pa.Table:
+    """``table`` (a labelled set's columns) relabelled as noise-only twins of set ``name``.
+
+    The ids move up by ``id_offset``, the class is constant, the light curves are ``twins``.
+    """
+    import pyarrow.compute as pc
+
+    from catalogs.labelled_sets import CLASSES, LABEL_ORIG, SET_NAME
+    from udfs.inference import lightcurve_array
+
+    n = table.num_rows
+    objectid = pc.add(table.column(DRColumn.OBJECTID), pa.scalar(id_offset, pa.int64()))
+    for column, values in (
+        (DRColumn.OBJECTID, objectid),
+        (CLASSES, pa.array(["constant"] * n, pa.string())),
+        (LABEL_ORIG, pa.array(["noise-only twin"] * n, pa.string())),
+        (SET_NAME, pa.array([name] * n, pa.string())),
+        (LIGHTCURVE, lightcurve_array(twins)),
+    ):
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, table.schema.field(index).name, values)
+    return table
+
+
 def _noise_twins(tables: list[pa.Table], sets: list[dict], config: TrainConfig):
     """Realistic noise-only twins of every real labelled object, labelled constant.
 
@@ -614,10 +638,7 @@ def _noise_twins(tables: list[pa.Table], sets: list[dict], config: TrainConfig):
     class sees every real cadence and the cadence alone is no evidence of variability. A twin
     takes its object's split, so no validation object's twin is trained on.
     """
-    import pyarrow.compute as pc
-
-    from catalogs.labelled_sets import CLASSES, LABEL_ORIG, SET_NAME
-    from udfs.inference import flat_lightcurves, lightcurve_array
+    from udfs.inference import flat_lightcurves
     from udfs.noise_twins import REALISTIC, noise_twins
 
     rng = np.random.default_rng([config.seed, 29])
@@ -625,27 +646,13 @@ def _noise_twins(tables: list[pa.Table], sets: list[dict], config: TrainConfig):
     for table, entry in zip(tables, sets, strict=True):
         name = f"{entry['name']}_twins"
         twins = noise_twins(flat_lightcurves(table.column(LIGHTCURVE)), REALISTIC, rng)
-        n = table.num_rows
-        twin = table.set_column(
-            table.schema.get_field_index(DRColumn.OBJECTID),
-            DRColumn.OBJECTID,
-            pc.add(table.column(DRColumn.OBJECTID), TWIN_ID_OFFSET),
-        )
-        for column, value in (
-            (CLASSES, "constant"),
-            (LABEL_ORIG, "noise-only twin"),
-            (SET_NAME, name),
-        ):
-            index = twin.schema.get_field_index(column)
-            twin = twin.set_column(index, column, pa.array([value] * n, pa.string()))
-        index = twin.schema.get_field_index(LIGHTCURVE)
-        out.append(twin.set_column(index, LIGHTCURVE, lightcurve_array(twins)))
+        out.append(_as_twins(table, twins, TWIN_ID_OFFSET, name))
         entries.append(
             {
                 "name": name,
                 "twins_of": entry["name"],
                 "noise_model": REALISTIC.to_dict(),
-                "objects": n,
+                "objects": table.num_rows,
                 "too_few_epochs": 0,
             }  # fmt: skip
         )
@@ -667,8 +674,8 @@ def _dr_twins(config: TrainConfig, schema: pa.Schema):
     validates), so the benches' held-out half stays unseen by both stages.
     Returns the table (``schema``'s columns), its split and its set entry, or None.
     """
-    from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME
-    from udfs.inference import flat_lightcurves, lightcurve_array
+    from catalogs.labelled_sets import N_EPOCHS
+    from udfs.inference import flat_lightcurves
     from udfs.noise_twins import REALISTIC, noise_twins
     from udfs.variability_training import dr_cut_table, dr_half
 
@@ -680,22 +687,23 @@ def _dr_twins(config: TrainConfig, schema: pa.Schema):
         return None
     rng = np.random.default_rng([config.seed, 31])
     flat = flat_lightcurves(cut.column(LIGHTCURVE))
-    objectid = cut.column(DRColumn.OBJECTID).to_numpy()
+    # The DR rows in the labelled sets' columns; _as_twins fills the labels and light curves.
+    given = {
+        DRColumn.OBJECTID: cut.column(DRColumn.OBJECTID),
+        "ra": cut.column("ra"),
+        "dec": cut.column("dec"),
+        N_EPOCHS: cut.column(N_GOOD),
+        LIGHTCURVE: cut.column(LIGHTCURVE),
+    }
+    base = pa.table(
+        {f.name: given[f.name] if f.name in given else pa.nulls(n, f.type) for f in schema}
+    ).cast(schema)
     name = f"{Path(config.cadence_sample).stem}_twins"
-    parts = []
-    for draw in range(DR_TWIN_DRAWS):
-        columns = {
-            DRColumn.OBJECTID: pa.array(objectid + DR_TWIN_ID_OFFSET * (draw + 1), pa.int64()),
-            CLASSES: pa.array(["constant"] * n, pa.string()),
-            LABEL_ORIG: pa.array(["noise-only twin"] * n, pa.string()),
-            SET_NAME: pa.array([name] * n, pa.string()),
-            "ra": cut.column("ra"),
-            "dec": cut.column("dec"),
-            N_EPOCHS: cut.column(N_GOOD),
-            LIGHTCURVE: lightcurve_array(noise_twins(flat, REALISTIC, rng)),
-        }
-        parts.append(pa.table({f.name: pa.array(columns[f.name]).cast(f.type) for f in schema}))
-    table = pa.concat_tables(parts)
+    table = pa.concat_tables(
+        _as_twins(base, noise_twins(flat, REALISTIC, rng), DR_TWIN_ID_OFFSET * (draw + 1), name)
+        for draw in range(DR_TWIN_DRAWS)
+    )
+    objectid = cut.column(DRColumn.OBJECTID).to_numpy()
     split = np.tile(np.where(dr_half(objectid) == 0, TRAIN, VALIDATION), DR_TWIN_DRAWS)
     split = split.astype(np.int8)
     entry = {
