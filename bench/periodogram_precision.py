@@ -25,6 +25,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from throughput import baseline_worktree  # noqa: E402
 
 #: Run in a child process inside one tree: time the kernel on the saved light curves.
 _CHILD = """
@@ -82,14 +84,8 @@ def main() -> int:
             arrays |= {f"{name}_t": lc.t_days.astype(np.float64), f"{name}_mag": lc.mag,
                        f"{name}_channel": lc.channel, f"{name}_offsets": lc.offsets}  # fmt: skip
         np.savez(tmp / "lightcurves.npz", **arrays)
-        worktree = tmp / "baseline"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree),
-                        args.baseline], check=True, capture_output=True)  # fmt: skip
-        try:
+        with baseline_worktree(args.baseline, tmp) as worktree:
             base = run_tree(worktree, tmp / "lightcurves.npz", tmp / "base.npz")
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(worktree)], check=False)  # fmt: skip
         now = run_tree(REPO, tmp / "lightcurves.npz", tmp / "now.npz")
     print(f"| light curves | n | median epochs | {args.baseline} lc/s/core | this tree lc/s/core | "
           "speed-up | max change of a binned power | max change of a shape number | "

@@ -25,6 +25,7 @@ as the job's summary prints it; blank for code that does not report it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -41,6 +42,19 @@ REPO = Path(__file__).resolve().parent.parent
 CRTS = REPO / "data" / "real_labelled" / "crts_train_detections.parquet"
 DR5 = REPO / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
 sys.path.insert(0, str(REPO))
+
+
+@contextlib.contextmanager
+def baseline_worktree(commit: str, parent: Path):
+    """A detached git worktree of ``commit`` under ``parent`` (yields its path), removed after."""
+    worktree = parent / "baseline"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), commit],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        yield worktree
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)],
+                       check=False)  # fmt: skip
 
 
 def _lists(lc):
@@ -214,46 +228,39 @@ def main() -> None:
     )
     args = parser.parse_args()
     cores = os.cpu_count()
-    with tempfile.TemporaryDirectory(prefix="varsky_throughput_") as tmp:
-        tmp = Path(tmp)
+    with (
+        tempfile.TemporaryDirectory(prefix="varsky_throughput_") as tmp_name,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(tmp_name)
         codes = {"this tree": REPO}
         if args.baseline:
-            worktree = tmp / "baseline"
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree),
-                 args.baseline], check=True, capture_output=True,
-            )  # fmt: skip
-            codes[args.baseline] = worktree
-        try:
-            for sky in args.skies:
-                fraction = 0.1 if sky == "realistic" else 1.0
-                paths, truth = {}, {}
-                for n in args.sizes:
-                    paths[n] = tmp / f"{sky}_{n}" / "sky.parquet"
-                    paths[n].parent.mkdir()
-                    truth[n] = write_sky(paths[n], n, fraction, n, args.cadence, args.noise)
-                for name, code in codes.items():
-                    classify(code, paths[args.sizes[0]], tmp / "warmup")  # numba caches
-                    runs = {n: classify(code, paths[n], tmp / f"out_{n}") for n in args.sizes}
-                    small, large = (runs[n] for n in args.sizes)
-                    stage = "inputs + network"
-                    marginal = (args.sizes[1] - args.sizes[0]) / (large["job"] - small["job"])
-                    stage_rate = args.sizes[1] / large[stage]
-                    purity, completeness, calls = purity_completeness(
-                        tmp / f"out_{args.sizes[1]}", truth[args.sizes[1]]
-                    )
-                    print(
-                        f"{sky:>12} | {name:>10} | job {small['job']:.1f} s / {large['job']:.1f} s"
-                        f" | marginal {marginal / cores:,.0f} lc/s/core | stage "
-                        f"{large[stage]:.1f} s, {stage_rate / cores:,.0f} lc/s/core | cores busy "
-                        f"{large.get('cores busy', float('nan')):.2f} | variable calls "
-                        f"{calls:,}: purity {purity:.3f}, completeness {completeness:.3f}",
-                        flush=True,
-                    )
-        finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                                str(worktree)], check=False)  # fmt: skip
+            codes[args.baseline] = stack.enter_context(baseline_worktree(args.baseline, tmp))
+        for sky in args.skies:
+            fraction = 0.1 if sky == "realistic" else 1.0
+            paths, truth = {}, {}
+            for n in args.sizes:
+                paths[n] = tmp / f"{sky}_{n}" / "sky.parquet"
+                paths[n].parent.mkdir()
+                truth[n] = write_sky(paths[n], n, fraction, n, args.cadence, args.noise)
+            for name, code in codes.items():
+                classify(code, paths[args.sizes[0]], tmp / "warmup")  # numba caches
+                runs = {n: classify(code, paths[n], tmp / f"out_{n}") for n in args.sizes}
+                small, large = (runs[n] for n in args.sizes)
+                stage = "inputs + network"
+                marginal = (args.sizes[1] - args.sizes[0]) / (large["job"] - small["job"])
+                stage_rate = args.sizes[1] / large[stage]
+                purity, completeness, calls = purity_completeness(
+                    tmp / f"out_{args.sizes[1]}", truth[args.sizes[1]]
+                )
+                print(
+                    f"{sky:>12} | {name:>10} | job {small['job']:.1f} s / {large['job']:.1f} s"
+                    f" | marginal {marginal / cores:,.0f} lc/s/core | stage "
+                    f"{large[stage]:.1f} s, {stage_rate / cores:,.0f} lc/s/core | cores busy "
+                    f"{large.get('cores busy', float('nan')):.2f} | variable calls "
+                    f"{calls:,}: purity {purity:.3f}, completeness {completeness:.3f}",
+                    flush=True,
+                )
     print(f"({cores} cores; sizes {args.sizes[0]:,} and {args.sizes[1]:,} objects; "
           f"{args.cadence} cadences, {args.noise} twins)")  # fmt: skip
 
