@@ -174,8 +174,9 @@ def test_driver_killed_while_writing_leaves_no_catalog_and_a_rerun_completes(
         assert job.proc.poll() is None, job.text()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    os.killpg(job.proc.pid, signal.SIGKILL)  # the driver, its JVM and its Python workers
+    os.killpg(job.proc.pid, signal.SIGKILL)  # the driver and its JVM
     job.wait()
+    _wait_until_unchanged(staging, quiet_s=3.0, timeout_s=60.0)  # see the test below
     assert not out.exists()
     with pytest.raises(Exception):  # noqa: B017 - whatever lsdb raises, it must not open
         lsdb.open_catalog(out)
@@ -216,6 +217,9 @@ def test_driver_killed_while_writing_then_resume_keeps_verified_tiles(
         time.sleep(0.02)
     os.killpg(job.proc.pid, signal.SIGKILL)
     job.wait()
+    # PySpark's Python daemon has its own process group: a worker of the dead driver may still
+    # close a tile and record it until the daemon sees the JVM gone. Wait for the journal to settle.
+    _wait_until_unchanged(records, quiet_s=3.0, timeout_s=60.0)
     assert not out.exists()
     dataset = staging / "varsky_classification" / "dataset"
     recorded = {}
@@ -238,6 +242,21 @@ def test_driver_killed_while_writing_then_resume_keeps_verified_tiles(
         assert (out / path.relative_to(staging)).stat().st_ino == inode
     assert not (out / JOURNAL_DIR).exists()
     _assert_same_files(out, undisturbed_tiled)
+
+
+def _wait_until_unchanged(folder: Path, quiet_s: float, timeout_s: float) -> None:
+    """Return once the files under ``folder`` have not changed for ``quiet_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    seen, since = None, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        try:
+            now = sorted((str(p), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+        except FileNotFoundError:  # removed while listed: still changing
+            now = None
+        if now is None or now != seen:
+            seen, since = now, time.monotonic()
+        assert time.monotonic() < deadline, f"{folder} still changing after {timeout_s} s"
+        time.sleep(0.1)
 
 
 @pytest.mark.cluster
