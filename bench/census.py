@@ -2,8 +2,8 @@
 
 Runs `varsky classify` (the job `make demo` runs) on the bundled ZTF DR5 quadrant once per model,
 joins the two catalogs by objectid and prints: the census of each (objects per predicted class),
-the fraction called variable (any class but constant), a table of class changes (from -> to:
-objects) and the first examples of each change with what the variability stage saw.
+the fraction called variable (any class but constant and bogus), a table of class changes
+(from -> to: objects) and the first examples of each change with what the variability stage saw.
 
     .venv/bin/python bench/census.py --before OLD_MODEL_DIR [--after models/varsky_dmdt_cnn]
 
@@ -53,9 +53,12 @@ def main() -> None:
     for name in sorted(set(counts["before"]) | set(counts["after"]), key=lambda c: (
             -counts["after"].get(c, 0), c)):  # fmt: skip
         print(f"| {name} | {counts['before'].get(name, 0):,} | {counts['after'].get(name, 0):,} |")
-    for key in counts:
-        variable = n - counts[key].get("constant", 0)
-        print(f"{key}: {variable:,} of {n:,} called variable ({variable / n:.1%})")
+    for key in counts:  # bogus (an artefact) is not a variable star
+        variable = n - counts[key].get("constant", 0) - counts[key].get("bogus", 0)
+        print(
+            f"{key}: {variable:,} of {n:,} called variable ({variable / n:.1%}; not counting "
+            f"{counts[key].get('bogus', 0):,} bogus)"
+        )
     changes: dict[tuple[str, str], list[int]] = {}
     for oid in sorted(after):
         a, b = before[oid]["predicted_class"], after[oid]["predicted_class"]
