@@ -103,9 +103,7 @@ def build_spark_session(
     return spark
 
 
-def run_spark_job(
-    app_name: str, master: str | None, job, preload_tensorflow: bool = True
-) -> int:
+def run_spark_job(app_name: str, master: str | None, job, preload_tensorflow: bool = True) -> int:
     """Build the session, run ``job(spark)`` and print the summary it returns.
 
     ``job`` returns a summary with a ``stage_s`` dict and a ``format()`` method; the session's
