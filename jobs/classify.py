@@ -630,23 +630,22 @@ def bad_exposure_cut(kept, min_stars: int, max_fraction: float, min_epochs: int,
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from udfs.bad_exposures import (
-        DEVIANT,
-        DEVIATION_SCHEMA,
         EXPOSURE,
-        exposure_deviations,
+        EXPOSURE_COUNT_SCHEMA,
+        exposure_counts,
         flagged_from_counts,
         remove_epochs,
     )
 
-    def deviations(batches):
+    def counts(batches):
         for batch in batches:
-            yield exposure_deviations(batch)
+            yield exposure_counts(batch)
 
     rows = (
         kept.select(SOURCE_FILE, LIGHTCURVE)
-        .mapInArrow(deviations, from_arrow_schema(DEVIATION_SCHEMA))
+        .mapInArrow(counts, from_arrow_schema(EXPOSURE_COUNT_SCHEMA))
         .groupBy(SOURCE_FILE, BAND, EXPOSURE)
-        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col(DEVIANT).cast("int")).alias("d"))
+        .agg(F.sum("n").alias("n"), F.sum("d").alias("d"))
         .where(F.col("n") >= min_stars)
         .collect()
     )

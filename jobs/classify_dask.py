@@ -108,14 +108,14 @@ def kept_rows(cut: pa.Table) -> pa.Table:
 
 def exposure_counts(kept: pa.Table):
     """Stars (n) and deviant stars (d) per (file, band, exposure) of a table of kept rows."""
-    from udfs.bad_exposures import DEVIANT, EXPOSURE, exposure_deviations
+    from udfs.bad_exposures import EXPOSURE
+    from udfs.bad_exposures import exposure_counts as batch_counts
 
-    parts = [exposure_deviations(b) for b in kept.select([SOURCE_FILE, LIGHTCURVE]).to_batches()]
+    parts = [batch_counts(b) for b in kept.select([SOURCE_FILE, LIGHTCURVE]).to_batches()]
     if not parts:
         return pd.DataFrame({"n": [], "d": []}, index=pd.MultiIndex.from_arrays([[], [], []]))
     rows = pa.Table.from_batches(parts).to_pandas()
-    grouped = rows.groupby([SOURCE_FILE, BAND, EXPOSURE], sort=True)[DEVIANT]
-    return pd.DataFrame({"n": grouped.size(), "d": grouped.sum().astype("int64")})
+    return rows.groupby([SOURCE_FILE, BAND, EXPOSURE], sort=True)[["n", "d"]].sum()
 
 
 def without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tuple[pa.Table, int]:

@@ -8,9 +8,11 @@ import pyarrow.parquet as pq
 from catalogs.schema import LIGHTCURVE_STRUCT
 from udfs.bad_exposures import (
     EXPOSURE_BIN_DAYS,
+    exposure_counts,
     exposure_deviations,
     exposure_key,
     flag_exposures,
+    flagged_from_counts,
     remove_epochs,
 )
 from udfs.lightcurve_cuts import apply_quality_cuts
@@ -54,6 +56,25 @@ def test_the_bad_exposures_and_only_they_are_flagged():
     # Too few stars: nothing is judged.
     assert flag_exposures(deviations, min_stars=N_STARS + 1, max_deviant_fraction=0.05) == {}
     assert EXPOSURE_BIN_DAYS * 86400 > 10  # wider than the spread of heliocentric corrections
+
+
+def test_partial_counts_of_two_batches_sum_to_the_flags_of_the_whole():
+    batch, _ = _batch()
+    whole = flag_exposures(pa.Table.from_batches([exposure_deviations(batch)]), 30, 0.05)
+    # The engines count per batch, then sum: the halves hold 30 stars each.
+    halves = pa.Table.from_batches([exposure_counts(batch.slice(0, 30)),
+                                    exposure_counts(batch.slice(30))])  # fmt: skip
+    assert halves.num_rows == 2 * N_EPOCHS
+    summed = halves.group_by(["source_file", "band", "exposure"]).aggregate(
+        [("n", "sum"), ("d", "sum")]
+    )
+    assert set(summed.column("n_sum").to_pylist()) == {N_STARS}
+    flagged = flagged_from_counts(
+        summed.column("source_file").to_pylist(), summed.column("band").to_pylist(),
+        summed.column("exposure").to_pylist(), summed.column("n_sum").to_numpy(),
+        summed.column("d_sum").to_numpy(), 30, 0.05,
+    )  # fmt: skip
+    assert flagged == whole and len(whole[("ztf_000250_zg_c01_q1_dr5.parquet", 0)]) == len(BAD)
 
 
 def test_removal_updates_the_light_curves_and_counts():

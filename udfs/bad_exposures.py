@@ -55,6 +55,18 @@ DEVIATION_SCHEMA = pa.schema(
     ]
 )
 
+#: Epochs (``n``) and deviant epochs (``d``) per (file, band, exposure) of one batch: partial
+#: counts, summed across batches by the engine (one row per star and exposure).
+EXPOSURE_COUNT_SCHEMA = pa.schema(
+    [
+        pa.field(SOURCE_FILE, pa.string()),
+        pa.field(BAND, pa.int8()),
+        pa.field(EXPOSURE, pa.int64()),
+        pa.field("n", pa.int64()),
+        pa.field("d", pa.int64()),
+    ]
+)
+
 
 def exposure_key(hmjd_days: np.ndarray) -> np.ndarray:
     """Exposure time bin of each epoch (int64)."""
@@ -86,6 +98,28 @@ def exposure_deviations(batch: pa.RecordBatch) -> pa.RecordBatch:
             pa.array(deviant),
         ],
         schema=DEVIATION_SCHEMA,
+    )
+
+
+def exposure_counts(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """:func:`exposure_deviations` counted per (file, band, exposure) within the batch.
+
+    What an engine aggregates: one row per exposure of the batch, not one per epoch (5.7
+    million epoch rows through Spark's aggregation cost a CRTS sky of 20,000 stars 15 s).
+    """
+    deviations = pa.Table.from_batches([exposure_deviations(batch)])
+    grouped = deviations.group_by([SOURCE_FILE, BAND, EXPOSURE], use_threads=False).aggregate(
+        [(DEVIANT, "count"), (DEVIANT, "sum")]
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            grouped.column(SOURCE_FILE).combine_chunks(),
+            grouped.column(BAND).combine_chunks(),
+            grouped.column(EXPOSURE).combine_chunks(),
+            grouped.column(f"{DEVIANT}_count").cast(pa.int64()).combine_chunks(),
+            grouped.column(f"{DEVIANT}_sum").cast(pa.int64()).combine_chunks(),
+        ],
+        schema=EXPOSURE_COUNT_SCHEMA,
     )
 
 
