@@ -628,12 +628,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     check_before_start(config)
-    return run_spark_job(
-        "varsky ingest",
-        config.master,
-        lambda spark: run_ingest(spark, config),
-        preload_tensorflow=False,
-    )
+    return run_spark_job("varsky ingest", config.master, lambda spark: run_ingest(spark, config))
 
 
 def check_before_start(config: IngestConfig) -> None:

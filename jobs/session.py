@@ -27,10 +27,6 @@ LOCAL_CONF: dict[str, str] = {
     "spark.driver.bindAddress": "127.0.0.1",
 }
 
-#: Spark's Python daemon with TensorFlow imported before the fork (local masters only: a remote
-#: worker's Python may not have varsky installed, and code shipped with --py-files is seen only
-#: after the fork).
-PRELOADING_DAEMON = "udfs.spark_daemon"
 
 #: varsky's quiet Spark log configuration (WARN), used unless --verbose; spark-submit.sh too.
 LOG4J_CONF = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
@@ -57,7 +53,6 @@ def build_spark_session(
     master: str | None = None,
     conf: dict[str, str] | None = None,
     log_level: str = "WARN",
-    preload_tensorflow: bool = True,
 ):
     """Return a SparkSession configured for varsky.
 
@@ -72,10 +67,6 @@ def build_spark_session(
         Extra Spark settings, applied last.
     log_level : str
         Spark log level for the driver.
-    preload_tensorflow : bool
-        On a local master, fork the Python workers from a daemon that has imported TensorFlow
-        and the kernels (udfs/spark_daemon.py): each worker then starts without its own 10 s
-        import. Jobs whose workers never run the network (ingest) leave it off.
     """
     # pyspark 4.3 warns on pandas 3; varsky exchanges Arrow batches, not pandas frames.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
@@ -90,8 +81,6 @@ def build_spark_session(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.master(master or "local[*]")
         settings.update(LOCAL_CONF)
-        if preload_tensorflow and (master or "local").startswith("local"):
-            settings["spark.python.daemon.module"] = PRELOADING_DAEMON
         if not verbose() and LOG4J_CONF.is_file():
             settings["spark.driver.extraJavaOptions"] = LOG4J_OPTION
     settings["spark.executorEnv.NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
@@ -103,14 +92,14 @@ def build_spark_session(
     return spark
 
 
-def run_spark_job(app_name: str, master: str | None, job, preload_tensorflow: bool = True) -> int:
+def run_spark_job(app_name: str, master: str | None, job) -> int:
     """Build the session, run ``job(spark)`` and print the summary it returns.
 
     ``job`` returns a summary with a ``stage_s`` dict and a ``format()`` method; the session's
     start-up time is reported as its first stage.
     """
     t = time.perf_counter()
-    spark = build_spark_session(app_name, master=master, preload_tensorflow=preload_tensorflow)
+    spark = build_spark_session(app_name, master=master)
     startup_s = time.perf_counter() - t
     summary = job(spark)
     summary.stage_s = {"spark start": startup_s, **summary.stage_s}
