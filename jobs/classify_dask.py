@@ -106,12 +106,11 @@ def kept_rows(cut: pa.Table) -> pa.Table:
     return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select([*CARRIED_COLUMNS, LIGHTCURVE])
 
 
-def exposure_counts(kept: pa.Table):
+def kept_exposure_counts(kept: pa.Table):
     """Stars (n) and deviant stars (d) per (file, band, exposure) of a table of kept rows."""
-    from udfs.bad_exposures import EXPOSURE
-    from udfs.bad_exposures import exposure_counts as batch_counts
+    from udfs.bad_exposures import EXPOSURE, exposure_counts
 
-    parts = [batch_counts(b) for b in kept.select([SOURCE_FILE, LIGHTCURVE]).to_batches()]
+    parts = [exposure_counts(b) for b in kept.select([SOURCE_FILE, LIGHTCURVE]).to_batches()]
     if not parts:
         return pd.DataFrame({"n": [], "d": []}, index=pd.MultiIndex.from_arrays([[], [], []]))
     rows = pa.Table.from_batches(parts).to_pandas()
@@ -290,7 +289,7 @@ def run_classify_dask(
     elif config.bad_exposure_fraction <= 0:
         summary.bad_exposure_note = "exposure-level cut off (--bad-exposure-fraction 0)"
     else:
-        parts = client.gather([client.submit(exposure_counts, k) for k in kept])
+        parts = client.gather([client.submit(kept_exposure_counts, k) for k in kept])
         counts = pd.concat(parts).groupby(level=[0, 1, 2]).sum()
         counts = counts[counts["n"] >= config.bad_exposure_min_stars]
         summary.exposures_checked = len(counts)

@@ -107,20 +107,22 @@ def exposure_counts(batch: pa.RecordBatch) -> pa.RecordBatch:
     What an engine aggregates: one row per exposure of the batch, not one per epoch (5.7
     million epoch rows through Spark's aggregation cost a CRTS sky of 20,000 stars 15 s).
     """
-    deviations = pa.Table.from_batches([exposure_deviations(batch)])
+    counted = _counted(pa.Table.from_batches([exposure_deviations(batch)]))
+    return (
+        counted.cast(EXPOSURE_COUNT_SCHEMA).combine_chunks().to_batches()[0]
+        if counted.num_rows
+        else pa.RecordBatch.from_pylist([], schema=EXPOSURE_COUNT_SCHEMA)
+    )
+
+
+def _counted(deviations: pa.Table) -> pa.Table:
+    """Epochs (``n``) and deviant epochs (``d``) per (file, band, exposure) of a deviation table."""
     grouped = deviations.group_by([SOURCE_FILE, BAND, EXPOSURE], use_threads=False).aggregate(
         [(DEVIANT, "count"), (DEVIANT, "sum")]
     )
-    return pa.RecordBatch.from_arrays(
-        [
-            grouped.column(SOURCE_FILE).combine_chunks(),
-            grouped.column(BAND).combine_chunks(),
-            grouped.column(EXPOSURE).combine_chunks(),
-            grouped.column(f"{DEVIANT}_count").cast(pa.int64()).combine_chunks(),
-            grouped.column(f"{DEVIANT}_sum").cast(pa.int64()).combine_chunks(),
-        ],
-        schema=EXPOSURE_COUNT_SCHEMA,
-    )
+    keys = [SOURCE_FILE, BAND, EXPOSURE]
+    counted = grouped.select([*keys, f"{DEVIANT}_count", f"{DEVIANT}_sum"])
+    return counted.rename_columns([*keys, "n", "d"])
 
 
 def flag_exposures(
@@ -132,15 +134,13 @@ def flag_exposures(
     -------
     dict of (source file, band) to set of exposure keys
     """
-    grouped = deviations.group_by([SOURCE_FILE, BAND, EXPOSURE]).aggregate(
-        [(DEVIANT, "count"), (DEVIANT, "sum")]
-    )
+    counted = _counted(deviations)
     return flagged_from_counts(
-        grouped.column(SOURCE_FILE).to_pylist(),
-        grouped.column(BAND).to_pylist(),
-        grouped.column(EXPOSURE).to_pylist(),
-        grouped.column(f"{DEVIANT}_count").to_numpy(),
-        grouped.column(f"{DEVIANT}_sum").to_numpy(),
+        counted.column(SOURCE_FILE).to_pylist(),
+        counted.column(BAND).to_pylist(),
+        counted.column(EXPOSURE).to_pylist(),
+        counted.column("n").to_numpy(),
+        counted.column("d").to_numpy(),
         min_stars,
         max_deviant_fraction,
     )
