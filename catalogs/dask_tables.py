@@ -20,15 +20,13 @@ from catalogs.hats_writer import (
     DEFAULT_SKYMAP_ORDER,
     TILE_COLUMN,
     WrittenTile,
-    _check_empty_output,
-    _check_schema,
-    _sorted_tiles,
-    _write_kwargs,
-    merge_written_tiles,
+    finish_catalog,
+    finish_margin,
+    output_base,
     tile_sort_columns,
+    tile_write_settings,
     with_margin_tiles,
     with_tile_index,
-    write_catalog_metadata,
     write_tile_files,
 )
 from catalogs.schema import HEALPIX_COLUMN
@@ -36,13 +34,6 @@ from catalogs.schema import HEALPIX_COLUMN
 #: Arrow's batches of a tile are handed to the writer in Spark's Arrow batch size, so that row
 #: groups close at the same rows as under Spark.
 WRITE_BATCH_ROWS = 10_000
-
-
-def _empty_base(base: str | os.PathLike) -> str:
-    """``base`` as workers open it (absolute path or URI); it must be empty or absent."""
-    base = os.fspath(base) if "://" in os.fspath(base) else os.path.abspath(base)
-    _check_empty_output(base)
-    return base
 
 
 def _histogram_of(table: pa.Table, order: int) -> npt.NDArray[np.int64]:
@@ -85,8 +76,8 @@ def _write_group(base: str, tiles: Tiles, skymap_order: int, write_kwargs: dict,
 
 
 def _write_dask_tiles(client, tables, base, tiles, skymap_order, schema, margin_arcsec=None):
-    _check_schema(schema)
-    write_kwargs = _write_kwargs(schema)
+    """Rows grouped by tile on the workers, each group's files written there; the result rows."""
+    write_kwargs = tile_write_settings(schema)
     n_groups = max(1, min(len(tiles), 4 * len(client.scheduler_info()["workers"])))
     split = [
         client.submit(_split_by_group, t, tiles, n_groups, margin_arcsec, pure=False)
@@ -99,7 +90,7 @@ def _write_dask_tiles(client, tables, base, tiles, skymap_order, schema, margin_
             for g in groups
         ]
     )
-    return merge_written_tiles([row for rows in written for row in rows], skymap_order)
+    return [row for rows in written for row in rows]
 
 
 def write_hats_dask(
@@ -122,14 +113,11 @@ def write_hats_dask(
     workers; the client then writes the catalog metadata. Returns ``(order, pixel, n_rows)`` of
     every file, breadth first.
     """
-    base = _empty_base(base)
-    written, skymap = _write_dask_tiles(client, tables, base, tiles, skymap_order, schema)
-    written = _sorted_tiles(written)
-    write_catalog_metadata(
-        base, catalog_name, written, ra_column, dec_column, max_rows, extra_properties,
-        skymap=skymap,
-    )  # fmt: skip
-    return written
+    base = output_base(base)
+    rows = _write_dask_tiles(client, tables, base, tiles, skymap_order, schema)
+    return finish_catalog(
+        base, catalog_name, rows, ra_column, dec_column, max_rows, extra_properties, skymap_order
+    )
 
 
 def write_margin_dask(
@@ -145,20 +133,18 @@ def write_margin_dask(
     dec_column: str = "dec",
     extra_properties: dict[str, str] | None = None,
 ) -> list[WrittenTile]:
-    """Write the margin catalog of Arrow tables on Dask workers, as ``write_margin_spark``."""
-    base = _empty_base(base)
-    written, _ = _write_dask_tiles(
+    """Write the margin catalog of Arrow tables on Dask workers, as ``write_margin_spark``.
+
+    An empty list, and no catalog, when no row lies within the margin of another tile.
+    """
+    base = output_base(base)
+    rows = _write_dask_tiles(
         client, tables, base, tiles, DEFAULT_SKYMAP_ORDER, schema, margin_arcsec
     )
-    if not written:
-        raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
-    written = _sorted_tiles(written)
-    write_catalog_metadata(
-        base, catalog_name, written, ra_column, dec_column, max(n for _, _, n in written),
-        extra_properties, catalog_type="margin", margin_arcsec=margin_arcsec,
-        primary_catalog=primary_catalog,
+    return finish_margin(
+        base, catalog_name, rows, margin_arcsec, primary_catalog, ra_column, dec_column,
+        extra_properties,
     )  # fmt: skip
-    return written
 
 
 __all__ = ["DEFAULT_HISTOGRAM_ORDER", "dask_tiles", "write_hats_dask", "write_margin_dask"]

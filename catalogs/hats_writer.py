@@ -89,7 +89,8 @@ def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
-def _check_empty_output(base: str | os.PathLike) -> None:
+def check_empty_output(base: str | os.PathLike) -> None:
+    """Refuse a catalog directory that is a file or holds anything."""
     fs, root = _filesystem(base)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.File:
@@ -119,7 +120,8 @@ def _healpix_values(data: pa.Table | pa.RecordBatch) -> npt.NDArray[np.int64]:
     return column.to_numpy()
 
 
-def _check_schema(schema: pa.Schema) -> None:
+def check_schema(schema: pa.Schema) -> None:
+    """Refuse a schema without an int64 `_healpix_29` column."""
     if schema.get_field_index(HEALPIX_COLUMN) < 0:
         raise ValueError(f"a HATS table needs a {HEALPIX_COLUMN} column, got {schema.names}")
     if not pa.types.is_int64(schema.field(HEALPIX_COLUMN).type):
@@ -277,6 +279,76 @@ def merge_written_tiles(
     return written, skymap
 
 
+# --- the writing core: what every engine adapter calls around its own shuffle ---
+def output_base(base: str | os.PathLike, must_be_empty: bool = True) -> str:
+    """``base`` as every worker opens it (an absolute local path or a URI), checked empty."""
+    base = os.fspath(base)
+    base = base if "://" in base else os.path.abspath(base)
+    if must_be_empty:
+        check_empty_output(base)
+    return base
+
+
+def tile_write_settings(schema: pa.Schema) -> dict:
+    """The Parquet settings of a table's tile files (hats'), once its schema is checked.
+
+    Made on the driver and handed to the tasks, which then never import hats.
+    """
+    check_schema(schema)
+    return _write_kwargs(schema)
+
+
+def finish_catalog(
+    base: str,
+    catalog_name: str,
+    rows: Iterable[dict],
+    ra_column: str,
+    dec_column: str,
+    max_rows: int,
+    extra_properties: dict[str, str] | None = None,
+    skymap_order: int = DEFAULT_SKYMAP_ORDER,
+) -> list[WrittenTile]:
+    """The catalog's metadata, once the tasks wrote its tile files; the files, breadth first.
+
+    ``rows`` are what :func:`write_tile_files` yielded in every task, as dicts.
+    """
+    written, skymap = merge_written_tiles(rows, skymap_order)
+    written = sorted_tiles(written)
+    write_catalog_metadata(
+        base, catalog_name, written, ra_column, dec_column, max_rows, extra_properties,
+        skymap=skymap,
+    )  # fmt: skip
+    return written
+
+
+def finish_margin(
+    base: str,
+    catalog_name: str,
+    rows: Iterable[dict],
+    margin_arcsec: float,
+    primary_catalog: str,
+    ra_column: str,
+    dec_column: str,
+    extra_properties: dict[str, str] | None = None,
+) -> list[WrittenTile]:
+    """A margin catalog's metadata, as :func:`finish_catalog`; [] when no row lay in a margin.
+
+    An empty margin is a value: no row within ``margin_arcsec`` of another tile, no file, no
+    catalog (the collection then lists no margin).
+    """
+    written, _ = merge_written_tiles(rows, DEFAULT_SKYMAP_ORDER)
+    if not written:
+        return []
+    written = sorted_tiles(written)
+    # A margin's max rows is its largest file's.
+    write_catalog_metadata(
+        base, catalog_name, written, ra_column, dec_column, max(n for _, _, n in written),
+        extra_properties, catalog_type="margin", margin_arcsec=margin_arcsec,
+        primary_catalog=primary_catalog,
+    )  # fmt: skip
+    return written
+
+
 def _read_footers(
     fs: pafs.FileSystem, root: str, tiles: Sequence[WrittenTile]
 ) -> list[pq.FileMetaData]:
@@ -312,7 +384,7 @@ def _skymap_from_files(
     return total
 
 
-def _sorted_tiles(tiles_with_rows: Iterable[WrittenTile]) -> list[WrittenTile]:
+def sorted_tiles(tiles_with_rows: Iterable[WrittenTile]) -> list[WrittenTile]:
     """Written tiles in breadth-first order; refuse empty, duplicate or overlapping tiles."""
     rows = [(int(o), int(p), int(n)) for o, p, n in tiles_with_rows]
     if not rows:
@@ -387,7 +459,7 @@ def write_catalog_metadata(
         raise ValueError(f"catalog_type must be object, source or margin, got {catalog_type}")
     if catalog_type == CatalogType.MARGIN and (margin_arcsec is None or primary_catalog is None):
         raise ValueError("a margin catalog needs margin_arcsec and primary_catalog")
-    tiles = _sorted_tiles(tiles_with_rows)
+    tiles = sorted_tiles(tiles_with_rows)
     fs, root = _filesystem(base)
 
     footers = _read_footers(fs, root, tiles)

@@ -22,15 +22,13 @@ from catalogs.hats_writer import (
     DEFAULT_SKYMAP_ORDER,
     TILE_COLUMN,
     WrittenTile,
-    _check_empty_output,
-    _check_schema,
-    _sorted_tiles,
-    _write_kwargs,
-    merge_written_tiles,
+    finish_catalog,
+    finish_margin,
+    output_base,
     tile_sort_columns,
+    tile_write_settings,
     with_margin_tiles,
     with_tile_index,
-    write_catalog_metadata,
     write_tile_files,
 )
 from catalogs.schema import HEALPIX_COLUMN
@@ -71,20 +69,19 @@ _RESULT_DDL = (
 
 
 def _write_spark_tiles(
-    df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions, journal=None, kept=()
-):
-    """Shuffle rows by tile, sort each partition, write files in the tasks; collect results.
+    df_with_tile, base: str, tiles: Tiles, skymap_order: int, n_partitions, journal=None
+) -> list[dict]:
+    """Shuffle rows by tile, sort each partition, write files in the tasks; their result rows.
 
-    With a ``journal`` folder (``catalogs.resume``), each task records every file it closes;
-    ``kept`` are the journal records of tiles a dead run already wrote, merged into the result.
+    With a ``journal`` folder (``catalogs.resume``), each task records every file it closes.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
 
     # Timestamps reach Python workers in the session time zone, which varsky sets to UTC.
-    data_schema = to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema, timezone="UTC")
-    _check_schema(data_schema)
-    write_kwargs = _write_kwargs(data_schema)
+    write_kwargs = tile_write_settings(
+        to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema, timezone="UTC")
+    )
     if n_partitions is None:
         shuffle = int(df_with_tile.sparkSession.conf.get("spark.sql.shuffle.partitions"))
         n_partitions = max(1, min(len(tiles), shuffle))
@@ -103,7 +100,7 @@ def _write_spark_tiles(
         .mapInArrow(write_tiles, _RESULT_DDL)
         .collect()
     )
-    return merge_written_tiles([r.asDict() for r in written] + list(kept), skymap_order)
+    return [r.asDict() for r in written]
 
 
 def spark_tiles(df, order: int, max_rows: int) -> Tiles:
@@ -144,12 +141,6 @@ def _schema_with_tile(schema):
     from pyspark.sql.types import LongType, StructField, StructType
 
     return StructType([*schema.fields, StructField(TILE_COLUMN, LongType(), False)])
-
-
-def _spark_base(base: str | os.PathLike) -> str:
-    """``base`` as tasks on any executor can open it (absolute local path or URI)."""
-    base = os.fspath(base)
-    return base if "://" in base else os.path.abspath(base)
 
 
 def write_hats_spark(
@@ -208,30 +199,18 @@ def write_hats_spark(
     """
     if HEALPIX_COLUMN not in df.columns:
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
-    base = _spark_base(base)
-    if not kept:
-        _check_empty_output(base)
+    base = output_base(base, must_be_empty=not kept)
 
     def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             yield with_tile_index(batch, tiles)
 
     with_tile = df.mapInArrow(add_tile, _schema_with_tile(df.schema))
-    written, skymap = _write_spark_tiles(
-        with_tile, base, tiles, skymap_order, n_partitions, journal, kept or ()
-    )
-    written = _sorted_tiles(written)
-    write_catalog_metadata(
-        base,
-        catalog_name,
-        written,
-        ra_column,
-        dec_column,
-        max_rows,
-        extra_properties,
-        skymap=skymap,
-    )
-    return written
+    rows = _write_spark_tiles(with_tile, base, tiles, skymap_order, n_partitions, journal)
+    return finish_catalog(
+        base, catalog_name, rows + list(kept or ()), ra_column, dec_column, max_rows,
+        extra_properties, skymap_order,
+    )  # fmt: skip
 
 
 def write_margin_spark(
@@ -253,13 +232,12 @@ def write_margin_spark(
     (``Tiles.margin_tile_indices``), with the shuffle and writes of `write_hats_spark`. Returns
     ``(order, pixel, n_rows)`` of the margin files written. ``schema`` (a Spark StructType with
     the same columns) is the one to write, when ``df`` is a union with rows read back from
-    files, which Spark marks nullable.
+    files, which Spark marks nullable. An empty list, and no catalog, when no row lies within
+    the margin of another tile.
     """
     if HEALPIX_COLUMN not in df.columns:
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
-    base = _spark_base(base)
-    _check_empty_output(base)
-
+    base = output_base(base)
     declared = _schema_with_tile(df.schema if schema is None else schema)
     target = None
     if schema is not None:
@@ -277,14 +255,8 @@ def write_margin_spark(
                 yield rows
 
     with_tile = df.mapInArrow(add_margin_tiles, declared)
-    written, _ = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
-    if not written:
-        raise ValueError(f"no row lies within {margin_arcsec} arcsec of another tile")
-    written = _sorted_tiles(written)
-    # A margin's max rows is its largest file's.
-    write_catalog_metadata(
-        base, catalog_name, written, ra_column, dec_column, max(n for _, _, n in written),
-        extra_properties, catalog_type="margin", margin_arcsec=margin_arcsec,
-        primary_catalog=primary_catalog,
+    rows = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
+    return finish_margin(
+        base, catalog_name, rows, margin_arcsec, primary_catalog, ra_column, dec_column,
+        extra_properties,
     )  # fmt: skip
-    return written

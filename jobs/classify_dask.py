@@ -1,11 +1,11 @@
-"""`varsky classify --engine dask`: the classify job's plan on a Dask cluster.
+"""The classify plan's Dask engine: futures of Arrow tables on a ``distributed`` cluster.
 
-The same stages, kernels and catalog as the Spark plan (`jobs/classify.py`): each input file is
-read and cut on a worker (:func:`udfs.pipeline.cut_partition`), rejects are written, the
-exposure-level cut is judged over every star of a file, the kept rows are classified in chunks
-(:func:`udfs.dask_inference.classify_table`, the model loaded once per worker) and written as the
-same HATS collection (:mod:`catalogs.dask_tables`). Data stays on the workers as Arrow tables;
-only counts, histograms and the rejects travel to the client.
+The stages, their order and their accounting are the plan's (:mod:`jobs.classify_plan`), as for
+Spark. Here: each input file is read and cut on a worker (:func:`udfs.pipeline.cut_partition`),
+rows stay on the workers as Arrow tables, the kept rows are classified in chunks
+(:func:`udfs.dask_inference.classify_table`, the model shipped by a worker plugin and loaded once
+per worker) and written as the same HATS collection (:mod:`catalogs.dask_tables`). Only counts,
+histograms and the rejects travel to the client.
 
 With ``--scheduler ADDRESS`` the job runs on an existing cluster (``dask scheduler`` and
 ``dask worker`` processes; the workers need varsky's environment and the input and output paths);
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import read_dr_rows, source_file_uri
-from catalogs.input_files import is_hats_catalog
-from catalogs.parquet_output import check_output_dir, publish_output
-from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import (
     BAND,
     CARRIED_COLUMNS,
-    CLASSIFICATION_SCHEMA_VERSION,
     DEC,
     LIGHTCURVE,
     N_DUPLICATE,
@@ -47,19 +44,13 @@ from catalogs.schema import (
     SOURCE_ROW,
     DRColumn,
     InputKind,
-    Property,
 )
-from jobs.classify import (
-    HISTOGRAM_ORDER,
-    MAX_REPEATED_ROWS,
+from jobs.classify_plan import (
     CheckedInputs,
     ClassifyConfig,
     ClassifySummary,
-    catalog_properties,
-    check_before_start,
-    note_stage,
-    processing_time_utc,
-    stage_of_config,
+    check_repeats,
+    run_plan,
 )
 
 #: Name of the rejects table's one file (Spark names its part file after the write's id).
@@ -67,7 +58,7 @@ REJECTS_FILE = "part-00000.parquet"
 
 
 # --- Tasks (module functions, so workers import them by name) ---
-def read_cut(path: str, kind: str, min_epochs: int) -> pa.Table:
+def read_cut_file(path: str, kind: str, min_epochs: int) -> pa.Table:
     """One input file read and cut: one cut row per input row."""
     from udfs.pipeline import cut_partition
 
@@ -83,7 +74,7 @@ def read_cut(path: str, kind: str, min_epochs: int) -> pa.Table:
     return pa.Table.from_batches([cut_partition(b, kind, min_epochs) for b in batches])
 
 
-def cut_counts(cut: pa.Table) -> list[dict]:
+def counts_of_cut(cut: pa.Table) -> list[dict]:
     """Rows and epochs of a cut table by reject reason (None for kept rows)."""
     counted = ["n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED]
     frame = cut.select([REJECT_REASON, *counted]).to_pandas()
@@ -96,12 +87,12 @@ def cut_counts(cut: pa.Table) -> list[dict]:
     ]
 
 
-def rejected_rows(cut: pa.Table) -> pa.Table:
+def rejected_table(cut: pa.Table) -> pa.Table:
     """The rejected rows, without light curves."""
     return cut.filter(pc.is_valid(cut.column(REJECT_REASON))).drop_columns([LIGHTCURVE])
 
 
-def kept_rows(cut: pa.Table) -> pa.Table:
+def kept_table(cut: pa.Table) -> pa.Table:
     """The kept rows: carried columns and the light curve."""
     return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select([*CARRIED_COLUMNS, LIGHTCURVE])
 
@@ -117,7 +108,7 @@ def kept_exposure_counts(kept: pa.Table):
     return rows.groupby([SOURCE_FILE, BAND, EXPOSURE], sort=True)[["n", "d"]].sum()
 
 
-def without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tuple[pa.Table, int]:
+def table_without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tuple[pa.Table, int]:
     """Kept rows with the epochs of flagged exposures removed, and the epochs removed."""
     from udfs.bad_exposures import remove_epochs
 
@@ -142,7 +133,7 @@ def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
     return kept.select([DRColumn.OBJECTID, SOURCE_FILE, SOURCE_ROW])
 
 
-def reject_repeats(cut: pa.Table, first_of) -> pa.Table:
+def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
     """:func:`udfs.lightcurve_cuts.reject_repeated_objects` on a table."""
     from udfs.lightcurve_cuts import reject_repeated_objects
 
@@ -165,7 +156,7 @@ def row_slice(table: pa.Table, start: int, length: int) -> pa.Table:
     return table.slice(start, length)
 
 
-def class_counts(table: pa.Table) -> dict[str, int]:
+def count_classes(table: pa.Table) -> dict[str, int]:
     """Objects per predicted class."""
     names, counts = np.unique(
         table.column(PREDICTED_CLASS).to_numpy(zero_copy_only=False).astype(str), return_counts=True
@@ -183,7 +174,7 @@ def schema_of(table: pa.Table) -> pa.Schema:
     return table.schema
 
 
-# --- The plan ---
+# --- The engine ---
 def _progress(futures, what: str, log) -> None:
     """Wait for ``futures``, logging every tenth of them done."""
     from distributed import as_completed
@@ -195,196 +186,168 @@ def _progress(futures, what: str, log) -> None:
             log(f"  {what}: {done} of {total} partitions")
 
 
-def _without_repeated_objects(client, cut: list) -> list:
-    """The cut tables with kept rows repeating an earlier row's objectid rejected."""
-    from udfs.lightcurve_cuts import repeated_objects
+@dataclass
+class _Kept:
+    """Futures of kept-row tables, and the rows per classify chunk."""
 
-    ids = np.concatenate(client.gather([client.submit(kept_objectids, c) for c in cut]) or [[]])
-    unique, counts = np.unique(ids.astype(np.int64), return_counts=True)
-    repeated = unique[counts > 1]
-    if repeated.size == 0:
+    tables: list
+    chunk_rows: int
+
+
+class DaskEngine:
+    """:class:`jobs.classify_plan.ClassifyEngine` on a ``distributed.Client``."""
+
+    name = "dask"
+    supports_resume = False
+
+    def __init__(self, client):
+        self.client = client
+
+    def parallelism(self) -> int:
+        """The workers."""
+        return max(1, len(self.client.scheduler_info()["workers"]))
+
+    def cores(self) -> int:
+        """The threads of all workers."""
+        return sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values())
+
+    def ship_model(self, model_path: Path, sha256: str, card_json: str) -> None:
+        """A :class:`udfs.dask_inference.ModelPlugin` on every worker."""
+        from udfs.dask_inference import ModelPlugin
+
+        self.client.register_plugin(ModelPlugin(model_path.read_bytes(), sha256, card_json))
+
+    def read_cut(self, inputs: CheckedInputs, min_epochs: int, log):
+        """One task per input file; futures of cut tables."""
+        kind = str(inputs.kind)
+        submit = self.client.submit
+        cut = [submit(read_cut_file, f.path, kind, min_epochs, pure=False) for f in inputs.files]
+        _progress(cut, "read + cuts", log)
         return cut
-    if counts[counts > 1].sum() > MAX_REPEATED_ROWS:
-        raise ValueError(
-            f"more than {MAX_REPEATED_ROWS:,} rows repeat the objectid of another row: is an input "
-            "given twice under two names?"
+
+    def repeated_rows(self, cut, limit: int):
+        """Every kept objectid to the client, then the rows of the repeated ones."""
+        client = self.client
+        ids = np.concatenate(client.gather([client.submit(kept_objectids, c) for c in cut]) or [[]])
+        unique, counts = np.unique(ids.astype(np.int64), return_counts=True)
+        repeated = unique[counts > 1]
+        check_repeats(int(counts[counts > 1].sum()))
+        if repeated.size == 0:
+            return np.array([], np.int64), np.array([], object), np.array([], np.int64)
+        rows = pa.concat_tables(
+            client.gather([client.submit(rows_of_objects, c, repeated) for c in cut])
         )
-    parts = client.gather([client.submit(rows_of_objects, c, repeated) for c in cut])
-    rows = pa.concat_tables(parts)
-    first_of = repeated_objects(
-        rows.column(DRColumn.OBJECTID).to_numpy(),
-        np.array(rows.column(SOURCE_FILE).to_pylist(), object),
-        rows.column(SOURCE_ROW).to_numpy(),
-    )
-    return [client.submit(reject_repeats, c, first_of) for c in cut]
+        return (
+            rows.column(DRColumn.OBJECTID).to_numpy(),
+            np.array(rows.column(SOURCE_FILE).to_pylist(), object),
+            rows.column(SOURCE_ROW).to_numpy(),
+        )
+
+    def reject_repeats(self, cut, first_of):
+        """One task per cut table."""
+        return [self.client.submit(table_without_repeats, c, first_of) for c in cut]
+
+    def cut_counts(self, cut) -> list[dict]:
+        """One count per cut table."""
+        parts = self.client.gather([self.client.submit(counts_of_cut, c) for c in cut])
+        return [row for rows in parts for row in rows]
+
+    def write_rejects(self, cut, path: str) -> None:
+        """Gathered, sorted by (source_file, source_row), one file."""
+        client = self.client
+        rejects = pa.concat_tables(client.gather([client.submit(rejected_table, c) for c in cut]))
+        rejects = rejects.sort_by([(SOURCE_FILE, "ascending"), (SOURCE_ROW, "ascending")])
+        Path(path).mkdir(parents=True, exist_ok=True)
+        pq.write_table(rejects, Path(path) / REJECTS_FILE)
+
+    def kept_rows(self, cut, n_partitions: int, n_kept: int):
+        """One kept table per cut table; classified later in chunks of equal size."""
+        kept = [self.client.submit(kept_table, c) for c in cut]
+        return _Kept(kept, max(1, math.ceil(n_kept / n_partitions)))
+
+    def exposure_counts(self, kept: _Kept, min_stars: int):
+        """Partial counts per table, summed on the client."""
+        client = self.client
+        parts = client.gather([client.submit(kept_exposure_counts, k) for k in kept.tables])
+        counts = pd.concat(parts).groupby(level=[0, 1, 2]).sum()
+        counts = counts[counts["n"] >= min_stars]
+        files, bands, exposures = (counts.index.get_level_values(k).tolist() for k in range(3))
+        return files, bands, exposures, counts["n"].to_numpy(), counts["d"].to_numpy()
+
+    def without_bad_exposures(self, kept: _Kept, flagged, min_epochs: int):
+        """One task per table; the removed counts are gathered after."""
+        submit = self.client.submit
+        pairs = [submit(table_without_bad_exposures, k, flagged, min_epochs) for k in kept.tables]
+        removed = [submit(second, p) for p in pairs]
+        tables = [submit(first, p) for p in pairs]
+        return _Kept(tables, kept.chunk_rows), lambda: sum(self.client.gather(removed))
+
+    def without_tiles(self, kept, state):
+        """Not on Dask (the plan refuses --resume first)."""
+        raise NotImplementedError("--resume is for the Spark engine")
+
+    def classify(self, kept: _Kept, classes, batch_size: int, provenance, stage, log):
+        """Chunks of equal size, one task each (the model loaded once per worker)."""
+        from udfs.dask_inference import classify_table
+
+        client, chunk = self.client, kept.chunk_rows
+        sizes = client.gather([client.submit(n_rows, k) for k in kept.tables])
+        chunks = [
+            client.submit(row_slice, k, start, chunk)
+            for k, size in zip(kept.tables, sizes, strict=True)
+            for start in range(0, size, chunk)
+        ]
+        pairs = [
+            client.submit(classify_table, c, batch_size, provenance, stage, pure=False)
+            for c in chunks
+        ]
+        _progress(pairs, "inputs + network", log)
+        classified = [client.submit(first, p) for p in pairs]
+        seconds = client.gather([client.submit(second, p) for p in pairs])
+        keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
+        total = {k: sum(s[k] for s in seconds) for k in keys}
+        class_counts: dict[str, int] = {}
+        for counts in client.gather([client.submit(count_classes, c) for c in classified]):
+            for name, n in counts.items():
+                class_counts[name] = class_counts.get(name, 0) + n
+        return classified, class_counts, total
+
+    def tiles(self, classified, order: int, max_rows: int):
+        """:func:`catalogs.dask_tables.dask_tiles`."""
+        from catalogs.dask_tables import dask_tiles
+
+        return dask_tiles(self.client, classified, order, max_rows)
+
+    def write_catalog(self, classified, base, name, tiles, max_rows, properties, journal, kept):
+        """:func:`catalogs.dask_tables.write_hats_dask`."""
+        from catalogs.dask_tables import write_hats_dask
+
+        schema = self.client.submit(schema_of, classified[0]).result()
+        return write_hats_dask(
+            self.client, classified, schema, base, name, tiles, RA, DEC, max_rows=max_rows,
+            extra_properties=properties,
+        )  # fmt: skip
+
+    def write_margin(self, classified, base, name, tiles, margin_arcsec, primary, properties,
+                     kept_files):  # fmt: skip
+        """:func:`catalogs.dask_tables.write_margin_dask`."""
+        from catalogs.dask_tables import write_margin_dask
+
+        schema = self.client.submit(schema_of, classified[0]).result()
+        return write_margin_dask(
+            self.client, classified, schema, base, name, tiles, margin_arcsec, primary, RA, DEC,
+            extra_properties=properties,
+        )  # fmt: skip
+
+    def release(self, *rows) -> None:
+        """Futures are freed when the plan drops them."""
 
 
 def run_classify_dask(
     client, config: ClassifyConfig, log=print, checked: CheckedInputs | None = None
 ) -> ClassifySummary:
-    """Run the whole job on a ``distributed.Client``; return its summary.
-
-    ``checked`` is ``jobs.classify.check_before_start``'s result when the caller ran it already.
-    """
-    from catalogs.dask_tables import dask_tiles, write_hats_dask, write_margin_dask
-    from catalogs.hats_writer import write_collection_properties
-    from udfs.bad_exposures import flagged_from_counts
-    from udfs.dask_inference import ModelPlugin, classify_table
-    from udfs.pipeline import Provenance
-
-    stage_s: dict[str, float] = {}
-    t = time.perf_counter()
-    checked = checked or check_before_start(config)
-    files = checked.files
-    model_path, card, sha256 = checked.model
-    final, config = config, config.staged()
-    for path in (final.output, final.rejects):
-        check_output_dir(path, final.overwrite)
-    summary = ClassifySummary(
-        files=files, output=final.output, rejects=final.rejects, model_sha256=sha256
-    )
-    card_json = (Path(config.model_dir) / "model_card.json").read_text()
-    client.register_plugin(ModelPlugin(model_path.read_bytes(), sha256, card_json))
-    stage_s["check inputs"] = time.perf_counter() - t
-    log(f"varsky classify: {len(files)} file(s), {sum(f.num_rows for f in files):,} rows")
-
-    t = time.perf_counter()
-    kind = str(checked.kind)
-    cut = [client.submit(read_cut, f.path, kind, config.min_epochs, pure=False) for f in files]
-    _progress(cut, "read + cuts", log)
-    cut = _without_repeated_objects(client, cut)
-    for rows in client.gather([client.submit(cut_counts, c) for c in cut]):
-        for row in rows:
-            summary.rows_in += row["rows"]
-            summary.epochs_in += row["n_epochs_in"]
-            summary.epochs_flagged += row[N_FLAGGED]
-            summary.epochs_nonfinite += row[N_NONFINITE]
-            summary.epochs_duplicate += row[N_DUPLICATE]
-            summary.epochs_thinned += row[N_THINNED]
-            summary.epochs_good += row[N_GOOD]
-            reason = row[REJECT_REASON]
-            if reason is None:
-                summary.epochs_used += row[N_GOOD]
-            else:
-                rejected = summary.rejected_by_reason
-                rejected[reason] = rejected.get(reason, 0) + row["rows"]
-    kept_total = summary.rows_in - summary.rows_rejected
-    stage_s["read + cuts"] = time.perf_counter() - t
-    log(f"  read {summary.rows_in:,} rows: {kept_total:,} kept, {summary.rows_rejected:,} rejected")
-
-    t = time.perf_counter()
-    rejects = pa.concat_tables(client.gather([client.submit(rejected_rows, c) for c in cut]))
-    rejects = rejects.sort_by([(SOURCE_FILE, "ascending"), (SOURCE_ROW, "ascending")])
-    Path(config.rejects).mkdir(parents=True, exist_ok=True)
-    pq.write_table(rejects, Path(config.rejects) / REJECTS_FILE)
-    stage_s["write rejects"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    kept = [client.submit(kept_rows, c) for c in cut]
-    del cut
-    summary.bad_exposure_fraction = config.bad_exposure_fraction
-    removed = []
-    if any(is_hats_catalog(p) for p in config.inputs):
-        summary.bad_exposure_note = "no exposure-level cut on HATS input (no exposure keys)"
-    elif config.bad_exposure_fraction <= 0:
-        summary.bad_exposure_note = "exposure-level cut off (--bad-exposure-fraction 0)"
-    else:
-        parts = client.gather([client.submit(kept_exposure_counts, k) for k in kept])
-        counts = pd.concat(parts).groupby(level=[0, 1, 2]).sum()
-        counts = counts[counts["n"] >= config.bad_exposure_min_stars]
-        summary.exposures_checked = len(counts)
-        files, bands, exposures = (counts.index.get_level_values(k).tolist() for k in range(3))
-        flagged = flagged_from_counts(
-            files, bands, exposures, counts["n"].to_numpy(), counts["d"].to_numpy(),
-            config.bad_exposure_min_stars, config.bad_exposure_fraction,
-        )  # fmt: skip
-        summary.exposures_flagged = sum(len(v) for v in flagged.values())
-        pairs = [client.submit(without_bad_exposures, k, flagged, config.min_epochs) for k in kept]
-        kept = [client.submit(first, p) for p in pairs]
-        removed = [client.submit(second, p) for p in pairs]
-
-    n_workers = max(1, len(client.scheduler_info()["workers"]))
-    n_partitions = max(math.ceil(kept_total / config.rows_per_partition), n_workers)
-    chunk = max(1, math.ceil(kept_total / n_partitions))
-    sizes = client.gather([client.submit(n_rows, k) for k in kept])
-    chunks = [
-        client.submit(row_slice, k, start, chunk)
-        for k, size in zip(kept, sizes, strict=True)
-        for start in range(0, size, chunk)
-    ]
-    when = processing_time_utc()
-    provenance = Provenance(card.name, sha256, card.grid.name, when, checked.catalog_of_file)
-    stage = stage_of_config(config, card)
-    pairs = [
-        client.submit(classify_table, c, config.batch_size, provenance, stage, pure=False)
-        for c in chunks
-    ]
-    _progress(pairs, "inputs + network", log)
-    classified = [client.submit(first, p) for p in pairs]
-    seconds = client.gather([client.submit(second, p) for p in pairs])
-    for counts in client.gather([client.submit(class_counts, c) for c in classified]):
-        for name, n in counts.items():
-            summary.class_counts[name] = summary.class_counts.get(name, 0) + n
-    summary.epochs_bad_exposure = int(sum(client.gather(removed)))
-    summary.epochs_used -= summary.epochs_bad_exposure
-    summary.rows_out = sum(summary.class_counts.values())
-    stage_s["inputs + network"] = time.perf_counter() - t
-    summary.cores = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-    keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s")
-    total = {k: sum(s[k] for s in seconds) for k in keys}
-    summary.cores_busy = total["task_s"] / stage_s["inputs + network"] / summary.cores
-    summary.task_s = {
-        "model load": total["load_s"],
-        "variability stage": total["variability_s"],
-        "model inputs": total["inputs_s"],
-        "network": total["predict_s"],
-    }
-    note_stage(summary, stage, int(sum(s["settled"] for s in seconds)))
-
-    t = time.perf_counter()
-    properties = catalog_properties(final, card, sha256, checked.catalog_of_file, when)
-    if not chunks:
-        raise ValueError("no object passed the cuts: nothing to classify")
-    schema = client.submit(schema_of, classified[0]).result()
-    tiles = dask_tiles(client, classified, HISTOGRAM_ORDER, config.max_rows_per_pixel)
-    summary.tiles = write_hats_dask(
-        client, classified, schema, config.catalog_dir, config.catalog_name, tiles, RA, DEC,
-        max_rows=config.max_rows_per_pixel, extra_properties=properties,
-    )  # fmt: skip
-    margin_dirs: list[str] = []
-    if len(tiles) > 1:
-        try:
-            margin = write_margin_dask(
-                client, classified, schema, f"{config.output}/{config.margin_name}",
-                config.margin_name, tiles, config.margin_arcsec, config.catalog_name, RA, DEC,
-                extra_properties=properties,
-            )  # fmt: skip
-            summary.margin_rows = sum(n for _, _, n in margin)
-            margin_dirs = [config.margin_name]
-        except ValueError as err:
-            if "no row lies within" not in str(err):
-                raise
-    write_collection_properties(
-        config.output, config.catalog_name, config.catalog_name, margin_dirs,
-        {Property.SCHEMA_VERSION: CLASSIFICATION_SCHEMA_VERSION, Property.VERSION: VARSKY_VERSION},
-    )  # fmt: skip
-    summary.margin_name = config.margin_name
-    stage_s["write HATS"] = time.perf_counter() - t
-    written_rows = sum(n for _, _, n in summary.tiles)
-    if written_rows != summary.rows_out:
-        raise RuntimeError(
-            f"wrote {written_rows} rows to {config.catalog_dir}, classified {summary.rows_out}: "
-            "a bug in varsky, please report it"
-        )
-    summary.stage_s = stage_s
-    if summary.rows_in != summary.rows_out + summary.rows_rejected:
-        raise RuntimeError(
-            f"rows in ({summary.rows_in}) != rows out ({summary.rows_out}) + rows rejected "
-            f"({summary.rows_rejected}): a bug in varsky, please report it"
-        )
-    publish_output(config.rejects, final.rejects)
-    publish_output(config.output, final.output)
-    return summary
+    """Run the whole job on a ``distributed.Client``; return its summary."""
+    return run_plan(DaskEngine(client), config, log, checked)
 
 
 def dask_client(scheduler: str | None):
