@@ -9,8 +9,8 @@ For a refactor that must not change a single output byte (issue 24). Builds two 
 then runs ``varsky classify`` on each, with ``--engine spark`` and ``--engine dask``, for this
 tree and for ``--baseline REF`` (a git worktree, same interpreter, same run), all with one
 ``SOURCE_DATE_EPOCH``. Prints the sha256 of every data file (Parquet tiles, ``_metadata``,
-``_common_metadata``, the rejects) and whether each code, engine and input agree. Exit 1 when a
-file differs.
+``_common_metadata``; the rejects by their rows) and whether each code, engine and input agree.
+Exit 1 when a file differs.
 
     .venv/bin/python bench/catalog_identity.py --baseline dba4047 [--code HEAD]
 """
@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
@@ -54,13 +56,18 @@ def varsky(code: Path, *argv: str) -> None:
 
 
 def data_files(out: Path) -> dict[str, str]:
-    """sha256 of every Parquet data file of a collection and of its rejects, by relative path."""
+    """sha256 of every Parquet data file of a collection, by relative path, and of its rejects.
+
+    The rejects are one file whose name Spark draws at random, so they are hashed by content:
+    their rows, sorted by (source_file, source_row).
+    """
     hashes = {}
-    for root in (out, Path(str(out) + "_rejects")):
-        for f in sorted(root.rglob("*")):
-            if f.is_file() and (f.suffix == ".parquet" or f.name.startswith("_")):
-                key = f"{root.name.replace(out.name, 'OUT')}/{f.relative_to(root)}"
-                hashes[key] = hashlib.sha256(f.read_bytes()).hexdigest()
+    for f in sorted(out.rglob("*")):
+        if f.is_file() and (f.suffix == ".parquet" or f.name.startswith("_")):
+            hashes[str(f.relative_to(out))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    rejects = pq.read_table(str(out) + "_rejects")
+    rows = rejects.sort_by([("source_file", "ascending"), ("source_row", "ascending")])
+    hashes["rejects (rows)"] = hashlib.sha256(repr(rows.to_pylist()).encode()).hexdigest()
     return hashes
 
 

@@ -12,11 +12,8 @@ from pathlib import Path
 
 from jproperties import Properties
 
-#: A catalog's data folder (hats.io.paths.DATASET_DIR; hats is not imported here, it is slow).
-DATASET_DIR = "dataset"
-#: A catalog's properties file, new name first (HATS 1.0 writes both).
-PROPERTIES_FILES = ("hats.properties", "properties")
-COLLECTION_PROPERTIES_FILE = "collection.properties"
+from catalogs.hats_paths import COLLECTION_PROPERTIES_FILE, DATASET_DIR, PROPERTIES_FILES
+
 #: Keys of a collection's properties.
 PRIMARY_TABLE_PROPERTY = "hats_primary_table_url"
 MARGINS_PROPERTY = "all_margins"

@@ -18,8 +18,8 @@ catalog and its margins into a HATS collection that ``lsdb.open_catalog`` loads 
 
 Engine tasks (Spark's Python workers, Dask's workers) import this module to run the write tasks.
 hats takes seconds to import and the tasks need none of it, so hats (and astropy) are imported
-inside the driver-side functions only; the few path names the tasks use are spelled here and
-pinned to hats' own constants by the tests.
+inside the driver-side functions only; the path names the tasks use are
+:mod:`catalogs.hats_paths`'.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from catalogs.hats_paths import DATASET_DIR, partition_relative_path
 from catalogs.hats_tiles import Tiles, n_pixels
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import HEALPIX_COLUMN, HEALPIX_ORDER
@@ -56,27 +57,11 @@ TILE_COLUMN = "_hats_tile"
 #: Threads reading file footers on the driver.
 _FOOTER_THREADS = 16
 
-# HATS path names (hats.io.paths), spelled here so that write tasks need not import hats.
-DATASET_DIR = "dataset"
-PARTITION_ORDER = "Norder"
-PARTITION_DIR = "Dir"
-PARTITION_PIXEL = "Npix"
-#: Pixels per ``Dir=D`` directory: D = (N // PIXELS_PER_DIR) * PIXELS_PER_DIR.
-PIXELS_PER_DIR = 10_000
-
 #: One written data file: its tile and its row count.
 WrittenTile = tuple[int, int, int]
 
 
-# --- paths and file systems ---
-def partition_relative_path(order: int, pixel: int) -> str:
-    """Path of a tile's data file relative to ``BASE/dataset``: Norder=K/Dir=D/Npix=N.parquet."""
-    directory = (pixel // PIXELS_PER_DIR) * PIXELS_PER_DIR
-    return (
-        f"{PARTITION_ORDER}={order}/{PARTITION_DIR}={directory}/{PARTITION_PIXEL}={pixel}.parquet"
-    )
-
-
+# --- file systems ---
 def _filesystem(base: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """The pyarrow file system of ``base`` and ``base``'s path on it."""
     base = os.fspath(base)

@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from catalogs.errors import InputError
+from catalogs.hats_paths import DATA_FILE_GLOB, DATASET_DIR, PROPERTIES_FILES
 from catalogs.schema import LIGHTCURVE, InputKind
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -88,15 +89,15 @@ def _local(path: str) -> Path:
 def is_hats_catalog(path: str) -> bool:
     """True for a local directory holding a HATS catalog (a properties file and dataset/)."""
     p = _local(str(path))
-    has_properties = (p / "hats.properties").is_file() or (p / "properties").is_file()
-    return p.is_dir() and has_properties and (p / "dataset").is_dir()
+    has_properties = any((p / name).is_file() for name in PROPERTIES_FILES)
+    return p.is_dir() and has_properties and (p / DATASET_DIR).is_dir()
 
 
 def hats_partition_files(path: str) -> list[str]:
     """The pixel files (Norder=K/Dir=D/Npix=N.parquet) of a local HATS catalog, sorted."""
-    files = sorted(str(f) for f in Path(path, "dataset").rglob("Npix=*.parquet"))
+    files = sorted(str(f) for f in Path(path, DATASET_DIR).rglob(DATA_FILE_GLOB))
     if not files:
-        raise InputError(str(path), "HATS catalog holds no Npix=*.parquet file")
+        raise InputError(str(path), f"HATS catalog holds no {DATA_FILE_GLOB} file")
     return files
 
 

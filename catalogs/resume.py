@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.hats_paths import DATASET_DIR, partition_relative_path
 from catalogs.hats_tiles import Tiles
-from catalogs.hats_writer import DATASET_DIR, partition_relative_path
 from catalogs.provenance import file_sha256
 
 JOURNAL_DIR = "_varsky_resume"

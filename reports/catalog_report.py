@@ -38,6 +38,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.errors import InputError
+from catalogs.hats_paths import (
+    COMMON_METADATA_FILE,
+    METADATA_FILE,
+    PARTITION_ORDER,
+    PARTITION_PIXEL,
+    tile_of_path,
+)
 from catalogs.hats_properties import (
     COLLECTION_PROPERTIES_FILE,
     DATAPRODUCT_TYPE_PROPERTY,
@@ -45,7 +52,6 @@ from catalogs.hats_properties import (
     catalog_properties,
     read_properties,
 )
-from catalogs.hats_writer import PARTITION_ORDER, PARTITION_PIXEL
 from catalogs.healpix import healpix_29, tile_of
 from catalogs.input_files import expand_files, hats_partition_files, is_hats_catalog
 from catalogs.provenance import file_sha256
@@ -99,7 +105,7 @@ MODEL_DIR_PROPERTY = Property.MODEL_DIR
 INPUTS_PROPERTY = Property.INPUTS
 _TABLE_TYPES = ("object", "source")  # other HATS tables (margin, index, ...) are not rows of ours
 _MARGIN_SUFFIX = "_margin"
-_METADATA_FILES = ("_metadata", "_common_metadata")
+_METADATA_FILES = (METADATA_FILE, COMMON_METADATA_FILE)
 
 #: Model used when neither ``model_dir`` nor the catalog properties name one.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "varsky_dmdt_cnn"
@@ -140,9 +146,6 @@ TABLE_TITLES = {
 REQUIRED_COLUMNS = (DRColumn.OBJECTID, RA, DEC, PREDICTED_CLASS, PREDICTED_SCORE)
 _PROBABILITY_PREFIX = "p_"
 _SCORE_QUANTILES = (0.1, 0.5, 0.9)
-_PATH_TILE = re.compile(
-    rf"{PARTITION_ORDER}=(\d+)/Dir=\d+/{PARTITION_PIXEL}=(\d+)\.parquet$", re.IGNORECASE
-)
 
 
 @dataclass
@@ -219,12 +222,6 @@ def catalog_files(catalog_dir: str | Path) -> list[Path]:
     return sorted(found)
 
 
-def _tile_of_path(path: Path) -> tuple[int, int] | None:
-    """(Norder, Npix) of a HATS data file's path, or None for another layout."""
-    match = _PATH_TILE.search(path.as_posix())
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def read_classification_catalog(catalog_dir: str | Path) -> pd.DataFrame:
     """Every row of a classification catalog, as a DataFrame.
 
@@ -264,7 +261,7 @@ def read_classification_catalog(catalog_dir: str | Path) -> pd.DataFrame:
             f"no {PREDICTED_CLASS} column: report expects the output of `varsky classify`, "
             "e.g. `varsky report demo_output/classified`",
         )
-    tiles = [_tile_of_path(f.relative_to(catalog_dir)) for f in files]
+    tiles = [tile_of_path(f.relative_to(catalog_dir)) for f in files]
     with_tiles = all(t is not None for t in tiles)
     tables = []
     for path, tile in zip(files, tiles, strict=True):
@@ -579,7 +576,7 @@ def _files_holding(files: list[str], healpix29: npt.NDArray[np.int64]) -> list[s
     """The HATS tile files whose tile holds one of the positions."""
     keep = []
     for path in files:
-        tile = _tile_of_path(Path(path))
+        tile = tile_of_path(Path(path))
         if tile is None or np.any(tile_of(healpix29, tile[0]) == tile[1]):
             keep.append(path)
     return keep

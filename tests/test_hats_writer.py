@@ -284,14 +284,21 @@ def test_path_names_are_hats_own():
     from hats.io import paths
     from hats.pixel_math import HealpixPixel
 
-    import catalogs.hats_writer as writer
+    import catalogs.hats_paths as ours
 
-    assert writer.DATASET_DIR == paths.DATASET_DIR
-    assert (writer.PARTITION_ORDER, writer.PARTITION_DIR, writer.PARTITION_PIXEL) == (
+    assert ours.DATASET_DIR == paths.DATASET_DIR
+    assert (ours.PARTITION_ORDER, ours.PARTITION_DIR, ours.PARTITION_PIXEL) == (
         paths.PARTITION_ORDER,
         paths.PARTITION_DIR,
         paths.PARTITION_PIXEL,
     )
+    assert (ours.METADATA_FILE, ours.COMMON_METADATA_FILE, ours.PARTITION_INFO_FILE) == (
+        paths.PARQUET_METADATA_FILENAME,
+        paths.PARQUET_COMMON_METADATA_FILENAME,
+        paths.PARTITION_INFO_FILENAME,
+    )
+    assert ours.tile_of_path("x/dataset/Norder=7/Dir=10000/Npix=12345.parquet") == (7, 12345)
+    assert ours.tile_of_path("x/part-00000.parquet") is None
     for order, pixel in [(0, 5), (7, 9999), (7, 10000), (12, 123456789)]:
         expected = paths.pixel_catalog_file("/base", HealpixPixel(order, pixel))
         assert f"/base/dataset/{partition_relative_path(order, pixel)}" == str(expected)

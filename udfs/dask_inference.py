@@ -2,13 +2,12 @@
 
 A :class:`ModelPlugin` carries the model file's bytes to every worker (as Spark's ``addFile``
 ships it), which writes them into its local directory once; the first task on a worker loads the
-model through :func:`udfs.pipeline.cached_classifier` (sha256 checked) and later tasks reuse it.
+model through :func:`udfs.pipeline.worker_classifier` (sha256 checked) and later tasks reuse it.
 TensorFlow's and numba's threads are set to the worker's threads, so workers divide the cores.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -56,19 +55,14 @@ def worker_classifier():
     """The current worker's classifier, from the :class:`ModelPlugin` registered on it."""
     from distributed import get_worker
 
-    from udfs.classifier import ModelCard, configure_tensorflow_threads
-    from udfs.pipeline import cached_classifier, loaded_classifier
+    from udfs.pipeline import worker_classifier
 
-    worker = get_worker()
-    plugin = worker.plugins.get(PLUGIN_NAME)
+    plugin = get_worker().plugins.get(PLUGIN_NAME)
     if plugin is None:
         raise RuntimeError("no varsky model plugin on this worker; register a ModelPlugin first")
-    classifier = loaded_classifier(plugin.sha256)
-    if classifier is not None:
-        return classifier
-    configure_tensorflow_threads(_worker_threads())
-    card = ModelCard.from_dict(json.loads(plugin.card_json))
-    return cached_classifier(plugin.path, plugin.sha256, card)
+    return worker_classifier(
+        plugin.sha256, lambda: plugin.path, _worker_threads(), plugin.card_json
+    )
 
 
 def _worker_threads() -> int:

@@ -11,7 +11,7 @@ The catalog must be IRSA's ZTF DR light curves in HATS layout (objectid, objra, 
 filterid and a nested ``lightcurve`` column with hmjd, mag, magerr, catflags), as the classify
 job reads them. Each partition goes through the same chain as the jobs
 (:func:`udfs.pipeline.cut_partition`, then :func:`udfs.pipeline.classify_partition`); the model
-is loaded once per worker process (:func:`udfs.pipeline.cached_classifier`, sha256 checked).
+is loaded once per worker process (:func:`udfs.pipeline.worker_classifier`, sha256 checked).
 Objects that fail the quality cuts are left out of the result; the jobs' rejects table and
 exposure-level cut are not made here (HATS input has no exposure keys).
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from catalogs.hats_paths import partition_relative_path
 from catalogs.schema import (
     CARRIED_COLUMNS,
     DEC,
@@ -40,7 +41,7 @@ from udfs.classifier import DEFAULT_MODEL_DIR, checked_model
 
 
 def _partition_name(pixel) -> str:
-    return f"Norder={pixel.order}/Dir={pixel.pixel // 10000 * 10000}/Npix={pixel.pixel}.parquet"
+    return partition_relative_path(pixel.order, pixel.pixel)
 
 
 def classify_frame(
@@ -60,7 +61,7 @@ def classify_frame(
     """
     import pyarrow.compute as pc
 
-    from udfs.pipeline import classify_partition, cut_partition
+    from udfs.pipeline import classify_partition, cut_partition, worker_classifier
 
     table = pa.Table.from_pandas(pd.DataFrame(frame), preserve_index=False)
     n = table.num_rows
@@ -70,7 +71,8 @@ def classify_frame(
     batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.schema)
     cut = cut_partition(batch, InputKind.HATS_DR, min_epochs)
     kept = cut.filter(pc.is_null(cut.column(REJECT_REASON))).select([*CARRIED_COLUMNS, LIGHTCURVE])
-    classifier = _classifier(model_path, sha256)
+    # One TensorFlow thread per Dask thread: workers divide the cores.
+    classifier = worker_classifier(sha256, lambda: model_path, 1)
     rows = classify_partition(kept, classifier, provenance, batch_size, stage=stage)
     rows = rows.rename_columns([_input_name(c) for c in rows.schema.names])
     return rows.to_pandas(types_mapper=pd.ArrowDtype)
@@ -78,18 +80,6 @@ def classify_frame(
 
 def _input_name(column: str) -> str:
     return {RA: DRColumn.RA, DEC: DRColumn.DEC}.get(column, column)
-
-
-def _classifier(model_path: str, sha256: str):
-    from udfs.pipeline import cached_classifier, loaded_classifier
-
-    classifier = loaded_classifier(sha256)
-    if classifier is None:
-        from udfs.classifier import configure_tensorflow_threads
-
-        configure_tensorflow_threads(1)  # one per Dask thread: workers divide the cores
-        classifier = cached_classifier(model_path, sha256)
-    return classifier
 
 
 def classify_catalog(

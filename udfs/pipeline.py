@@ -153,9 +153,25 @@ def classify_partition(
 _CLASSIFIERS: dict[str, object] = {}
 
 
-def loaded_classifier(sha256: str):
-    """The process's classifier of the model with this sha256, or None if not loaded yet."""
-    return _CLASSIFIERS.get(sha256)
+def worker_classifier(sha256: str, locate, threads: int, card_json: str | None = None):
+    """The worker process's classifier of the model with ``sha256``: the one model cache.
+
+    Every engine's task asks here (Spark, Dask, lsdb). Only the first task of a process pays:
+    it sets TensorFlow's threads to ``threads`` (the task's CPUs, so workers divide the cores),
+    calls ``locate()`` for the model file's local path, and loads it through
+    :func:`cached_classifier` (sha256 checked); ``card_json`` is the model card, when the card
+    beside the file is not the one to use.
+    """
+    classifier = _CLASSIFIERS.get(sha256)
+    if classifier is not None:  # every task after the process's first
+        return classifier
+    import json
+
+    from udfs.classifier import ModelCard, configure_tensorflow_threads
+
+    configure_tensorflow_threads(threads)
+    card = ModelCard.from_dict(json.loads(card_json)) if card_json else None
+    return cached_classifier(locate(), sha256, card)
 
 
 def cached_classifier(path: str | Path, sha256: str, card=None):

@@ -1,7 +1,7 @@
 """Spark wrappers of :mod:`udfs.pipeline`: mapInArrow functions with a per-worker model.
 
 The model is loaded once per Python worker (Spark reuses workers across tasks) by
-:func:`udfs.pipeline.cached_classifier`, from the copy Spark shipped to the worker. TensorFlow's
+:func:`udfs.pipeline.worker_classifier`, from the copy Spark shipped to the worker. TensorFlow's
 threads are set to the task's CPUs (``spark.task.cpus``), and so are numba's, so Spark's task
 slots divide the cores.
 """
@@ -64,17 +64,12 @@ def _local_model_file(ref: ModelRef) -> str:
 
 
 def worker_classifier(ref: ModelRef):
-    """The worker's classifier for ``ref`` (:func:`udfs.pipeline.cached_classifier`)."""
-    from udfs.pipeline import cached_classifier, loaded_classifier
+    """The worker's classifier for ``ref`` (:func:`udfs.pipeline.worker_classifier`)."""
+    from udfs.pipeline import worker_classifier
 
-    classifier = loaded_classifier(ref.sha256)
-    if classifier is not None:  # every task after the worker's first
-        return classifier
-    from udfs.classifier import ModelCard, configure_tensorflow_threads
-
-    configure_tensorflow_threads(_task_cpus())
-    card = ModelCard.from_dict(json.loads(ref.card_json))
-    return cached_classifier(_local_model_file(ref), ref.sha256, card)
+    return worker_classifier(
+        ref.sha256, lambda: _local_model_file(ref), _task_cpus(), ref.card_json
+    )
 
 
 def classify_partitions(
