@@ -14,21 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from catalogs import hats_writer as core
 from catalogs.hats_tiles import DEFAULT_HISTOGRAM_ORDER, Tiles, histogram
-from catalogs.hats_writer import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_SKYMAP_ORDER,
-    TILE_COLUMN,
-    WrittenTile,
-    finish_catalog,
-    finish_margin,
-    output_base,
-    tile_sort_columns,
-    tile_write_settings,
-    with_margin_tiles,
-    with_tile_index,
-    write_tile_files,
-)
 from catalogs.schema import HEALPIX_COLUMN
 
 #: Arrow's batches of a tile are handed to the writer in Spark's Arrow batch size, so that row
@@ -51,10 +38,10 @@ def _split_by_group(table: pa.Table, tiles: Tiles, n_groups: int, margin_arcsec:
     batch = table.combine_chunks().to_batches()
     batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.schema)
     if margin_arcsec is None:
-        tagged = with_tile_index(batch, tiles)
+        tagged = core.with_tile_index(batch, tiles)
     else:
-        tagged = with_margin_tiles(batch, tiles, margin_arcsec)
-    group = tagged.column(TILE_COLUMN).to_numpy() % n_groups
+        tagged = core.with_margin_tiles(batch, tiles, margin_arcsec)
+    group = tagged.column(core.TILE_COLUMN).to_numpy() % n_groups
     return [pa.Table.from_batches([tagged.filter(pa.array(group == g))]) for g in range(n_groups)]
 
 
@@ -67,17 +54,17 @@ def _write_group(base: str, tiles: Tiles, skymap_order: int, write_kwargs: dict,
     table = pa.concat_tables(parts).combine_chunks()
     if not table.num_rows:
         return []
-    table = table.sort_by([(c, "ascending") for c in tile_sort_columns(table.column_names)])
+    table = table.sort_by([(c, "ascending") for c in core.tile_sort_columns(table.column_names)])
     batches = table.to_batches(max_chunksize=WRITE_BATCH_ROWS)
     rows = []
-    for result in write_tile_files(batches, base, tiles, skymap_order, write_kwargs):
+    for result in core.write_tile_files(batches, base, tiles, skymap_order, write_kwargs):
         rows.extend(result.to_pylist())
     return rows
 
 
 def _write_dask_tiles(client, tables, base, tiles, skymap_order, schema, margin_arcsec=None):
     """Rows grouped by tile on the workers, each group's files written there; the result rows."""
-    write_kwargs = tile_write_settings(schema)
+    write_kwargs = core.tile_write_settings(schema)
     n_groups = max(1, min(len(tiles), 4 * len(client.scheduler_info()["workers"])))
     split = [
         client.submit(_split_by_group, t, tiles, n_groups, margin_arcsec, pure=False)
@@ -102,10 +89,10 @@ def write_hats_dask(
     tiles: Tiles,
     ra_column: str = "ra",
     dec_column: str = "dec",
-    max_rows: int = DEFAULT_MAX_ROWS,
+    max_rows: int = core.DEFAULT_MAX_ROWS,
     extra_properties: dict[str, str] | None = None,
-    skymap_order: int = DEFAULT_SKYMAP_ORDER,
-) -> list[WrittenTile]:
+    skymap_order: int = core.DEFAULT_SKYMAP_ORDER,
+) -> list[core.WrittenTile]:
     """Write Arrow tables held by Dask workers (futures, all of ``schema``) as a HATS catalog.
 
     As :func:`catalogs.spark_tables.write_hats_spark`: every row gets its tile, rows are grouped
@@ -113,9 +100,9 @@ def write_hats_dask(
     workers; the client then writes the catalog metadata. Returns ``(order, pixel, n_rows)`` of
     every file, breadth first.
     """
-    base = output_base(base)
+    base = core.output_base(base)
     rows = _write_dask_tiles(client, tables, base, tiles, skymap_order, schema)
-    return finish_catalog(
+    return core.finish_catalog(
         base, catalog_name, rows, ra_column, dec_column, max_rows, extra_properties, skymap_order
     )
 
@@ -132,16 +119,16 @@ def write_margin_dask(
     ra_column: str = "ra",
     dec_column: str = "dec",
     extra_properties: dict[str, str] | None = None,
-) -> list[WrittenTile]:
+) -> list[core.WrittenTile]:
     """Write the margin catalog of Arrow tables on Dask workers, as ``write_margin_spark``.
 
     An empty list, and no catalog, when no row lies within the margin of another tile.
     """
-    base = output_base(base)
+    base = core.output_base(base)
     rows = _write_dask_tiles(
-        client, tables, base, tiles, DEFAULT_SKYMAP_ORDER, schema, margin_arcsec
+        client, tables, base, tiles, core.DEFAULT_SKYMAP_ORDER, schema, margin_arcsec
     )
-    return finish_margin(
+    return core.finish_margin(
         base, catalog_name, rows, margin_arcsec, primary_catalog, ra_column, dec_column,
         extra_properties,
     )  # fmt: skip

@@ -32,11 +32,6 @@ from catalogs.schema import (
     CARRIED_COLUMNS,
     DEC,
     LIGHTCURVE,
-    N_DUPLICATE,
-    N_FLAGGED,
-    N_GOOD,
-    N_NONFINITE,
-    N_THINNED,
     PREDICTED_CLASS,
     RA,
     REJECT_REASON,
@@ -46,6 +41,7 @@ from catalogs.schema import (
     InputKind,
 )
 from jobs.classify_plan import (
+    CUT_COUNTS,
     CheckedInputs,
     ClassifyConfig,
     ClassifySummary,
@@ -76,7 +72,7 @@ def read_cut_file(path: str, kind: str, min_epochs: int) -> pa.Table:
 
 def counts_of_cut(cut: pa.Table) -> list[dict]:
     """Rows and epochs of a cut table by reject reason (None for kept rows)."""
-    counted = ["n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED]
+    counted = list(CUT_COUNTS[1:])
     frame = cut.select([REJECT_REASON, *counted]).to_pandas()
     frame[REJECT_REASON] = frame[REJECT_REASON].astype(object).fillna("")
     grouped = frame.groupby(REJECT_REASON, sort=True)

@@ -21,11 +21,6 @@ from catalogs.schema import (
     DEC,
     HEALPIX_COLUMN,
     LIGHTCURVE,
-    N_DUPLICATE,
-    N_FLAGGED,
-    N_GOOD,
-    N_NONFINITE,
-    N_THINNED,
     PREDICTED_CLASS,
     RA,
     REJECT_REASON,
@@ -34,7 +29,7 @@ from catalogs.schema import (
     DRColumn,
     InputKind,
 )
-from jobs.classify_plan import CheckedInputs, check_repeats
+from jobs.classify_plan import CUT_COUNTS, CheckedInputs, check_repeats
 
 
 def model_ref(spark, model_path: Path, sha256: str, card_json: str):
@@ -169,10 +164,7 @@ class SparkEngine:
             cut.groupBy(REJECT_REASON)
             .agg(
                 F.count(F.lit(1)).alias("rows"),
-                *[
-                    F.sum(c).alias(c)
-                    for c in ("n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED)
-                ],
+                *[F.sum(c).alias(c) for c in CUT_COUNTS[1:]],
             )
             .collect()
         )

@@ -55,3 +55,60 @@ def test_the_check_sees_a_violation(tmp_path, monkeypatch):
         (tmp_path / layer).mkdir()
     monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
     assert _violations() == ["catalogs/bad.py:2 imports udfs.dmdt (a higher layer)"]
+
+
+def _module_graph(root: Path) -> dict[str, set[str]]:
+    """Project module -> project modules it imports (at any depth of the source)."""
+    modules = {
+        p.relative_to(root).with_suffix("").as_posix().replace("/", "."): p
+        for layer in LAYERS
+        for p in sorted((root / layer).rglob("*.py"))
+    }
+    modules = {m.removesuffix(".__init__"): p for m, p in modules.items()}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in modules}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module in modules:
+                    edges.add(node.module)
+                edges |= {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+        graph[name] = edges - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle, each once, as the modules along it (depth-first search)."""
+    found, done = [], set()
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in path:
+                cycle = path[path.index(nxt) :]
+                start = cycle.index(min(cycle))
+                cycle = cycle[start:] + cycle[:start]
+                if cycle not in found:
+                    found.append(cycle)
+            elif nxt not in done:
+                visit(nxt, [*path, nxt])
+        done.add(node)
+
+    for node in sorted(graph):
+        if node not in done:
+            visit(node, [node])
+    return found
+
+
+def test_no_import_circle_among_the_project_modules():
+    """Imports inside functions count: a lazy import back is still a circle to a reader."""
+    assert _cycles(_module_graph(REPO)) == []
+
+
+def test_the_circle_check_sees_a_circle(tmp_path):
+    for layer in LAYERS:
+        (tmp_path / layer).mkdir()
+    (tmp_path / "jobs" / "a.py").write_text("from jobs.b import f\n")
+    (tmp_path / "jobs" / "b.py").write_text("def f():\n    from jobs import a\n")
+    assert _cycles(_module_graph(tmp_path)) == [["jobs.a", "jobs.b"]]
