@@ -73,6 +73,17 @@ def read_lightcurve_catalog(spark, files: list[DRFile]):
     )
 
 
+def read_cut_rows(spark, files: list[DRFile], kind: InputKind, min_epochs: int):
+    """One row per light curve of ``files`` with the cut schema; kept rows have no reject reason."""
+    from catalogs.spark_tables import read_dr_dataframe
+
+    if kind is InputKind.DR:
+        rows = read_dr_dataframe(spark, files)
+    else:
+        rows = read_lightcurve_catalog(spark, files)
+    return cut_lightcurves(rows, kind, min_epochs)
+
+
 def sky_ranges(df, n_partitions: int):
     """``df`` in ``n_partitions`` ranges of ``_healpix_29`` (then objectid), each sorted.
 
@@ -111,15 +122,10 @@ class SparkEngine:
         """A DataFrame of the cut rows, persisted on disk (the later stages read it twice)."""
         from pyspark import StorageLevel
 
-        from catalogs.spark_tables import read_dr_dataframe
-
-        if inputs.kind is InputKind.DR:
-            rows = read_dr_dataframe(self.spark, inputs.files)
-        else:
-            rows = read_lightcurve_catalog(self.spark, inputs.files)
         # On disk, not in the heap: a 2 GB driver then classifies 10^6 light curves, where cached
         # in memory the first aggregation ran out of it (bench/scale.py --driver-memory 2g).
-        return cut_lightcurves(rows, inputs.kind, min_epochs).persist(StorageLevel.DISK_ONLY)
+        cut = read_cut_rows(self.spark, inputs.files, inputs.kind, min_epochs)
+        return cut.persist(StorageLevel.DISK_ONLY)
 
     def repeated_rows(self, cut, limit: int):
         """A window count per objectid over the kept rows; at most ``limit`` collected."""

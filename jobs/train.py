@@ -575,13 +575,14 @@ def _labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict
     """The labelled objects' light curves (after the classify cuts) and what was left out."""
     from pyspark.sql import functions as F
 
-    from jobs.classify import lightcurve_reader
+    from jobs.classify_plan import lightcurve_reader
+    from jobs.classify_spark import read_cut_rows
 
     assert config.labels is not None
     labels = read_labels(config.labels)
-    files, read_cut, _, _ = lightcurve_reader(list(config.inputs))
+    files, _, kind = lightcurve_reader(list(config.inputs))
     log(f"[train] {labels.num_rows} labels; light curves from {len(files)} file(s)")
-    cut = read_cut(spark, config.min_epochs)
+    cut = read_cut_rows(spark, files, kind, config.min_epochs)
     label_df = spark.createDataFrame(labels.to_pandas())
     joined = label_df.join(
         cut.select(DRColumn.OBJECTID, LIGHTCURVE, REJECT_REASON), DRColumn.OBJECTID, "left"
