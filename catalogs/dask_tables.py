@@ -81,57 +81,20 @@ def _write_dask_tiles(client, tables, base, tiles, skymap_order, schema, margin_
 
 
 def write_hats_dask(
-    client,
-    tables,
-    schema: pa.Schema,
-    base: str | os.PathLike,
-    catalog_name: str,
-    tiles: Tiles,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    max_rows: int = core.DEFAULT_MAX_ROWS,
-    extra_properties: dict[str, str] | None = None,
-    skymap_order: int = core.DEFAULT_SKYMAP_ORDER,
+    client, tables, schema: pa.Schema, base: str | os.PathLike, spec: core.CatalogSpec, tiles: Tiles
 ) -> list[core.WrittenTile]:
     """Write Arrow tables held by Dask workers (futures, all of ``schema``) as a HATS catalog.
 
-    As :func:`catalogs.spark_tables.write_hats_spark`: every row gets its tile, rows are grouped
-    by tile, sorted by (tile, `_healpix_29`, objectid) and streamed into their tile files by the
-    workers; the client then writes the catalog metadata. Returns ``(order, pixel, n_rows)`` of
-    every file, breadth first.
-    """
-    base = core.output_base(base)
-    rows = _write_dask_tiles(client, tables, base, tiles, skymap_order, schema)
-    return core.finish_catalog(
-        base, catalog_name, rows, ra_column, dec_column, max_rows, extra_properties, skymap_order
-    )
-
-
-def write_margin_dask(
-    client,
-    tables,
-    schema: pa.Schema,
-    base: str | os.PathLike,
-    catalog_name: str,
-    tiles: Tiles,
-    margin_arcsec: float,
-    primary_catalog: str,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    extra_properties: dict[str, str] | None = None,
-) -> list[core.WrittenTile]:
-    """Write the margin catalog of Arrow tables on Dask workers, as ``write_margin_spark``.
-
-    An empty list, and no catalog, when no row lies within the margin of another tile.
+    As :func:`catalogs.spark_tables.write_hats_spark`, margin caches included: every row gets
+    its tile, rows are grouped by tile, sorted by (tile, `_healpix_29`, objectid) and streamed
+    into their tile files by the workers; the client then writes the catalog metadata. Returns
+    ``(order, pixel, n_rows)`` of every file, breadth first ([] for a margin with no row).
     """
     base = core.output_base(base)
     rows = _write_dask_tiles(
-        client, tables, base, tiles, core.DEFAULT_SKYMAP_ORDER, schema, margin_arcsec
+        client, tables, base, tiles, spec.skymap_order, schema, spec.margin_arcsec
     )
-    return core.finish_margin(
-        base, catalog_name, rows, margin_arcsec, primary_catalog, ra_column, dec_column,
-        extra_properties,
-    )  # fmt: skip
+    return core.finish_catalog(base, spec, rows)
 
 
-__all__ = ["DEFAULT_HISTOGRAM_ORDER", "dask_tiles", "write_hats_dask", "write_margin_dask"]
+__all__ = ["DEFAULT_HISTOGRAM_ORDER", "dask_tiles", "write_hats_dask"]

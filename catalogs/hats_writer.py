@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,6 +60,36 @@ _FOOTER_THREADS = 16
 
 #: One written data file: its tile and its row count.
 WrittenTile = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class CatalogSpec:
+    """What a catalog's metadata records besides its files; one value for every engine's writer.
+
+    A margin catalog is the spec of its primary with ``margin_arcsec`` (arcsec) and
+    ``primary_catalog`` (the primary's path or URL) set: see :meth:`margin`.
+    """
+
+    name: str
+    ra_column: str = "ra"
+    dec_column: str = "dec"
+    #: Row threshold the tiles were cut with (``hats_max_rows``).
+    max_rows: int = DEFAULT_MAX_ROWS
+    #: More properties, by their on-disk key (e.g. ``varsky_schema_version``).
+    extra_properties: dict[str, str] | None = None
+    skymap_order: int = DEFAULT_SKYMAP_ORDER
+    margin_arcsec: float | None = None
+    primary_catalog: str | None = None
+
+    @property
+    def is_margin(self) -> bool:
+        """Whether this is a margin catalog's spec."""
+        return self.margin_arcsec is not None
+
+    def margin(self, name: str, margin_arcsec: float, primary_catalog: str) -> CatalogSpec:
+        """The spec of this catalog's margin cache ``name``, ``margin_arcsec`` wide."""
+        return replace(self, name=name, margin_arcsec=margin_arcsec,
+                       primary_catalog=primary_catalog)  # fmt: skip
 
 
 # --- file systems ---
@@ -283,54 +314,18 @@ def tile_write_settings(schema: pa.Schema) -> dict:
     return _write_kwargs(schema)
 
 
-def finish_catalog(
-    base: str,
-    catalog_name: str,
-    rows: Iterable[dict],
-    ra_column: str,
-    dec_column: str,
-    max_rows: int,
-    extra_properties: dict[str, str] | None = None,
-    skymap_order: int = DEFAULT_SKYMAP_ORDER,
-) -> list[WrittenTile]:
+def finish_catalog(base: str, spec: CatalogSpec, rows: Iterable[dict]) -> list[WrittenTile]:
     """The catalog's metadata, once the tasks wrote its tile files; the files, breadth first.
 
-    ``rows`` are what :func:`write_tile_files` yielded in every task, as dicts.
+    ``rows`` are what :func:`write_tile_files` yielded in every task, as dicts. An empty margin
+    is a value: no row within ``spec.margin_arcsec`` of another tile, no file, no catalog, and
+    ``[]`` (the collection then lists no margin).
     """
-    written, skymap = merge_written_tiles(rows, skymap_order)
-    written = sorted_tiles(written)
-    write_catalog_metadata(
-        base, catalog_name, written, ra_column, dec_column, max_rows, extra_properties,
-        skymap=skymap,
-    )  # fmt: skip
-    return written
-
-
-def finish_margin(
-    base: str,
-    catalog_name: str,
-    rows: Iterable[dict],
-    margin_arcsec: float,
-    primary_catalog: str,
-    ra_column: str,
-    dec_column: str,
-    extra_properties: dict[str, str] | None = None,
-) -> list[WrittenTile]:
-    """A margin catalog's metadata, as :func:`finish_catalog`; [] when no row lay in a margin.
-
-    An empty margin is a value: no row within ``margin_arcsec`` of another tile, no file, no
-    catalog (the collection then lists no margin).
-    """
-    written, _ = merge_written_tiles(rows, DEFAULT_SKYMAP_ORDER)
-    if not written:
+    written, skymap = merge_written_tiles(rows, spec.skymap_order)
+    if spec.is_margin and not written:
         return []
     written = sorted_tiles(written)
-    # A margin's max rows is its largest file's.
-    write_catalog_metadata(
-        base, catalog_name, written, ra_column, dec_column, max(n for _, _, n in written),
-        extra_properties, catalog_type="margin", margin_arcsec=margin_arcsec,
-        primary_catalog=primary_catalog,
-    )  # fmt: skip
+    write_catalog_metadata(base, spec, written, skymap=None if spec.is_margin else skymap)
     return written
 
 
@@ -386,15 +381,8 @@ def sorted_tiles(tiles_with_rows: Iterable[WrittenTile]) -> list[WrittenTile]:
 
 def write_catalog_metadata(
     base: str | os.PathLike,
-    catalog_name: str,
+    spec: CatalogSpec,
     tiles_with_rows: Iterable[WrittenTile],
-    ra_column: str,
-    dec_column: str,
-    max_rows: int,
-    extra_properties: dict[str, str] | None = None,
-    catalog_type: str = "object",
-    margin_arcsec: float | None = None,
-    primary_catalog: str | None = None,
     skymap: npt.NDArray[np.int64] | None = None,
 ) -> TableProperties:
     """Write the catalog-level files once every data file is written.
@@ -409,24 +397,15 @@ def write_catalog_metadata(
     ----------
     base : str or os.PathLike
         Catalog base directory.
-    catalog_name : str
-        Name of the catalog (``obs_collection``).
+    spec : CatalogSpec
+        Name (``obs_collection``), position columns, row threshold and extra properties; for a
+        margin catalog its width (``hats_margin_threshold``, whose ``hats_max_rows`` is then its
+        largest file's) and primary catalog (``hats_primary_table_url``).
     tiles_with_rows : iterable of (int, int, int)
         ``(order, pixel, n_rows)`` of every data file written; each must have rows.
-    ra_column, dec_column : str
-        Columns holding the position, degrees.
-    max_rows : int
-        Row threshold the tiles were cut with (``hats_max_rows``).
-    extra_properties : dict of str to str, optional
-        More properties, by their on-disk key (e.g. ``varsky_schema_version``).
-    catalog_type : str
-        ``object``, ``source`` or ``margin``.
-    margin_arcsec : float, optional
-        Margin width, arcsec (``hats_margin_threshold``); margin catalogs only.
-    primary_catalog : str, optional
-        Path or URL of the catalog a margin belongs to (``hats_primary_table_url``).
     skymap : numpy.ndarray of int64, shape (12 * 4**order,), optional
-        Rows per pixel at some order, for ``skymap.fits``; read from the files when not given.
+        Rows per pixel at some order, for ``skymap.fits`` (not for margins); read from the files
+        when not given.
 
     Returns
     -------
@@ -439,10 +418,7 @@ def write_catalog_metadata(
     from hats.pixel_math import HealpixPixel
     from hats.pixel_math.healpix_shim import npix2order
 
-    catalog_type = CatalogType(catalog_type)
-    if catalog_type not in (CatalogType.OBJECT, CatalogType.SOURCE, CatalogType.MARGIN):
-        raise ValueError(f"catalog_type must be object, source or margin, got {catalog_type}")
-    if catalog_type == CatalogType.MARGIN and (margin_arcsec is None or primary_catalog is None):
+    if spec.is_margin and spec.primary_catalog is None:
         raise ValueError("a margin catalog needs margin_arcsec and primary_catalog")
     tiles = sorted_tiles(tiles_with_rows)
     fs, root = _filesystem(base)
@@ -470,20 +446,23 @@ def write_catalog_metadata(
     partition_info = PartitionInfo([HealpixPixel(o, p) for o, p, _ in tiles])
     partition_info.write_to_file(paths.get_partition_info_pointer(base))
 
+    # A margin's max rows is its largest file's.
+    max_rows = max(n for _, _, n in tiles) if spec.is_margin else spec.max_rows
     info: dict = {
-        "catalog_name": catalog_name,
-        "catalog_type": catalog_type,
+        "catalog_name": spec.name,
+        "catalog_type": CatalogType.MARGIN if spec.is_margin else CatalogType.OBJECT,
         "total_rows": sum(n for _, _, n in tiles),
-        "ra_column": ra_column,
-        "dec_column": dec_column,
+        "ra_column": spec.ra_column,
+        "dec_column": spec.dec_column,
         "healpix_column": HEALPIX_COLUMN,
         "healpix_order": HEALPIX_ORDER,
         "hats_max_rows": int(max_rows),
         "hats_order": partition_info.get_highest_order(),
         "moc_sky_fraction": f"{partition_info.calculate_fractional_coverage():0.5f}",
     }
-    if catalog_type == CatalogType.MARGIN:
-        info |= {"margin_threshold": float(margin_arcsec), "primary_catalog": primary_catalog}
+    if spec.is_margin:
+        info["margin_threshold"] = float(spec.margin_arcsec)
+        info["primary_catalog"] = spec.primary_catalog
     else:
         if skymap is None:
             skymap = _skymap_from_files(fs, root, tiles, DEFAULT_SKYMAP_ORDER)
@@ -493,7 +472,7 @@ def write_catalog_metadata(
         info["skymap_order"] = int(npix2order(skymap.size))
     # Provenance last, so that hats_estsize counts every file but the properties.
     provenance = TableProperties.new_provenance_dict(base, builder=f"varsky {VARSKY_VERSION}")
-    properties = TableProperties(**(provenance | info | dict(extra_properties or {})))
+    properties = TableProperties(**(provenance | info | dict(spec.extra_properties or {})))
     properties.to_properties_file(base)
     return properties
 

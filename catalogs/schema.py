@@ -288,6 +288,11 @@ CARRIED_COLUMNS: tuple[str, ...] = (
     SOURCE_FILE,
 )
 
+#: Columns of the kept (not rejected) light-curve rows every later stage reads.
+KEPT_COLUMNS: tuple[str, ...] = (*CARRIED_COLUMNS, LIGHTCURVE)
+#: Where a light-curve row came from, by object: what the repeated-object check reports.
+ROW_ORIGIN_COLUMNS: tuple[str, ...] = (DRColumn.OBJECTID, SOURCE_FILE, SOURCE_ROW)
+
 #: Provenance columns that take the place of ``source_file`` in the catalog, in order.
 PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field(INPUT_CATALOG, pa.string()),

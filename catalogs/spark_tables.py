@@ -18,12 +18,10 @@ import pyarrow as pa
 from catalogs.dr_lightcurves import DRFile
 from catalogs.hats_tiles import DEFAULT_HISTOGRAM_ORDER, Tiles, n_pixels
 from catalogs.hats_writer import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_SKYMAP_ORDER,
     TILE_COLUMN,
+    CatalogSpec,
     WrittenTile,
     finish_catalog,
-    finish_margin,
     output_base,
     tile_sort_columns,
     tile_write_settings,
@@ -146,25 +144,23 @@ def _schema_with_tile(schema):
 def write_hats_spark(
     df,
     base: str | os.PathLike,
-    catalog_name: str,
+    spec: CatalogSpec,
     tiles: Tiles,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    max_rows: int = DEFAULT_MAX_ROWS,
-    extra_properties: dict[str, str] | None = None,
     n_partitions: int | None = None,
-    skymap_order: int = DEFAULT_SKYMAP_ORDER,
     journal: str | None = None,
     kept: list[dict] | None = None,
+    schema=None,
 ) -> list[WrittenTile]:
-    """Write a Spark DataFrame as a HATS catalog cut into ``tiles``.
+    """Write a Spark DataFrame as a HATS catalog (or, with a margin ``spec``, its margin cache).
 
     Each row gets its tile index (mapInArrow), rows are shuffled by tile into ``n_partitions``
     partitions (default: ``spark.sql.shuffle.partitions``, at most one per tile) and sorted by
     (tile, `_healpix_29`); each task streams its tiles' rows into their files and returns one
     small row per file. The driver then writes the catalog metadata. Every row must lie in a
     tile; empty tiles get no file. ``base`` must be empty or absent, and reachable from every
-    executor (a shared file system or an object store URI).
+    executor (a shared file system or an object store URI). In a margin cache every row goes to
+    each other tile within ``spec.margin_arcsec`` of it (``Tiles.margin_tile_indices``); when no
+    row does, no catalog is written and the result is ``[]``.
 
     Parameters
     ----------
@@ -172,25 +168,20 @@ def write_hats_spark(
         Rows to write, with an int64 `_healpix_29` column.
     base : str or os.PathLike
         Catalog base directory.
-    catalog_name : str
-        Name of the catalog.
+    spec : catalogs.hats_writer.CatalogSpec
+        Name, position columns, row threshold, extra properties (and margin) of the catalog.
     tiles : Tiles
         Tiles covering every row, e.g. ``Tiles.from_counts`` on a histogram of ``df``.
-    ra_column, dec_column : str
-        Columns holding the position, degrees.
-    max_rows : int
-        Row threshold the tiles were cut with (recorded as ``hats_max_rows``).
-    extra_properties : dict of str to str, optional
-        More properties, by their on-disk key.
     n_partitions : int, optional
         Spark partitions of the write.
-    skymap_order : int
-        Order of ``skymap.fits``.
     journal : str, optional
         Folder where tasks record each tile file they close (``catalogs.resume``).
     kept : list of dict, optional
         Journal records of tiles already in ``base`` from a dead run (``df`` holds none of
         their rows); they join the catalog's metadata as they are.
+    schema : pyspark.sql.types.StructType, optional
+        The schema to write (same columns as ``df``), when ``df`` is a union with rows read back
+        from files, which Spark marks nullable.
 
     Returns
     -------
@@ -200,44 +191,6 @@ def write_hats_spark(
     if HEALPIX_COLUMN not in df.columns:
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
     base = output_base(base, must_be_empty=not kept)
-
-    def add_tile(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            yield with_tile_index(batch, tiles)
-
-    with_tile = df.mapInArrow(add_tile, _schema_with_tile(df.schema))
-    rows = _write_spark_tiles(with_tile, base, tiles, skymap_order, n_partitions, journal)
-    return finish_catalog(
-        base, catalog_name, rows + list(kept or ()), ra_column, dec_column, max_rows,
-        extra_properties, skymap_order,
-    )  # fmt: skip
-
-
-def write_margin_spark(
-    df,
-    base: str | os.PathLike,
-    catalog_name: str,
-    tiles: Tiles,
-    margin_arcsec: float,
-    primary_catalog: str,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    extra_properties: dict[str, str] | None = None,
-    n_partitions: int | None = None,
-    schema=None,
-) -> list[WrittenTile]:
-    """Write the margin catalog of a Spark DataFrame partitioned by ``tiles``.
-
-    Every row goes to each other tile within ``margin_arcsec`` of it
-    (``Tiles.margin_tile_indices``), with the shuffle and writes of `write_hats_spark`. Returns
-    ``(order, pixel, n_rows)`` of the margin files written. ``schema`` (a Spark StructType with
-    the same columns) is the one to write, when ``df`` is a union with rows read back from
-    files, which Spark marks nullable. An empty list, and no catalog, when no row lies within
-    the margin of another tile.
-    """
-    if HEALPIX_COLUMN not in df.columns:
-        raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
-    base = output_base(base)
     declared = _schema_with_tile(df.schema if schema is None else schema)
     target = None
     if schema is not None:
@@ -246,17 +199,17 @@ def write_margin_spark(
         target = to_arrow_schema(schema, timezone="UTC")
         df = df.select(*schema.fieldNames())
 
-    def add_margin_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def add_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             if target is not None:
                 batch = pa.RecordBatch.from_arrays(batch.columns, schema=target)
-            rows = with_margin_tiles(batch, tiles, margin_arcsec)
-            if rows.num_rows:
-                yield rows
+            if spec.is_margin:
+                batch = with_margin_tiles(batch, tiles, spec.margin_arcsec)
+            else:
+                batch = with_tile_index(batch, tiles)
+            if batch.num_rows:
+                yield batch
 
-    with_tile = df.mapInArrow(add_margin_tiles, declared)
-    rows = _write_spark_tiles(with_tile, base, tiles, DEFAULT_SKYMAP_ORDER, n_partitions)
-    return finish_margin(
-        base, catalog_name, rows, margin_arcsec, primary_catalog, ra_column, dec_column,
-        extra_properties,
-    )  # fmt: skip
+    with_tile = df.mapInArrow(add_tiles, declared)
+    rows = _write_spark_tiles(with_tile, base, tiles, spec.skymap_order, n_partitions, journal)
+    return finish_catalog(base, spec, rows + list(kept or ()))

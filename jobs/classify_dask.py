@@ -28,13 +28,11 @@ import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import read_dr_rows, source_file_uri
 from catalogs.schema import (
-    BAND,
-    CARRIED_COLUMNS,
-    DEC,
+    KEPT_COLUMNS,
     LIGHTCURVE,
     PREDICTED_CLASS,
-    RA,
     REJECT_REASON,
+    ROW_ORIGIN_COLUMNS,
     SOURCE_FILE,
     SOURCE_ROW,
     DRColumn,
@@ -90,18 +88,18 @@ def rejected_table(cut: pa.Table) -> pa.Table:
 
 def kept_table(cut: pa.Table) -> pa.Table:
     """The kept rows: carried columns and the light curve."""
-    return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select([*CARRIED_COLUMNS, LIGHTCURVE])
+    return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select(list(KEPT_COLUMNS))
 
 
 def kept_exposure_counts(kept: pa.Table):
     """Stars (n) and deviant stars (d) per (file, band, exposure) of a table of kept rows."""
-    from udfs.bad_exposures import EXPOSURE, exposure_counts
+    from udfs.bad_exposures import EXPOSURE_INPUT_COLUMNS, EXPOSURE_KEYS, exposure_counts
 
-    parts = [exposure_counts(b) for b in kept.select([SOURCE_FILE, LIGHTCURVE]).to_batches()]
+    parts = [exposure_counts(b) for b in kept.select(list(EXPOSURE_INPUT_COLUMNS)).to_batches()]
     if not parts:
         return pd.DataFrame({"n": [], "d": []}, index=pd.MultiIndex.from_arrays([[], [], []]))
     rows = pa.Table.from_batches(parts).to_pandas()
-    return rows.groupby([SOURCE_FILE, BAND, EXPOSURE], sort=True)[["n", "d"]].sum()
+    return rows.groupby(list(EXPOSURE_KEYS), sort=True)[["n", "d"]].sum()
 
 
 def table_without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tuple[pa.Table, int]:
@@ -126,7 +124,7 @@ def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
     """(objectid, source_file, source_row) of the kept rows of these objectids."""
     kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
     kept = kept.filter(pc.is_in(kept.column(DRColumn.OBJECTID), pa.array(objectids)))
-    return kept.select([DRColumn.OBJECTID, SOURCE_FILE, SOURCE_ROW])
+    return kept.select(list(ROW_ORIGIN_COLUMNS))
 
 
 def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
@@ -314,26 +312,16 @@ class DaskEngine:
 
         return dask_tiles(self.client, classified, order, max_rows)
 
-    def write_catalog(self, classified, base, name, tiles, max_rows, properties, journal, kept):
-        """:func:`catalogs.dask_tables.write_hats_dask`."""
+    def write_catalog(self, classified, base, spec, tiles, journal, kept):
+        """:func:`catalogs.dask_tables.write_hats_dask` ; Dask does not resume."""
         from catalogs.dask_tables import write_hats_dask
 
         schema = self.client.submit(schema_of, classified[0]).result()
-        return write_hats_dask(
-            self.client, classified, schema, base, name, tiles, RA, DEC, max_rows=max_rows,
-            extra_properties=properties,
-        )  # fmt: skip
+        return write_hats_dask(self.client, classified, schema, base, spec, tiles)
 
-    def write_margin(self, classified, base, name, tiles, margin_arcsec, primary, properties,
-                     kept_files):  # fmt: skip
-        """:func:`catalogs.dask_tables.write_margin_dask`."""
-        from catalogs.dask_tables import write_margin_dask
-
-        schema = self.client.submit(schema_of, classified[0]).result()
-        return write_margin_dask(
-            self.client, classified, schema, base, name, tiles, margin_arcsec, primary, RA, DEC,
-            extra_properties=properties,
-        )  # fmt: skip
+    def write_margin(self, classified, base, spec, tiles, kept_files):
+        """The margin cache, by :func:`catalogs.dask_tables.write_hats_dask`."""
+        return self.write_catalog(classified, base, spec, tiles, None, None)
 
     def release(self, *rows) -> None:
         """Futures are freed when the plan drops them."""

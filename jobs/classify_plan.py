@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import DRFile, check_dr_files
 from catalogs.hats_tiles import Tiles
+from catalogs.hats_writer import CatalogSpec
 from catalogs.input_files import is_hats_catalog, light_curve_inputs
 from catalogs.parquet_output import (
     check_output_dir,
@@ -46,6 +47,7 @@ from catalogs.resume import (
 )
 from catalogs.schema import (
     CLASSIFICATION_SCHEMA_VERSION,
+    DEC,
     DEFAULT_MIN_EPOCHS,
     N_DUPLICATE,
     N_FLAGGED,
@@ -53,6 +55,7 @@ from catalogs.schema import (
     N_NONFINITE,
     N_THINNED,
     PREDICTED_CLASS,
+    RA,
     REJECT_REASON,
     InputKind,
     Property,
@@ -466,12 +469,12 @@ class ClassifyEngine(Protocol):
     def tiles(self, classified, order: int, max_rows: int) -> Tiles:
         """Adaptive tiles of at most ``max_rows`` rows (``Tiles.from_counts``)."""
 
-    def write_catalog(self, classified, base: str, name: str, tiles: Tiles, max_rows: int,
-                      properties: dict, journal: str | None, kept: list[dict] | None):  # fmt: skip
+    def write_catalog(self, classified, base: str, spec: CatalogSpec, tiles: Tiles,
+                      journal: str | None, kept: list[dict] | None):  # fmt: skip
         """The catalog's tile files and metadata; the files written (order, pixel, rows)."""
 
-    def write_margin(self, classified, base: str, name: str, tiles: Tiles, margin_arcsec: float,
-                     primary: str, properties: dict, kept_files: list[str]):  # fmt: skip
+    def write_margin(self, classified, base: str, spec: CatalogSpec, tiles: Tiles,
+                     kept_files: list[str]):  # fmt: skip
         """The margin cache (with the rows of ``kept_files`` too); [] when no row is in one."""
 
     def release(self, *rows) -> None:
@@ -503,6 +506,7 @@ def _write_collection(engine, classified, config, properties, journal, state) ->
     """
     from catalogs.hats_writer import write_collection_properties
 
+    spec = CatalogSpec(config.catalog_name, RA, DEC, config.max_rows_per_pixel, properties)
     if state is not None:
         tiles = state.tiles
     else:
@@ -511,17 +515,14 @@ def _write_collection(engine, classified, config, properties, journal, state) ->
     if journal is not None:
         journal_dir = start_journal(config.output, journal.fingerprint, journal.when, tiles)
     kept = state.kept if state is not None else None
-    written = engine.write_catalog(
-        classified, config.catalog_dir, config.catalog_name, tiles, config.max_rows_per_pixel,
-        properties, journal_dir, kept,
-    )  # fmt: skip
+    written = engine.write_catalog(classified, config.catalog_dir, spec, tiles, journal_dir, kept)
     margin = []
     if len(tiles) > 1:
         kept_files = state.kept_files(config.catalog_dir) if kept else []
+        margin_spec = spec.margin(config.margin_name, config.margin_arcsec, config.catalog_name)
         margin = engine.write_margin(
-            classified, f"{config.output}/{config.margin_name}", config.margin_name, tiles,
-            config.margin_arcsec, config.catalog_name, properties, kept_files,
-        )  # fmt: skip
+            classified, f"{config.output}/{config.margin_name}", margin_spec, tiles, kept_files
+        )
     write_collection_properties(
         config.output, config.catalog_name, config.catalog_name,
         [config.margin_name] if margin else [],

@@ -16,14 +16,12 @@ from catalogs.dr_lightcurves import DRFile
 from catalogs.parquet_output import remove_spark_sidecar_files
 from catalogs.resume import ResumeState
 from catalogs.schema import (
-    BAND,
-    CARRIED_COLUMNS,
-    DEC,
     HEALPIX_COLUMN,
+    KEPT_COLUMNS,
     LIGHTCURVE,
     PREDICTED_CLASS,
-    RA,
     REJECT_REASON,
+    ROW_ORIGIN_COLUMNS,
     SOURCE_FILE,
     SOURCE_ROW,
     DRColumn,
@@ -134,7 +132,7 @@ class SparkEngine:
 
         rows = (
             cut.where(F.col(REJECT_REASON).isNull())
-            .select(DRColumn.OBJECTID, SOURCE_FILE, SOURCE_ROW)
+            .select(*ROW_ORIGIN_COLUMNS)
             .withColumn("n", F.count(F.lit(1)).over(Window.partitionBy(DRColumn.OBJECTID)))
             .where(F.col("n") > 1)
             .limit(limit)
@@ -195,7 +193,7 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         # Ranges first: their sampling pass must not run the accumulating epoch removal twice.
-        kept = cut.where(F.col(REJECT_REASON).isNull()).select(*CARRIED_COLUMNS, LIGHTCURVE)
+        kept = cut.where(F.col(REJECT_REASON).isNull()).select(*KEPT_COLUMNS)
         return sky_ranges(kept, n_partitions)
 
     def exposure_counts(self, kept, min_stars: int):
@@ -203,21 +201,26 @@ class SparkEngine:
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        from udfs.bad_exposures import EXPOSURE, EXPOSURE_COUNT_SCHEMA, exposure_counts
+        from udfs.bad_exposures import (
+            EXPOSURE_COUNT_SCHEMA,
+            EXPOSURE_INPUT_COLUMNS,
+            EXPOSURE_KEYS,
+            exposure_counts,
+        )
 
         def counts(batches):
             for batch in batches:
                 yield exposure_counts(batch)
 
         rows = (
-            kept.select(SOURCE_FILE, LIGHTCURVE)
+            kept.select(*EXPOSURE_INPUT_COLUMNS)
             .mapInArrow(counts, from_arrow_schema(EXPOSURE_COUNT_SCHEMA))
-            .groupBy(SOURCE_FILE, BAND, EXPOSURE)
+            .groupBy(*EXPOSURE_KEYS)
             .agg(F.sum("n").alias("n"), F.sum("d").alias("d"))
             .where(F.col("n") >= min_stars)
             .collect()
         )
-        return tuple([r[k] for r in rows] for k in (SOURCE_FILE, BAND, EXPOSURE, "n", "d"))
+        return tuple([r[k] for r in rows] for k in (*EXPOSURE_KEYS, "n", "d"))
 
     def without_bad_exposures(self, kept, flagged, min_epochs: int):
         """A mapInArrow; an accumulator counts the epochs removed."""
@@ -258,10 +261,10 @@ class SparkEngine:
 
         keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
         acc = {k: self.spark.sparkContext.accumulator(0.0) for k in keys}
-        carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
+        carried = pa.schema([CUT_SCHEMA.field(c) for c in KEPT_COLUMNS])
         schema = from_arrow_schema(classified_schema(classes, carried))
         classified = (
-            kept.select(*CARRIED_COLUMNS, LIGHTCURVE)
+            kept.select(*KEPT_COLUMNS)
             .mapInArrow(classify_partitions(self.ref, batch_size, acc, provenance, stage), schema)
             .persist(StorageLevel.DISK_ONLY)
         )
@@ -275,31 +278,24 @@ class SparkEngine:
 
         return spark_tiles(classified, order, max_rows)
 
-    def write_catalog(self, classified, base, name, tiles, max_rows, properties, journal, kept):
+    def write_catalog(self, classified, base, spec, tiles, journal, kept):
         """:func:`catalogs.spark_tables.write_hats_spark`, with the tile journal."""
         from catalogs.spark_tables import write_hats_spark
 
-        written = write_hats_spark(
-            classified, base, name, tiles, RA, DEC, max_rows=max_rows,
-            extra_properties=properties, journal=journal, kept=kept,
-        )  # fmt: skip
+        written = write_hats_spark(classified, base, spec, tiles, journal=journal, kept=kept)
         remove_spark_sidecar_files(base.rstrip("/").rsplit("/", 1)[0])
         return written
 
-    def write_margin(self, classified, base, name, tiles, margin_arcsec, primary, properties,
-                     kept_files):  # fmt: skip
-        """:func:`catalogs.spark_tables.write_margin_spark` over these rows and the kept ones."""
-        from catalogs.spark_tables import write_margin_spark
+    def write_margin(self, classified, base, spec, tiles, kept_files):
+        """:func:`catalogs.spark_tables.write_hats_spark`'s margin, over these and kept rows."""
+        from catalogs.spark_tables import write_hats_spark
 
         everything, schema = classified, None
         if kept_files:
             schema = classified.schema
             read_back = self.spark.read.schema(schema).parquet(*kept_files)
             everything = classified.unionByName(read_back)
-        written = write_margin_spark(
-            everything, base, name, tiles, margin_arcsec, primary, RA, DEC,
-            extra_properties=properties, schema=schema,
-        )  # fmt: skip
+        written = write_hats_spark(everything, base, spec, tiles, schema=schema)
         remove_spark_sidecar_files(base.rstrip("/").rsplit("/", 1)[0])
         return written
 

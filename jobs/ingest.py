@@ -467,6 +467,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from catalogs.hats_writer import CatalogSpec
     from catalogs.spark_tables import spark_tiles, write_hats_spark
 
     summary = IngestSummary(
@@ -566,14 +567,14 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     t = time.perf_counter()
     out_tiles = spark_tiles(lcs, config.histogram_order, config.max_rows_per_pixel)
     catalog = lcs.drop("duplicate_detids")
-    written = write_hats_spark(
-        catalog, config.output, config.catalog_name, out_tiles, "ra", "dec",
-        max_rows=config.max_rows_per_pixel,
-        extra_properties={Property.INPUT_FORMAT: config.input_format,
-                          Property.RADIUS_ARCSEC: str(config.radius_arcsec),
-                          **({Property.BAND_MAP: config.band_map.to_json()}
-                             if config.input_format == "detections" else {})},
+    spec = CatalogSpec(
+        config.catalog_name, "ra", "dec", config.max_rows_per_pixel,
+        {Property.INPUT_FORMAT: config.input_format,
+         Property.RADIUS_ARCSEC: str(config.radius_arcsec),
+         **({Property.BAND_MAP: config.band_map.to_json()}
+            if config.input_format == "detections" else {})},
     )  # fmt: skip
+    written = write_hats_spark(catalog, config.output, spec, out_tiles)
     summary.output_tiles = len(written)
     stage_s["write catalog"] = time.perf_counter() - t
 

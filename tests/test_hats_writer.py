@@ -16,13 +16,14 @@ from hats.io.validation import is_valid_catalog, is_valid_collection
 from catalogs.hats_tiles import Tiles, histogram
 from catalogs.hats_writer import (
     TILE_COLUMN,
+    CatalogSpec,
     partition_relative_path,
     write_catalog_metadata,
     write_collection_properties,
 )
 from catalogs.healpix import healpix_29
 from catalogs.schema import HEALPIX_COLUMN
-from catalogs.spark_tables import spark_histogram, write_hats_spark, write_margin_spark
+from catalogs.spark_tables import spark_histogram, write_hats_spark
 
 MAX_ROWS = 400
 MARGIN_ARCSEC = 600.0
@@ -106,12 +107,11 @@ def catalogs(tmp_path_factory, spark, table, table_hp29):
     tiles = Tiles.from_counts(histogram(table_hp29[HEALPIX_COLUMN].to_numpy(), 8), 8, MAX_ROWS)
     df = spark.createDataFrame(table_hp29).repartition(3)
     spark_tiles = Tiles.from_counts(spark_histogram(df, 8), 8, MAX_ROWS)
-    written = write_hats_spark(
-        df, root / "spark" / "cat", "cat", spark_tiles, max_rows=MAX_ROWS, extra_properties=EXTRA
-    )
-    spark_margins = write_margin_spark(
-        df, root / "spark" / "cat_margin", "cat_margin", spark_tiles, MARGIN_ARCSEC, "../cat"
-    )
+    spec = CatalogSpec("cat", max_rows=MAX_ROWS, extra_properties=EXTRA)
+    written = write_hats_spark(df, root / "spark" / "cat", spec, spark_tiles)
+    # The margin's own spec: the catalog's extra properties are not the margin's here.
+    margin = CatalogSpec("cat_margin", margin_arcsec=MARGIN_ARCSEC, primary_catalog="../cat")
+    spark_margins = write_hats_spark(df, root / "spark" / "cat_margin", margin, spark_tiles)
     write_collection_properties(root / "spark", "cat_collection", "cat", ["cat_margin"])
     return {
         "tiles": tiles,
@@ -308,7 +308,7 @@ def test_refuses_to_write_into_a_non_empty_directory(tmp_path, catalogs, spark, 
     (tmp_path / "stale.txt").write_text("x")
     df = spark.createDataFrame(table_hp29.slice(0, 10))
     with pytest.raises(FileExistsError, match=r"HATS output .* is not empty"):
-        write_hats_spark(df, tmp_path, "cat", catalogs["tiles"])
+        write_hats_spark(df, tmp_path, CatalogSpec("cat"), catalogs["tiles"])
 
 
 def test_metadata_checks_row_counts(tmp_path, table_hp29):
@@ -316,11 +316,11 @@ def test_metadata_checks_row_counts(tmp_path, table_hp29):
     path.parent.mkdir(parents=True)
     pq.write_table(table_hp29.slice(0, 10), path)
     with pytest.raises(ValueError, match=r"Npix=1.parquet holds 10 rows, 11 expected"):
-        write_catalog_metadata(tmp_path, "cat", [(0, 1, 11)], "ra", "dec", 100)
+        write_catalog_metadata(tmp_path, CatalogSpec("cat", max_rows=100), [(0, 1, 11)])
     with pytest.raises(
         ValueError, match=r"lists tiles without rows \(order, pixel\): \[\(0, 2\)\]"
     ):
-        write_catalog_metadata(tmp_path, "cat", [(0, 1, 10), (0, 2, 0)], "ra", "dec", 100)
+        write_catalog_metadata(tmp_path, CatalogSpec("cat", max_rows=100), [(0, 1, 10), (0, 2, 0)])
 
 
 def test_refuses_rows_without_healpix(tmp_path, catalogs, spark, table_hp29):
@@ -329,4 +329,4 @@ def test_refuses_rows_without_healpix(tmp_path, catalogs, spark, table_hp29):
     rows = table_hp29.slice(0, 20).set_column(0, HEALPIX_COLUMN, pa.array(hp29, pa.int64()))
     df = spark.createDataFrame(rows).coalesce(1)
     with pytest.raises(Exception, match="_healpix_29 has 1 nulls; every row needs one"):
-        write_hats_spark(df, tmp_path / "cat", "cat", catalogs["tiles"])
+        write_hats_spark(df, tmp_path / "cat", CatalogSpec("cat"), catalogs["tiles"])

@@ -44,6 +44,10 @@ EXPOSURE_BIN_DAYS = 0.001
 DEVIATION_SIGMA = 3.0
 EXPOSURE = "exposure"
 DEVIANT = "deviant"
+#: What exposures are counted by: the file (one quadrant's exposures), band and exposure bin.
+EXPOSURE_KEYS: tuple[str, ...] = (SOURCE_FILE, BAND, EXPOSURE)
+#: The columns of the kept rows :func:`exposure_counts` reads.
+EXPOSURE_INPUT_COLUMNS: tuple[str, ...] = (SOURCE_FILE, LIGHTCURVE)
 
 #: Schema of :func:`exposure_deviations` output.
 DEVIATION_SCHEMA = pa.schema(
@@ -117,12 +121,11 @@ def exposure_counts(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def _counted(deviations: pa.Table) -> pa.Table:
     """Epochs (``n``) and deviant epochs (``d``) per (file, band, exposure) of a deviation table."""
-    grouped = deviations.group_by([SOURCE_FILE, BAND, EXPOSURE], use_threads=False).aggregate(
+    grouped = deviations.group_by(list(EXPOSURE_KEYS), use_threads=False).aggregate(
         [(DEVIANT, "count"), (DEVIANT, "sum")]
     )
-    keys = [SOURCE_FILE, BAND, EXPOSURE]
-    counted = grouped.select([*keys, f"{DEVIANT}_count", f"{DEVIANT}_sum"])
-    return counted.rename_columns([*keys, "n", "d"])
+    counted = grouped.select([*EXPOSURE_KEYS, f"{DEVIANT}_count", f"{DEVIANT}_sum"])
+    return counted.rename_columns([*EXPOSURE_KEYS, "n", "d"])
 
 
 def flag_exposures(
