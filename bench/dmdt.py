@@ -20,7 +20,7 @@ import time
 import numba
 import numpy as np
 
-from udfs.dmdt import DmDtGrid, dmdt_counts
+from udfs.kernels.dmdt import DmDtGrid, dmdt_counts
 
 EPOCHS = (50, 200, 500, 1000)
 

@@ -54,9 +54,9 @@ def make_inputs(card, cap: int, sim_per_class: int, min_epochs: int) -> dict:
     from catalogs.band_map import BandMap
     from catalogs.labelled_sets import read_labelled_set
     from jobs.train import TrainConfig, simulated_lightcurve_table
-    from udfs.inference import flat_lightcurves
-    from udfs.periodogram import PeriodogramGrid
-    from udfs.training import real_split
+    from udfs.kernels.model_inputs import flat_lightcurves
+    from udfs.kernels.periodogram import PeriodogramGrid
+    from udfs.model.training import real_split
 
     card = replace(card, periodogram=PeriodogramGrid(max_frequencies=cap))
     out = {}
@@ -88,7 +88,7 @@ def dr5_lightcurves():
 
     from jobs.classify import DEFAULT_BAD_EXPOSURE_FRACTION, DEFAULT_BAD_EXPOSURE_MIN_STARS
     from reports.catalog_report import fetch_lightcurves
-    from udfs.inference import flat_lightcurves
+    from udfs.kernels.model_inputs import flat_lightcurves
 
     sample = REPO / "data" / "sample"
     ids = pq.read_table(next(sample.glob("*.parquet")), columns=["objectid"])["objectid"].to_numpy()
@@ -107,15 +107,15 @@ def main() -> int:
     parser.add_argument("--sim-per-class", type=int, default=3000)
     args = parser.parse_args()
 
-    from udfs.classifier import (
+    from udfs.model.classifier import (
         CLASS_NAMES,
         Classifier,
         ModelCard,
         classification_metrics,
         configure_tensorflow_threads,
     )
-    from udfs.real_validation import labelled_scores
-    from udfs.training import (
+    from udfs.model.real_validation import labelled_scores
+    from udfs.model.training import (
         TRAIN,
         VALIDATION,
         class_weights,

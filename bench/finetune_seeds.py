@@ -29,8 +29,8 @@ SEVEN = ("EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV")
 
 def dump_training(workdir: Path) -> None:
     """``make model``'s training, keeping what fine-tuning starts from (wrapped, not changed)."""
-    import udfs.real_validation as rv
-    import udfs.training as training
+    import udfs.model.real_validation as rv
+    import udfs.model.training as training
     from jobs.cli import main
 
     finetune, calibrate, scores = training.finetune, training.calibrate, rv.labelled_scores
@@ -70,7 +70,7 @@ def main() -> None:
         dump_training(args.workdir)
     import keras
 
-    from udfs.training import finetune, take
+    from udfs.model.training import finetune, take
 
     kept = pickle.load(open(args.workdir / "kept.pkl", "rb"))
     (ft_args, ft_kw), r_val = kept["finetune"], kept["r_val"]

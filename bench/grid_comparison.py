@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
-    from udfs.classifier import ModelCard
+    from udfs.model.classifier import ModelCard
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects-per-class", type=int, default=3000)

@@ -31,7 +31,7 @@ def lightcurve_table(n_per_class: int, seed: int) -> pa.Table:
     """Simulated light curves as rows of the classify stage's input."""
     from catalogs.healpix import healpix_29
     from catalogs.schema import LIGHTCURVE_STRUCT
-    from udfs.lightcurve_simulator import simulate_lightcurves
+    from udfs.simulators.lightcurve_simulator import simulate_lightcurves
 
     sim = simulate_lightcurves(n_per_class, seed=seed)
     n = sim.offsets.size - 1
@@ -69,8 +69,8 @@ def lightcurve_table(n_per_class: int, seed: int) -> pa.Table:
 
 
 def standalone(table: pa.Table, batch_size: int, repeats: int) -> dict:
-    from udfs.classifier import Classifier, ModelCard, configure_tensorflow_threads
-    from udfs.inference import flat_lightcurves
+    from udfs.kernels.model_inputs import flat_lightcurves
+    from udfs.model.classifier import Classifier, ModelCard, configure_tensorflow_threads
 
     configure_tensorflow_threads(os.cpu_count() or 1)
     card = ModelCard.read(MODEL_DIR)
@@ -98,11 +98,11 @@ def _timed(fn) -> float:
 
 
 def inside_spark(path: Path, n: int, batch_size: int) -> dict:
-    from jobs.classify import model_ref
+    from jobs.classify_spark import model_ref
     from jobs.session import build_spark_session
-    from udfs.classifier import checked_model
-    from udfs.inference import output_schema
-    from udfs.spark_inference import classify_partitions
+    from udfs.engines.spark_inference import classify_partitions
+    from udfs.model.classifier import checked_model
+    from udfs.model.inference import output_schema
 
     spark = build_spark_session(
         "varsky bench inference", conf={"spark.ui.showConsoleProgress": "false"}

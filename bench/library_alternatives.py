@@ -8,7 +8,7 @@ keep hand-written code only where a benchmark says so).
 2. Heliocentric times: ``catalogs.time_scales.heliocentric_mjd`` (a low-precision Sun, numpy)
    against astropy's ``Time.light_travel_time`` (builtin ephemeris, Palomar), with the largest
    difference (tests/test_time_scales.py bounds it at 0.2 s).
-3. Spherical geometry of the association: ``udfs.association`` unit vectors and chord angles
+3. Spherical geometry of the association: ``udfs.kernels.association`` unit vectors and chord angles
    (numpy) against astropy's ``SkyCoord.cartesian`` and ``SkyCoord.separation`` on the same
    positions, with the largest differences.
 
@@ -96,7 +96,7 @@ def spherical(n: int) -> None:
     import astropy.units as u
     from astropy.coordinates import SkyCoord
 
-    from udfs.association import arcsec_of_chord, unit_vectors
+    from udfs.kernels.association import arcsec_of_chord, unit_vectors
 
     rng = np.random.default_rng(2)
     ra, dec = rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
@@ -111,7 +111,7 @@ def spherical(n: int) -> None:
     theirs = one.separation(two).arcsec
     astropy_s = time.perf_counter() - t0
     print(f"unit vectors and separations of {n:,} pairs")
-    print(f"  udfs.association (numpy)       {ours_s * 1e3:9.1f} ms")
+    print(f"  udfs.kernels.association (numpy)       {ours_s * 1e3:9.1f} ms")
     print(f"  astropy SkyCoord               {astropy_s * 1e3:9.1f} ms")
     print(
         f"  ratio {astropy_s / ours_s:.1f}x; largest differences: unit vector "

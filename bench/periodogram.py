@@ -23,15 +23,14 @@ import time
 import numba
 import numpy as np
 
-from udfs.lightcurve_simulator import simulate_lightcurves
-
 # The kernel's own input scaling, so both sides see the same data.
-from udfs.periodogram import (
+from udfs.kernels.periodogram import (
     PeriodogramGrid,
     _standardised_residuals,
     binned_periodograms,
     frequency_grid,
 )
+from udfs.simulators.lightcurve_simulator import simulate_lightcurves
 
 PEER_METHODS = ("cython", "scipy", "fast")
 

@@ -1,9 +1,9 @@
 """The periodogram's frequency cap: cost and best periods at 20,000 (old) and 150,000 (new).
 
 Same light curves, same kernel, one thread: the bundled DR5 quadrant (2.4-year baseline), ZTF-like
-simulated light curves (`udfs.lightcurve_simulator`, 1-3 year baselines) and the CRTS periodic
-variables (8 years). Prints light curves per second per core at each cap, the ratio, and how many
-best periods agree within 1% between the two caps.
+simulated light curves (`udfs.simulators.lightcurve_simulator`, 1-3 year baselines) and the CRTS
+periodic variables (8 years). Prints light curves per second per core at each cap, the ratio, and
+how many best periods agree within 1% between the two caps.
 
     .venv/bin/python bench/periodogram_cap.py
 """
@@ -28,10 +28,9 @@ def light_curve_sets(n_sim_per_class: int, n_crts: int):
 
     from catalogs.band_map import BandMap
     from catalogs.labelled_sets import read_labelled_set
-    from udfs.inference import flat_lightcurves
-    from udfs.lightcurve_cuts import apply_quality_cuts
-    from udfs.lightcurve_simulator import simulate_lightcurves
-    from udfs.model_inputs import FlatLightCurves
+    from udfs.kernels.lightcurve_cuts import apply_quality_cuts
+    from udfs.kernels.model_inputs import FlatLightCurves, flat_lightcurves
+    from udfs.simulators.lightcurve_simulator import simulate_lightcurves
 
     sets = {}
     dr5 = pq.read_table(REPO / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet")
@@ -50,7 +49,7 @@ def light_curve_sets(n_sim_per_class: int, n_crts: int):
 
 
 def main() -> int:
-    from udfs.periodogram import PeriodogramGrid, binned_periodograms
+    from udfs.kernels.periodogram import PeriodogramGrid, binned_periodograms
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim-per-class", type=int, default=40)

@@ -33,7 +33,7 @@ _CHILD = """
 import sys, time
 import numba, numpy as np
 sys.path.insert(0, sys.argv[1])
-from udfs.periodogram import PeriodogramGrid, binned_periodograms
+from udfs.kernels.periodogram import PeriodogramGrid, binned_periodograms
 numba.set_num_threads(1)
 data = np.load(sys.argv[2])
 out = {}
@@ -51,8 +51,8 @@ np.savez(sys.argv[3], **out)
 
 def light_curve_sets() -> dict:
     from catalogs.band_map import BandMap
-    from udfs.training import VALIDATION
-    from udfs.variability_training import dr_lightcurves, labelled_lightcurves
+    from udfs.model.training import VALIDATION
+    from udfs.model.variability_training import dr_lightcurves, labelled_lightcurves
 
     crts = BandMap.parse("crts")
     return {

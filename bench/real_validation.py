@@ -1,8 +1,8 @@
 """A model on real labelled stars, through the commands a user runs: ingest, then classify.
 
 For each real labelled set (data/real_labelled), the objects of its validation split (the split
-`varsky train` never trains on: udfs.training.real_split with the seed and fraction in the model
-card) are written as one long detection table (the user's own preparation: the label table's
+`varsky train` never trains on: udfs.model.training.real_split with the seed and fraction in the
+model card) are written as one long detection table (the user's own preparation: the label table's
 int64 ids as objectid), then
 
     varsky ingest --format detections --band-map crts --input VAL.parquet --output LC
@@ -52,7 +52,7 @@ SPARSE_MIN_EPOCHS = 6
 
 def validation_detections(name: str, fraction: float, seed: int, which: str, min_epochs: int):
     """The set's objects to score: their detections (objectid = objectid_int) and labels."""
-    from udfs.training import TOO_SPARSE, VALIDATION, labelled_set_split
+    from udfs.model.training import TOO_SPARSE, VALIDATION, labelled_set_split
 
     labels = pq.read_table(REAL / f"{name}_labels.parquet")
     dets = pq.read_table(REAL / f"{name}_detections.parquet")
@@ -88,8 +88,8 @@ def varsky(*args: str) -> float:
 
 
 def main() -> int:
-    from udfs.classifier import ModelCard
-    from udfs.real_validation import format_scores, labelled_scores
+    from udfs.model.classifier import ModelCard
+    from udfs.model.real_validation import format_scores, labelled_scores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "models" / "varsky_dmdt_cnn"))

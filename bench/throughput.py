@@ -6,8 +6,8 @@ epochs over 8 years) or ``--cadence dr5`` (the held-out half of the bundled ZTF 
 
 - realistic: 10% variables, 90% noise-only twins (a real light curve's times and quoted errors,
   its median magnitude plus noise: ``--noise realistic``, the default, or ``ideal``; see
-  udfs/noise_twins.py), as in a real field. The variables are the real CRTS stars, or, on DR5
-  cadences, simulated variables of every class on the quadrant's real cadences;
+  udfs/simulators/noise_twins.py), as in a real field. The variables are the real CRTS stars, or, on
+  DR5 cadences, simulated variables of every class on the quadrant's real cadences;
 - all-variable: every object a variable (cycled when the sky is larger than the set).
 
 Besides the rates it prints the purity and completeness of the variable calls (any class but
@@ -65,11 +65,11 @@ def _lists(lc):
 def crts_lightcurves() -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Times (MJD), magnitudes and errors of the bundled CRTS stars of the validation split.
 
-    (The split `varsky train` never trains on: udfs.training.real_split, as in the card.)
+    (The split `varsky train` never trains on: udfs.model.training.real_split, as in the card.)
     """
     from catalogs.band_map import BandMap
-    from udfs.training import VALIDATION
-    from udfs.variability_training import labelled_lightcurves
+    from udfs.model.training import VALIDATION
+    from udfs.model.variability_training import labelled_lightcurves
 
     prefix = CRTS.parent / "crts_train"
     return _lists(labelled_lightcurves(prefix, BandMap.parse("crts"), 20, 0.2, 2026, VALIDATION))
@@ -80,10 +80,10 @@ def dr5_lightcurves(seed: int):
 
     Templates: the quadrant's own good light curves (times and quoted errors). Variables:
     simulated light curves of every variable class on the quadrant's real cadences
-    (``udfs.variability_training.simulated_variables``: the simulator's class models and ZTF
+    (``udfs.model.variability_training.simulated_variables``: the simulator's class models and ZTF
     error relation; there are no labelled ZTF variables here).
     """
-    from udfs.variability_training import dr_lightcurves, simulated_variables
+    from udfs.model.variability_training import dr_lightcurves, simulated_variables
 
     return _lists(dr_lightcurves(DR5, 20, 1)), _lists(simulated_variables(DR5, 40, seed))
 
@@ -100,8 +100,8 @@ def write_sky(
 
     Returns which objects are variable (objectid order).
     """  # fmt: skip
-    from udfs.model_inputs import FlatLightCurves
-    from udfs.noise_twins import NOISE_MODELS, noise_twins
+    from udfs.kernels.model_inputs import FlatLightCurves
+    from udfs.simulators.noise_twins import NOISE_MODELS, noise_twins
 
     if cadence == "crts":
         t, mag, err = crts_lightcurves()
@@ -224,7 +224,7 @@ def main() -> None:
         "--noise",
         choices=["ideal", "realistic"],
         default="realistic",
-        help="the twins' noise model (udfs/noise_twins.py; default realistic)",
+        help="the twins' noise model (udfs/simulators/noise_twins.py; default realistic)",
     )
     args = parser.parse_args()
     cores = os.cpu_count()

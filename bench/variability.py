@@ -2,13 +2,13 @@
 
 For each real set (never trained on: the validation splits of the labelled sets, the held-out
 half of the bundled DR5 quadrant), three kinds of light curves go through the classify chain
-(`udfs.inference.classify_batch`, the function every engine calls, with the model's stage on):
+(`udfs.model.inference.classify_batch`, the function every engine calls, with the model's stage on):
 
 - the real light curves themselves (CRTS periodic variables, TDSS quasars; the DR5 stars are
   unlabelled, mostly constant);
 - noise-only twins with ideal noise (Gaussian of the quoted errors);
-- noise-only twins with realistic noise (`udfs.noise_twins.REALISTIC`: errors too small by
-  0.9-1.4x, 1% of epochs 3-5 errors off, 0.3% bad exposures 0.1-0.5 mag off).
+- noise-only twins with realistic noise (`udfs.simulators.noise_twins.REALISTIC`: errors too
+  small by 0.9-1.4x, 1% of epochs 3-5 errors off, 0.3% bad exposures 0.1-0.5 mag off).
 
 Printed per set and kind: objects, the fraction the stage passes to the network, the fraction
 called constant in the end, and the classes called instead. For variables, the fraction the
@@ -46,7 +46,7 @@ DR5 = REPO / "data" / "sample" / "ztf_000250_zg_c01_q1_dr5.parquet"
 def batch_of(lc) -> pa.RecordBatch:
     """A classify_batch input (carried columns and light curves) of flat light curves."""
     from catalogs.schema import CARRIED_COLUMNS, LIGHTCURVE
-    from udfs.inference import lightcurve_array
+    from udfs.kernels.model_inputs import lightcurve_array
 
     n = lc.n_lightcurves
     lightcurve = lightcurve_array(lc)
@@ -70,8 +70,8 @@ def batch_of(lc) -> pa.RecordBatch:
 def validation_sets(card) -> dict:
     """Name -> (flat light curves, whether they are real variables)."""
     from catalogs.band_map import BandMap
-    from udfs.training import VALIDATION
-    from udfs.variability_training import dr_lightcurves, labelled_lightcurves
+    from udfs.model.training import VALIDATION
+    from udfs.model.variability_training import dr_lightcurves, labelled_lightcurves
 
     split = (card.variability.calibration.get("real_split") or {}) if card.variability else {}
     fraction, seed = split.get("val_fraction", 0.2), split.get("seed", 2026)
@@ -91,7 +91,7 @@ def validation_sets(card) -> dict:
 
 def score(classifier, stage, lc, batch_size=256) -> dict:
     """Pass rate of the stage and what the chain calls the light curves."""
-    from udfs.inference import StageTimes, classify_batch
+    from udfs.model.inference import StageTimes, classify_batch
 
     times = StageTimes()
     out = classify_batch(batch_of(lc), classifier, batch_size, times, stage)
@@ -108,7 +108,7 @@ def score(classifier, stage, lc, batch_size=256) -> dict:
 
 def variable_calls(classifier, stage, lc, batch_size=256) -> np.ndarray:
     """Whether the chain calls each light curve variable (any class but constant)."""
-    from udfs.inference import classify_batch
+    from udfs.model.inference import classify_batch
 
     out = classify_batch(batch_of(lc), classifier, batch_size, None, stage)
     return np.asarray(out.column("predicted_class").to_pylist()) != "constant"
@@ -124,9 +124,9 @@ def main() -> None:
     from astropy.utils import iers
 
     iers.conf.auto_download = False
-    from udfs.classifier import Classifier, ModelCard
-    from udfs.noise_twins import IDEAL, REALISTIC, noise_twins
-    from udfs.variability import stage_of
+    from udfs.model.classifier import Classifier, ModelCard
+    from udfs.model.variability import stage_of
+    from udfs.simulators.noise_twins import IDEAL, REALISTIC, noise_twins
 
     card = ModelCard.read(args.model)
     classifier = Classifier.load(Path(args.model) / "model.keras", card)
@@ -154,7 +154,7 @@ def main() -> None:
     sets = validation_sets(card)
     crts = sets["CRTS periodic variables (validation)"][0]
     dr = sets["ZTF DR5 quadrant (held-out half)"][0]
-    from udfs.variability_training import simulated_variables
+    from udfs.model.variability_training import simulated_variables
 
     print("| cadence | twins' noise | variables | twins | variable calls | purity | completeness |")
     print("|---|---|---:|---:|---:|---:|---:|")

@@ -57,7 +57,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
     from distributed import Client, LocalCluster
 
-    from udfs.lsdb_engine import classify_catalog
+    from udfs.engines.lsdb_engine import classify_catalog
 
     with (
         tempfile.TemporaryDirectory() as tmp,

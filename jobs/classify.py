@@ -42,7 +42,7 @@ from jobs.classify_plan import (
     run_plan,
 )
 from jobs.classify_spark import SparkEngine, sky_ranges
-from udfs.classifier import DEFAULT_MODEL_DIR
+from udfs.model.classifier import DEFAULT_MODEL_DIR
 
 __all__ = [
     "DEFAULT_BAD_EXPOSURE_FRACTION",
@@ -95,8 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variability-stage", choices=["on", "off"], default="on",
         help="on: objects the model's variability stage calls non-variable are written as "
-        "constant and skip the periodogram and network (udfs/variability.py); off: every object "
-        "goes to the network, p_variable is still computed (default %(default)s)",
+        "constant and skip the periodogram and network (udfs/model/variability.py); off: every "
+        "object goes to the network, p_variable is still computed (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--variability-threshold", type=float, default=None, metavar="P",

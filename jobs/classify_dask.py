@@ -3,8 +3,8 @@
 The stages, their order and their accounting are the plan's (:mod:`jobs.classify_plan`), as for
 Spark. Here: each input file is read and cut on a worker (:func:`udfs.pipeline.cut_partition`),
 rows stay on the workers as Arrow tables, the kept rows are classified in chunks
-(:func:`udfs.dask_inference.classify_table`, the model shipped by a worker plugin and loaded once
-per worker) and written as the same HATS collection (:mod:`catalogs.dask_tables`). Only counts,
+(:func:`udfs.engines.dask_inference.classify_table`, the model shipped by a worker plugin and loaded
+once per worker) and written as the same HATS collection (:mod:`catalogs.dask_tables`). Only counts,
 histograms and the rejects travel to the client.
 
 With ``--scheduler ADDRESS`` the job runs on an existing cluster (``dask scheduler`` and
@@ -54,7 +54,7 @@ REJECTS_FILE = "part-00000.parquet"
 # --- Tasks (module functions, so workers import them by name) ---
 def read_cut_file(path: str, kind: str, min_epochs: int) -> pa.Table:
     """One input file read and cut: one cut row per input row."""
-    from udfs.pipeline import cut_partition
+    from udfs.kernels.lightcurve_cuts import cut_partition
 
     if InputKind(kind) is InputKind.DR:
         table = read_dr_rows(path)
@@ -93,7 +93,7 @@ def kept_table(cut: pa.Table) -> pa.Table:
 
 def kept_exposure_counts(kept: pa.Table):
     """Stars (n) and deviant stars (d) per (file, band, exposure) of a table of kept rows."""
-    from udfs.bad_exposures import EXPOSURE_INPUT_COLUMNS, EXPOSURE_KEYS, exposure_counts
+    from udfs.kernels.bad_exposures import EXPOSURE_INPUT_COLUMNS, EXPOSURE_KEYS, exposure_counts
 
     parts = [exposure_counts(b) for b in kept.select(list(EXPOSURE_INPUT_COLUMNS)).to_batches()]
     if not parts:
@@ -104,7 +104,7 @@ def kept_exposure_counts(kept: pa.Table):
 
 def table_without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tuple[pa.Table, int]:
     """Kept rows with the epochs of flagged exposures removed, and the epochs removed."""
-    from udfs.bad_exposures import remove_epochs
+    from udfs.kernels.bad_exposures import remove_epochs
 
     out, removed = [], 0
     for batch in kept.combine_chunks().to_batches():
@@ -128,8 +128,8 @@ def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
 
 
 def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
-    """:func:`udfs.lightcurve_cuts.reject_repeated_objects` on a table."""
-    from udfs.lightcurve_cuts import reject_repeated_objects
+    """:func:`udfs.kernels.lightcurve_cuts.reject_repeated_objects` on a table."""
+    from udfs.kernels.lightcurve_cuts import reject_repeated_objects
 
     batches = [reject_repeated_objects(b, first_of) for b in cut.combine_chunks().to_batches()]
     return pa.Table.from_batches(batches, cut.schema)
@@ -206,8 +206,8 @@ class DaskEngine:
         return sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values())
 
     def ship_model(self, model_path: Path, sha256: str, card_json: str) -> None:
-        """A :class:`udfs.dask_inference.ModelPlugin` on every worker."""
-        from udfs.dask_inference import ModelPlugin
+        """A :class:`udfs.engines.dask_inference.ModelPlugin` on every worker."""
+        from udfs.engines.dask_inference import ModelPlugin
 
         self.client.register_plugin(ModelPlugin(model_path.read_bytes(), sha256, card_json))
 
@@ -282,7 +282,7 @@ class DaskEngine:
 
     def classify(self, kept: _Kept, classes, batch_size: int, provenance, stage, log):
         """Chunks of equal size, one task each (the model loaded once per worker)."""
-        from udfs.dask_inference import classify_table
+        from udfs.engines.dask_inference import classify_table
 
         client, chunk = self.client, kept.chunk_rows
         sizes = client.gather([client.submit(n_rows, k) for k in kept.tables])

@@ -60,7 +60,7 @@ from catalogs.schema import (
     InputKind,
     Property,
 )
-from udfs.lightcurve_cuts import MAX_EPOCHS
+from udfs.kernels.lightcurve_cuts import MAX_EPOCHS
 
 DEFAULT_ROWS_PER_PARTITION = 5000
 DEFAULT_BATCH_SIZE = 256
@@ -70,7 +70,7 @@ DEFAULT_MAX_ROWS_PER_PIXEL = 500_000
 #: Width of the margin cache, arcsec: pairs closer than this across a tile edge are found.
 DEFAULT_MARGIN_ARCSEC = 10.0
 #: An exposure of a DR file is bad when more than this fraction of its stars deviate by 3 sigma
-#: (a good one has about 1%), among at least this many stars (udfs.bad_exposures).
+#: (a good one has about 1%), among at least this many stars (udfs.kernels.bad_exposures).
 DEFAULT_BAD_EXPOSURE_FRACTION = 0.05
 DEFAULT_BAD_EXPOSURE_MIN_STARS = 30
 #: HEALPix order of the histogram the output tiles are cut from.
@@ -282,8 +282,8 @@ def processing_time_utc() -> datetime:
 
 
 def stage_of_config(config: ClassifyConfig, card):
-    """The :class:`udfs.variability.VariabilityStage` the job runs, or None (none in the card)."""
-    from udfs.variability import stage_of
+    """The :class:`udfs.model.variability.VariabilityStage` the job runs (None: not in the card)."""
+    from udfs.model.variability import stage_of
 
     return stage_of(card, config.variability_stage, config.variability_threshold)
 
@@ -361,7 +361,7 @@ class CheckedInputs:
     #: Every spelling of a file's path an engine may report, to its catalog's name.
     catalog_of_file: dict[str, str]
     kind: InputKind
-    #: ``udfs.classifier.checked_model``'s (model path, card, sha256).
+    #: ``udfs.model.classifier.checked_model``'s (model path, card, sha256).
     model: tuple
 
 
@@ -386,7 +386,7 @@ def check_before_start(config: ClassifyConfig) -> CheckedInputs:
     Raises ``InputError`` (unreadable or missing input), ``FileExistsError`` (an output exists
     without --overwrite), ``FileNotFoundError`` or ``ValueError`` (model file or card).
     """
-    from udfs.classifier import checked_model
+    from udfs.model.classifier import checked_model
 
     files, catalog_of_file, kind = lightcurve_reader(list(config.inputs))
     for path in (config.output, config.rejects):
@@ -411,7 +411,7 @@ CUT_COUNTS = ("rows", "n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE
 class ClassifyEngine(Protocol):
     """What the plan asks of an engine; ``Rows`` are the engine's own handles on its data.
 
-    Every method runs the project's kernels (``udfs.pipeline``, ``udfs.bad_exposures``,
+    Every method runs the project's kernels (``udfs.pipeline``, ``udfs.kernels.bad_exposures``,
     ``catalogs.hats_writer``) on the engine's partitions; none decides anything the catalog's
     bytes depend on.
     """
@@ -439,7 +439,7 @@ class ClassifyEngine(Protocol):
         """
 
     def reject_repeats(self, cut, first_of) -> Any:
-        """``udfs.lightcurve_cuts.reject_repeated_objects`` on every partition."""
+        """``udfs.kernels.lightcurve_cuts.reject_repeated_objects`` on every partition."""
 
     def cut_counts(self, cut) -> list[dict]:
         """Dicts of :data:`CUT_COUNTS` and ``reject_reason``; a reason may come more than once."""
@@ -538,7 +538,7 @@ def run_plan(
 
     ``checked`` is :func:`check_before_start`'s result when the caller ran it already.
     """
-    from udfs.lightcurve_cuts import repeated_objects
+    from udfs.kernels.lightcurve_cuts import repeated_objects
     from udfs.pipeline import Provenance
 
     stage_s: dict[str, float] = {}
@@ -589,7 +589,7 @@ def run_plan(
     elif config.bad_exposure_fraction <= 0:
         summary.bad_exposure_note = "exposure-level cut off (--bad-exposure-fraction 0)"
     else:
-        from udfs.bad_exposures import flagged_from_counts
+        from udfs.kernels.bad_exposures import flagged_from_counts
 
         counts = engine.exposure_counts(kept, config.bad_exposure_min_stars)
         summary.exposures_checked = len(counts[0])

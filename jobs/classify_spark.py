@@ -32,8 +32,8 @@ from jobs.classify_plan import CUT_COUNTS, CheckedInputs, check_repeats
 
 def model_ref(spark, model_path: Path, sha256: str, card_json: str):
     """Register the model file with Spark (unless spark-submit shipped it); its ``ModelRef``."""
-    from udfs.classifier import MODEL_FILE
-    from udfs.spark_inference import ModelRef
+    from udfs.engines.spark_inference import ModelRef
+    from udfs.model.classifier import MODEL_FILE
 
     shipped = spark.sparkContext.getConf().get("spark.files", "")
     if MODEL_FILE not in {Path(p).name for p in shipped.split(",") if p}:
@@ -50,8 +50,7 @@ def cut_lightcurves(df, kind: str, min_epochs: int):
     """Quality cuts and `_healpix_29` on every row: :func:`udfs.pipeline.cut_partition`."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from udfs.lightcurve_cuts import CUT_SCHEMA
-    from udfs.pipeline import cut_partition
+    from udfs.kernels.lightcurve_cuts import CUT_SCHEMA, cut_partition
 
     def cut(batches):
         for batch in batches:
@@ -149,7 +148,7 @@ class SparkEngine:
         """The marked rows, persisted on disk in place of the first cut."""
         from pyspark import StorageLevel
 
-        from udfs.lightcurve_cuts import reject_repeated_objects
+        from udfs.kernels.lightcurve_cuts import reject_repeated_objects
 
         def reject(batches):
             for batch in batches:
@@ -201,7 +200,7 @@ class SparkEngine:
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        from udfs.bad_exposures import (
+        from udfs.kernels.bad_exposures import (
             EXPOSURE_COUNT_SCHEMA,
             EXPOSURE_INPUT_COLUMNS,
             EXPOSURE_KEYS,
@@ -224,7 +223,7 @@ class SparkEngine:
 
     def without_bad_exposures(self, kept, flagged, min_epochs: int):
         """A mapInArrow; an accumulator counts the epochs removed."""
-        from udfs.bad_exposures import remove_epochs
+        from udfs.kernels.bad_exposures import remove_epochs
 
         removed = self.spark.sparkContext.accumulator(0)
 
@@ -255,9 +254,9 @@ class SparkEngine:
         from pyspark import StorageLevel
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        from udfs.lightcurve_cuts import CUT_SCHEMA
+        from udfs.engines.spark_inference import classify_partitions
+        from udfs.kernels.lightcurve_cuts import CUT_SCHEMA
         from udfs.pipeline import classified_schema
-        from udfs.spark_inference import classify_partitions
 
         keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
         acc = {k: self.spark.sparkContext.accumulator(0.0) for k in keys}

@@ -355,7 +355,7 @@ def with_tiles(df, tiles: Tiles, margin_arcsec: float | None):
 
 def link_by_tile(sources, tiles: Tiles, link_arcsec: float, max_neighbours: int | None):
     """Membership rows (source_id, objectid, object_ra, object_dec), one per source."""
-    from udfs.tile_association import MEMBERSHIP_SCHEMA, link_in_tile
+    from udfs.kernels.tile_association import MEMBERSHIP_SCHEMA, link_in_tile
 
     margin = LINK_MARGIN_FACTOR * link_arcsec
 
@@ -373,7 +373,7 @@ def assign_by_tile(detections, objects, tiles: Tiles, radius_arcsec: float):
     """Each detection with its nearest object within the radius (objectid -1 if none)."""
     from pyspark.sql import types as T
 
-    from udfs.tile_association import assign_in_tile
+    from udfs.kernels.tile_association import assign_in_tile
 
     out_schema = T.StructType(
         [f for f in detections.schema.fields if f.name != OBJECTID]
@@ -424,7 +424,7 @@ def build_by_bucket(epochs, n_buckets: int):
     """Light-curve rows (and each object's duplicate detids) from epochs with their objectid."""
     from pyspark.sql import functions as F
 
-    from udfs.lightcurve_building import (
+    from udfs.kernels.lightcurve_building import (
         BUILD_INPUT_COLUMNS,
         LIGHTCURVE_CATALOG_SCHEMA,
         build_lightcurves,

@@ -2,7 +2,7 @@
 
 Science and reference PSF-fit catalogs (FITS), IRSA DR light-curve Parquet files, generic
 long-format detections and the truth tables that tie them to the simulated objects; see
-:mod:`udfs.sky_simulator`. Pure numpy, Arrow and a process pool; no Spark.
+:mod:`udfs.simulators.sky_simulator`. Pure numpy, Arrow and a process pool; no Spark.
 
 Example::
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalogs.parquet_output import prepare_output_dir
-from udfs.sky_simulator import SkyConfig, simulate_sky
+from udfs.simulators.sky_simulator import SkyConfig, simulate_sky
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """`varsky train`: train the classifier on labelled light curves; write a model directory.
 
-Training set: simulated light curves of every class (:mod:`udfs.lightcurve_simulator`), or a
-user's labelled table (``objectid``, ``label``) joined to a light-curve catalog (IRSA DR Parquet
-or a HATS catalog from `varsky ingest`). The model inputs (dm-dt images, binned periodograms,
-summary features) are made with Spark by the same code that classify uses
-(:func:`udfs.model_inputs.model_inputs`). Objects are split into train, validation and test sets
-(stratified by class); training objects with several bands also get band-dropped copies. The
-network of :mod:`udfs.classifier` is trained with class weights, early stopping on the validation
-loss and fixed seeds; the job writes the model, its card (with the test-split metrics of the
-written file) and a confusion-matrix plot.
+Training set: simulated light curves of every class (:mod:`udfs.simulators.lightcurve_simulator`),
+or a user's labelled table (``objectid``, ``label``) joined to a light-curve catalog (IRSA DR
+Parquet or a HATS catalog from `varsky ingest`). The model inputs (dm-dt images, binned
+periodograms, summary features) are made with Spark by the same code that classify uses
+(:func:`udfs.kernels.model_inputs.model_inputs`). Objects are split into train, validation and test
+sets (stratified by class); training objects with several bands also get band-dropped copies. The
+network of :mod:`udfs.model.classifier` is trained with class weights, early stopping on the
+validation loss and fixed seeds; the job writes the model, its card (with the test-split metrics of
+the written file) and a confusion-matrix plot.
 
 Example::
 
@@ -43,7 +43,11 @@ from catalogs.schema import (
     REJECT_REASON,
     DRColumn,
 )
-from udfs.classifier import (
+from udfs.kernels.dmdt import DmDtGrid
+from udfs.kernels.lightcurve_features import FEATURE_NAMES
+from udfs.kernels.model_inputs import FEATURES_INPUT
+from udfs.kernels.periodogram import PeriodogramGrid
+from udfs.model.classifier import (
     CLASS_NAMES,
     MODEL_FILE,
     Classifier,
@@ -53,12 +57,8 @@ from udfs.classifier import (
     classification_metrics,
     configure_tensorflow_threads,
 )
-from udfs.dmdt import DmDtGrid
-from udfs.lightcurve_features import FEATURE_NAMES
-from udfs.model_figures import plot_confusion_matrix, plot_reliability
-from udfs.model_inputs import FEATURES_INPUT
-from udfs.periodogram import PeriodogramGrid
-from udfs.training import TEST, TRAIN, VALIDATION, split_by_object, training_arrays_sha256
+from udfs.model.model_figures import plot_confusion_matrix, plot_reliability
+from udfs.model.training import TEST, TRAIN, VALIDATION, split_by_object, training_arrays_sha256
 
 #: The confusion-matrix plot written beside the model.
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
@@ -346,8 +346,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variability-only",
         action="store_true",
-        help="only (re)fit the variability stage (udfs/variability.py) of the model already in "
-        "--output, from the --real sets and the --cadence-sample DR file, and rewrite its card "
+        help="only (re)fit the variability stage (udfs/model/variability.py) of the model already "
+        "in --output, from the --real sets and the --cadence-sample DR file, and rewrite its card "
         "(about a minute, no Spark)",
     )
     parser.add_argument(
@@ -411,7 +411,7 @@ def _data_description(config: TrainConfig) -> str:
     else:
         cadences = "ZTF-like synthetic cadences"
     return (
-        f"udfs.lightcurve_simulator light curves, {config.objects_per_class} per class: "
+        f"udfs.simulators.lightcurve_simulator light curves, {config.objects_per_class} per class: "
         f"{cadences}; g+r, g-only, r-only and g+r+i band subsets; noise from the DR5 "
         "error-magnitude relation with underestimated errors, calibration scatter and outliers; "
         "variables bright enough to be detected (amplitude >= 4 median magerr). Split by "
@@ -421,7 +421,7 @@ def _data_description(config: TrainConfig) -> str:
 
 def simulated_lightcurve_table(config: TrainConfig) -> tuple[pa.Table, str]:
     """Simulated labelled light curves as a light-curve table, and a description of them."""
-    from udfs.lightcurve_simulator import simulate_lightcurves
+    from udfs.simulators.lightcurve_simulator import simulate_lightcurves
 
     sim = simulate_lightcurves(
         config.objects_per_class,
@@ -540,9 +540,9 @@ def make_training_set(spark, lightcurves, card: ModelCard, config: TrainConfig):
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from udfs.band_dropout import VARIANT
-    from udfs.inference import model_input_schema
-    from udfs.spark_inference import band_dropout_partitions, model_input_partitions
+    from udfs.engines.spark_inference import band_dropout_partitions, model_input_partitions
+    from udfs.model.band_dropout import VARIANT
+    from udfs.model.inference import model_input_schema
 
     base = lightcurves.select(DRColumn.OBJECTID, LABEL, SPLIT, LIGHTCURVE)
     arrow_schema = pa.schema(
@@ -616,7 +616,7 @@ def _as_twins(table: pa.Table, twins, id_offset: int, name: str) -> pa.Table:
     import pyarrow.compute as pc
 
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, SET_NAME
-    from udfs.inference import lightcurve_array
+    from udfs.kernels.model_inputs import lightcurve_array
 
     n = table.num_rows
     objectid = pc.add(table.column(DRColumn.OBJECTID), pa.scalar(id_offset, pa.int64()))
@@ -635,12 +635,12 @@ def _as_twins(table: pa.Table, twins, id_offset: int, name: str) -> pa.Table:
 def _noise_twins(tables: list[pa.Table], sets: list[dict], config: TrainConfig):
     """Realistic noise-only twins of every real labelled object, labelled constant.
 
-    Same times, bands and quoted errors (udfs.noise_twins.REALISTIC), so the network's constant
-    class sees every real cadence and the cadence alone is no evidence of variability. A twin
-    takes its object's split, so no validation object's twin is trained on.
+    Same times, bands and quoted errors (udfs.simulators.noise_twins.REALISTIC), so the network's
+    constant class sees every real cadence and the cadence alone is no evidence of variability. A
+    twin takes its object's split, so no validation object's twin is trained on.
     """
-    from udfs.inference import flat_lightcurves
-    from udfs.noise_twins import REALISTIC, noise_twins
+    from udfs.kernels.model_inputs import flat_lightcurves
+    from udfs.simulators.noise_twins import REALISTIC, noise_twins
 
     rng = np.random.default_rng([config.seed, 29])
     out, entries = [], []
@@ -671,14 +671,14 @@ def _dr_twins(config: TrainConfig, schema: pa.Schema):
 
     Most of a DR file's stars do not vary, but which ones is not known, so only their twins are
     learned from: the constant class then sees the DR cadence and depth too. The split is the
-    variability stage's (:func:`udfs.variability_training.dr_half`: half 0 trains, half 1
+    variability stage's (:func:`udfs.model.variability_training.dr_half`: half 0 trains, half 1
     validates), so the benches' held-out half stays unseen by both stages.
     Returns the table (``schema``'s columns), its split and its set entry, or None.
     """
     from catalogs.labelled_sets import N_EPOCHS
-    from udfs.inference import flat_lightcurves
-    from udfs.noise_twins import REALISTIC, noise_twins
-    from udfs.variability_training import dr_cut_table, dr_half
+    from udfs.kernels.model_inputs import flat_lightcurves
+    from udfs.model.variability_training import dr_cut_table, dr_half
+    from udfs.simulators.noise_twins import REALISTIC, noise_twins
 
     if config.cadence_sample is None:
         return None
@@ -722,7 +722,7 @@ def _dr_twins(config: TrainConfig, schema: pa.Schema):
 def _real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
     """The real labelled sets as one light-curve table with the real split, and their record."""
     from catalogs.labelled_sets import CLASSES, LABEL_ORIG, N_EPOCHS, SET_NAME, read_labelled_set
-    from udfs.training import TOO_SPARSE, labelled_set_split
+    from udfs.model.training import TOO_SPARSE, labelled_set_split
 
     tables, splits, sets = [], [], []
     for prefix in config.real_sets:
@@ -791,7 +791,7 @@ def equalized_grid(tables: list[pa.Table], seed: int) -> DmDtGrid:
     Each table has ``lightcurve`` and ``split``; up to :data:`EQUALIZED_GRID_SAMPLE` training
     rows are drawn from each in turn (simulated, then real).
     """
-    from udfs.inference import flat_lightcurves
+    from udfs.kernels.model_inputs import flat_lightcurves
 
     parts = []
     rng = np.random.default_rng([seed, 3])
@@ -813,10 +813,10 @@ def equalized_grid(tables: list[pa.Table], seed: int) -> DmDtGrid:
 
 def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     """Build the training sets with Spark, pretrain, fine-tune, calibrate, evaluate, write."""
-    from udfs.band_dropout import VARIANT
-    from udfs.inference import model_input_arrays
-    from udfs.real_validation import labelled_scores
-    from udfs.training import (
+    from udfs.model.band_dropout import VARIANT
+    from udfs.model.inference import model_input_arrays
+    from udfs.model.real_validation import labelled_scores
+    from udfs.model.training import (
         calibrate,
         class_weights,
         finetune,
@@ -829,7 +829,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     configure_tensorflow_threads(config.threads)
-    from udfs.tensorflow_import import quiet_import
+    from udfs.model.tensorflow_import import quiet_import
 
     quiet_import()
     import keras
@@ -1024,7 +1024,8 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
             "validation_fraction": config.real_val_fraction,
             "validation_seed": config.real_split_seed,
             "validation": f"{config.real_val_fraction:.0%} of each set's objects per source "
-            f"label (udfs.training.real_split, seed {config.real_split_seed}); never trained on",
+            f"label (udfs.model.training.real_split, seed {config.real_split_seed}); never "
+            "trained on",
             "epochs": config.finetune_epochs,
             "learning_rate": config.finetune_learning_rate,
             "learning_rate_schedule": f"cosine decay to 0 over {config.finetune_epochs} epochs",
@@ -1170,7 +1171,7 @@ def fit_variability(config: TrainConfig, n_channels: int, log=print):
     if not config.real_sets or config.cadence_sample is None:
         log("[train] no variability stage: it needs --real sets and a --cadence-sample DR file")
         return None
-    from udfs.variability_training import fit_variability_stage
+    from udfs.model.variability_training import fit_variability_stage
 
     return fit_variability_stage(
         [(prefix, config.band_map) for prefix in config.real_sets],

@@ -84,8 +84,8 @@ from catalogs.schema import (
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from udfs.classifier import ModelCard
-    from udfs.periodogram import PeriodogramGrid
+    from udfs.kernels.periodogram import PeriodogramGrid
+    from udfs.model.classifier import ModelCard
 
 # --- Files the report writes ---
 REPORT_DIR = "report"
@@ -462,8 +462,9 @@ def _rows_with_objectids(path: str, objectids: pa.Array) -> pa.Table | None:
 
 
 def _cut_rows(table: pa.Table, ingest_catalog: bool) -> pa.RecordBatch:
-    """Cut rows (``udfs.lightcurve_cuts.CUT_SCHEMA``) of light-curve rows, keeping every row."""
-    from udfs.pipeline import InputKind, cut_partition
+    """Cut rows (``udfs.kernels.lightcurve_cuts.CUT_SCHEMA``) of light-curve rows, all kept."""
+    from catalogs.schema import InputKind
+    from udfs.kernels.lightcurve_cuts import cut_partition
 
     if ingest_catalog:
         kind = InputKind.CATALOG
@@ -479,8 +480,9 @@ def _without_bad_exposures(
     batch: pa.RecordBatch, path: str, fraction: float, min_stars: int, min_epochs: int
 ) -> pa.RecordBatch:
     """``batch`` (rows of the DR file ``path``) after classify's exposure-level cut."""
-    from udfs.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
-    from udfs.pipeline import InputKind, cut_partition
+    from catalogs.schema import InputKind
+    from udfs.kernels.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
+    from udfs.kernels.lightcurve_cuts import cut_partition
 
     whole = pq.read_table(path)
     whole = whole.append_column(SOURCE_FILE, pa.array([path] * whole.num_rows, pa.string()))
@@ -525,17 +527,17 @@ def fetch_lightcurves(
     healpix29 : int64 array, optional
         The objects' ``_healpix_29``: only the HATS tiles holding them are opened.
     bad_exposure_fraction, bad_exposure_min_stars, min_epochs : optional
-        classify's exposure-level cut (``udfs.bad_exposures``), redone on each whole DR file so
-        that the light curves are the ones classify used; a fraction of 0 skips it.
+        classify's exposure-level cut (``udfs.kernels.bad_exposures``), redone on each whole DR file
+        so that the light curves are the ones classify used; a fraction of 0 skips it.
 
     Returns
     -------
     pyarrow.Table
         One row per object found (the first if found twice), schema
-        ``udfs.lightcurve_cuts.CUT_SCHEMA``: the lightcurve struct holds the good epochs
+        ``udfs.kernels.lightcurve_cuts.CUT_SCHEMA``: the lightcurve struct holds the good epochs
         (catflags 0, finite), time-sorted, as classify used them.
     """
-    from udfs.lightcurve_cuts import CUT_SCHEMA
+    from udfs.kernels.lightcurve_cuts import CUT_SCHEMA
 
     wanted = pa.array(np.unique(np.asarray(objectids, dtype=np.int64)))
     paths = [str(p) for p in lightcurve_paths]
@@ -808,12 +810,12 @@ FOLDED_CLASSES = {
 def best_period_days(
     lightcurve: Mapping[str, list], grid: PeriodogramGrid | None = None
 ) -> float | None:
-    """The best period (days) of the model's own periodogram (:mod:`udfs.periodogram`).
+    """The best period (days) of the model's own periodogram (:mod:`udfs.kernels.periodogram`).
 
     The period the network's shape inputs are folded on, from the same kernel and ``grid``
     (default ``PeriodogramGrid()``). None for fewer than 10 epochs or no periodic signal.
     """
-    from udfs.periodogram import PeriodogramGrid, binned_periodograms
+    from udfs.kernels.periodogram import PeriodogramGrid, binned_periodograms
 
     hmjd = np.asarray(lightcurve[DRColumn.HMJD], dtype=np.float64)
     if hmjd.size < 10:
@@ -865,7 +867,7 @@ def plot_dmdt_examples(
         Each object's lightcurve struct (hmjd days, mag, magerr, band channel).
     images : uint8 array, shape (n_objects, n_dm, n_dt, n_bands)
         The model's dm-dt images of the objects.
-    card : udfs.classifier.ModelCard
+    card : udfs.model.classifier.ModelCard
         Gives the grid edges.
     path : str or Path
     """
@@ -911,7 +913,7 @@ def plot_dmdt_examples(
 
 def plot_model_reliability(card: ModelCard, path: str | Path) -> Path | None:
     """Write the card's reliability diagram; None if the card has no calibration record."""
-    from udfs.model_figures import plot_reliability
+    from udfs.model.model_figures import plot_reliability
 
     calibration = card.calibration or {}
     if not calibration.get("reliability"):
@@ -950,7 +952,7 @@ def real_validation_table(card: ModelCard) -> pd.DataFrame | None:
 
 def plot_model_confusion_matrix(card: ModelCard, path: str | Path) -> Path | None:
     """Write the card's test-split confusion matrix; None if the card has no test metrics."""
-    from udfs.model_figures import plot_confusion_matrix
+    from udfs.model.model_figures import plot_confusion_matrix
 
     metrics = card.test_metrics
     if metrics is None:
@@ -978,8 +980,8 @@ def plot_saliency(
         One row per object: objectid, predicted_class, predicted_score.
     images : uint8 array, shape (n_objects, n_dm, n_dt, n_bands)
     saliencies : sequence of float arrays, shape (n_dm, n_dt, n_bands)
-        From :func:`udfs.saliency.finite_difference_saliency`: probability per unit image.
-    card : udfs.classifier.ModelCard
+        From :func:`udfs.model.saliency.finite_difference_saliency`: probability per unit image.
+    card : udfs.model.classifier.ModelCard
     path : str or Path
     """
     bands = [
@@ -1301,10 +1303,9 @@ def make_report(
     -------
     ReportResult
     """
-    from udfs.classifier import MODEL_FILE, Classifier, ModelCard
-    from udfs.inference import flat_lightcurves
-    from udfs.model_inputs import DMDT_INPUT
-    from udfs.saliency import finite_difference_saliency
+    from udfs.kernels.model_inputs import DMDT_INPUT, flat_lightcurves
+    from udfs.model.classifier import MODEL_FILE, Classifier, ModelCard
+    from udfs.model.saliency import finite_difference_saliency
 
     t0 = time.perf_counter()
     catalog_dir = Path(catalog_dir)

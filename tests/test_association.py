@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from udfs.association import (
+from udfs.kernels.association import (
     arcsec_of_chord,
     assign_nearest,
     chord_of_arcsec,

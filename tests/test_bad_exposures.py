@@ -1,4 +1,4 @@
-"""udfs.bad_exposures: exposures where many stars jump together are found and their epochs cut."""
+"""udfs.kernels.bad_exposures: exposures where many stars jump together are found, epochs cut."""
 
 import numpy as np
 import pyarrow as pa
@@ -6,7 +6,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.schema import LIGHTCURVE_STRUCT
-from udfs.bad_exposures import (
+from udfs.kernels.bad_exposures import (
     EXPOSURE_BIN_DAYS,
     exposure_counts,
     exposure_deviations,
@@ -15,7 +15,7 @@ from udfs.bad_exposures import (
     flagged_from_counts,
     remove_epochs,
 )
-from udfs.lightcurve_cuts import apply_quality_cuts
+from udfs.kernels.lightcurve_cuts import apply_quality_cuts
 
 N_STARS, N_EPOCHS = 60, 40
 BAD = (7, 21, 33)  # exposure indices where 30% of the stars are 0.5 mag too bright
@@ -119,8 +119,8 @@ def _kept_sample_rows(sample_file) -> pa.RecordBatch:
 
 def test_deviant_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
     # The labelled medians (scipy.ndimage) replaced a loop over stars and bands: same answer.
-    from udfs.bad_exposures import DEVIATION_SIGMA
-    from udfs.inference import flat_lightcurves
+    from udfs.kernels.bad_exposures import DEVIATION_SIGMA
+    from udfs.kernels.model_inputs import flat_lightcurves
 
     kept = _kept_sample_rows(sample_file)
     flat = flat_lightcurves(kept.column("lightcurve"))
@@ -139,8 +139,8 @@ def test_deviant_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
 
 def test_removed_epochs_equal_a_per_star_loop_on_the_real_sample(sample_file):
     # The hash join replaced a loop over stars and bands: the same epochs go, on real flags.
-    from udfs.bad_exposures import flag_exposures
-    from udfs.inference import flat_lightcurves
+    from udfs.kernels.bad_exposures import flag_exposures
+    from udfs.kernels.model_inputs import flat_lightcurves
 
     kept = _kept_sample_rows(sample_file)
     flagged = flag_exposures(pa.Table.from_batches([exposure_deviations(kept)]), 30, 0.05)

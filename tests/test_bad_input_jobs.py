@@ -16,7 +16,7 @@ import pytest
 from test_dask_engine import _assert_same_catalog, _run_both, read_rows
 
 from catalogs.schema import RejectReason
-from udfs.lightcurve_cuts import MAX_EPOCHS
+from udfs.kernels.lightcurve_cuts import MAX_EPOCHS
 
 LONG = 100_000
 

@@ -1,10 +1,10 @@
-"""udfs.band_dropout: copies with one band removed, reproducible per object."""
+"""udfs.model.band_dropout: copies with one band removed, reproducible per object."""
 
 import numpy as np
 import pyarrow as pa
 
 from catalogs.schema import LIGHTCURVE_STRUCT
-from udfs.band_dropout import VARIANT, band_dropped_copies
+from udfs.model.band_dropout import VARIANT, band_dropped_copies
 
 
 def _batch(n=200, epochs=30):

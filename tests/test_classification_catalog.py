@@ -206,7 +206,7 @@ def test_pandas_pyarrow_spark_and_duckdb_read_the_same_rows(spark, collections, 
 @pytest.fixture(scope="module")
 def sky_collection(spark, model_dir, tmp_path_factory):
     """A simulated sky's DR Parquet files, classified."""
-    from udfs.sky_simulator import SkyConfig, simulate_sky
+    from udfs.simulators.sky_simulator import SkyConfig, simulate_sky
 
     root = tmp_path_factory.mktemp("sky_classification")
     simulate_sky(

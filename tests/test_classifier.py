@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from udfs.classifier import (
+from udfs.kernels.dmdt import DmDtGrid
+from udfs.model.classifier import (
     CLASS_NAMES,
     MODEL_CARD_FILE,
     MODEL_FILE,
@@ -16,7 +17,6 @@ from udfs.classifier import (
     classification_metrics,
     configure_tensorflow_threads,
 )
-from udfs.dmdt import DmDtGrid
 
 keras = pytest.importorskip("keras")
 # Keras's own saving code converts TensorFlow variables the numpy-1 way.
@@ -166,9 +166,9 @@ def test_configure_tensorflow_threads_is_safe_to_repeat():
 
 
 def test_model_with_periodogram_and_features_round_trips(tmp_path):
-    from udfs.lightcurve_features import FEATURE_NAMES, N_FEATURES
-    from udfs.model_inputs import FlatLightCurves
-    from udfs.periodogram import PeriodogramGrid
+    from udfs.kernels.lightcurve_features import FEATURE_NAMES, N_FEATURES
+    from udfs.kernels.model_inputs import FlatLightCurves
+    from udfs.kernels.periodogram import PeriodogramGrid
 
     card = _card(periodogram=PeriodogramGrid(n_bins=32), features=FEATURE_NAMES)
     mean, variance = np.zeros(N_FEATURES), np.full(N_FEATURES, 4.0)

@@ -21,7 +21,7 @@ from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import CLASS_NAMES
 from jobs.classify import ClassifyConfig, run_classify
 from jobs.cli import build_parser, main
-from udfs.classifier import ModelCard
+from udfs.model.classifier import ModelCard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -308,7 +308,7 @@ def test_variability_stage_off_gives_the_networks_own_probabilities(
 
 def write_twin_sky(sample_file, path: Path, seed: int = 5) -> int:
     """The DR5 sample with every light curve replaced by its realistic noise-only twin."""
-    from udfs.noise_twins import REALISTIC
+    from udfs.simulators.noise_twins import REALISTIC
 
     table = pq.read_table(sample_file)
     rng = np.random.default_rng(seed)

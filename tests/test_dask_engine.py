@@ -21,7 +21,7 @@ from jobs.classify import ClassifyConfig, run_classify
 from jobs.classify_dask import run_classify_dask
 from jobs.cli import main
 from jobs.ingest import IngestConfig, run_ingest
-from udfs.sky_simulator import SkyConfig, simulate_sky
+from udfs.simulators.sky_simulator import SkyConfig, simulate_sky
 
 NAME = "varsky_classification"
 WHEN = "1790000000"  # SOURCE_DATE_EPOCH: both engines stamp the same processing time
@@ -145,7 +145,7 @@ def test_lsdb_api_classifies_irsa_hats_lightcurves_lazily(
     spark, dask_client, sample_file, model_dir, tmp_path
 ):
     """classify_catalog on IRSA's layout gives the engines' rows for the same HATS input."""
-    from udfs.lsdb_engine import classify_catalog
+    from udfs.engines.lsdb_engine import classify_catalog
 
     irsa = write_irsa_hats(sample_file, tmp_path / "irsa")
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.dmdt import (
+from udfs.kernels.dmdt import (
     MAX_EPOCHS_PER_LC,
     NORMS,
     DmDtGrid,
@@ -528,7 +528,7 @@ def test_grid_validation_errors():
 
 
 def test_equalized_grid_equalises_pair_counts():
-    from udfs.dmdt import DmDtGrid, dmdt_counts
+    from udfs.kernels.dmdt import DmDtGrid, dmdt_counts
 
     rng = np.random.default_rng(4)
     n_lc, n = 40, 60
@@ -549,7 +549,7 @@ def test_equalized_grid_equalises_pair_counts():
 
 
 def test_equalized_grid_needs_pairs():
-    from udfs.dmdt import DmDtGrid
+    from udfs.kernels.dmdt import DmDtGrid
 
     with pytest.raises(ValueError, match="no light curve has two epochs"):
         DmDtGrid.equalized(np.array([1.0]), np.array([15.0]), np.array([0, 1]))

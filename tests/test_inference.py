@@ -1,4 +1,4 @@
-"""udfs.inference without Spark: Arrow light curves in, probabilities out, with the real model."""
+"""udfs.model.inference without Spark: Arrow light curves in, probabilities out (the real model)."""
 
 import numpy as np
 import pyarrow as pa
@@ -6,19 +6,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalogs.schema import CARRIED_COLUMNS
-from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
-from udfs.dmdt import dmdt_images
-from udfs.inference import (
+from udfs.kernels.dmdt import dmdt_images
+from udfs.kernels.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
+from udfs.kernels.model_inputs import FlatLightCurves
+from udfs.model.classifier import CLASS_NAMES, Classifier, ModelCard
+from udfs.model.inference import (
     StageTimes,
     classify_batch,
     flat_lightcurves,
     model_input_arrays,
     model_input_batch,
 )
-from udfs.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
-from udfs.model_inputs import FlatLightCurves
-from udfs.noise_twins import REALISTIC, noise_twins
-from udfs.variability import stage_of
+from udfs.model.variability import stage_of
+from udfs.simulators.noise_twins import REALISTIC, noise_twins
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from catalogs.healpix import healpix_29
 from jobs.ingest import IngestConfig, run_ingest
-from udfs.sky_simulator import SkyConfig, simulate_sky
+from udfs.simulators.sky_simulator import SkyConfig, simulate_sky
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from catalogs.dr_lightcurves import check_dr_files
 from catalogs.errors import InputError
 from catalogs.input_files import expand_files
-from udfs.classifier import checked_model
+from udfs.model.classifier import checked_model
 
 
 def test_the_same_file_given_twice_is_refused(sample_file, tmp_path):

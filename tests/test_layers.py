@@ -1,4 +1,5 @@
-"""Layers point down only: jobs -> reports -> udfs -> catalogs (issue: one vocabulary).
+"""Layers point down only: jobs -> reports -> udfs (engines, pipeline, model, simulators,
+kernels) -> catalogs.
 
 Read from the source with ``ast``, so imports inside functions count too. catalogs/ is the
 format layer and holds no engine import except in its named Spark adapter module.
@@ -10,8 +11,19 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-#: Lowest first: a module may import its own layer and the ones before it.
-LAYERS = ("catalogs", "udfs", "reports", "jobs")
+#: Lowest first: a module may import its own layer and the ones before it. Inside udfs/ the
+#: kernels know no model, the model no engine (udfs/__init__.py says what each holds).
+LAYERS = (
+    "catalogs",
+    "udfs.kernels",
+    "udfs.simulators",
+    "udfs.model",
+    "udfs.pipeline",
+    "udfs.engines",
+    "reports",
+    "jobs",
+)
+PACKAGES = ("catalogs", "udfs", "reports", "jobs")
 #: The only catalogs/ module allowed to import pyspark.
 SPARK_ADAPTER = "catalogs/spark_tables.py"
 
@@ -27,18 +39,28 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+def _layer(module: str) -> int | None:
+    ranks = [
+        i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(f"{layer}.")
+    ]
+    return ranks[-1] if ranks else None
+
+
 def _violations() -> list[str]:
     bad = []
-    for rank, layer in enumerate(LAYERS):
-        higher = LAYERS[rank + 1 :]
-        for path in sorted((REPO / layer).glob("*.py")):
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
+            own = _layer(rel.removesuffix(".py").replace("/", "."))
             for line, module in _imports(path):
-                top = module.split(".")[0]
-                if top in higher:
+                target = _layer(module)
+                if own is not None and target is not None and target > own:
                     bad.append(f"{rel}:{line} imports {module} (a higher layer)")
-                if layer == "catalogs" and top == "pyspark" and rel != SPARK_ADAPTER:
-                    bad.append(f"{rel}:{line} imports {module} (engine code in the format layer)")
+                if package == "catalogs" and module.split(".")[0] == "pyspark":
+                    if rel != SPARK_ADAPTER:
+                        bad.append(
+                            f"{rel}:{line} imports {module} (engine code in the format layer)"
+                        )
     return bad
 
 
@@ -46,23 +68,33 @@ def test_no_module_imports_a_higher_layer():
     assert _violations() == []
 
 
+def test_every_udfs_module_has_a_layer():
+    modules = [p.relative_to(REPO).as_posix() for p in (REPO / "udfs").rglob("*.py")]
+    unplaced = [m for m in modules if _layer(m.removesuffix(".py").replace("/", ".")) is None]
+    assert unplaced == ["udfs/__init__.py"]
+
+
 def test_the_check_sees_a_violation(tmp_path, monkeypatch):
-    # The checker itself must be able to fail: a fake catalogs module importing udfs.
-    fake = tmp_path / "catalogs"
-    fake.mkdir()
-    (fake / "bad.py").write_text("def f():\n    from udfs.dmdt import DmDtGrid\n")
-    for layer in LAYERS[1:]:
-        (tmp_path / layer).mkdir()
+    # The checker itself must be able to fail: a format module importing a kernel, a kernel
+    # importing the model.
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "catalogs" / "bad.py").write_text("def f():\n    from udfs.kernels.dmdt import G\n")
+    (tmp_path / "udfs" / "kernels").mkdir()
+    (tmp_path / "udfs" / "kernels" / "bad.py").write_text("import udfs.model.classifier\n")
     monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
-    assert _violations() == ["catalogs/bad.py:2 imports udfs.dmdt (a higher layer)"]
+    assert _violations() == [
+        "catalogs/bad.py:2 imports udfs.kernels.dmdt (a higher layer)",
+        "udfs/kernels/bad.py:1 imports udfs.model.classifier (a higher layer)",
+    ]
 
 
 def _module_graph(root: Path) -> dict[str, set[str]]:
     """Project module -> project modules it imports (at any depth of the source)."""
     modules = {
         p.relative_to(root).with_suffix("").as_posix().replace("/", "."): p
-        for layer in LAYERS
-        for p in sorted((root / layer).rglob("*.py"))
+        for package in PACKAGES
+        for p in sorted((root / package).rglob("*.py"))
     }
     modules = {m.removesuffix(".__init__"): p for m, p in modules.items()}
     graph = {}
@@ -107,8 +139,8 @@ def test_no_import_circle_among_the_project_modules():
 
 
 def test_the_circle_check_sees_a_circle(tmp_path):
-    for layer in LAYERS:
-        (tmp_path / layer).mkdir()
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
     (tmp_path / "jobs" / "a.py").write_text("from jobs.b import f\n")
     (tmp_path / "jobs" / "b.py").write_text("def f():\n    from jobs import a\n")
     assert _cycles(_module_graph(tmp_path)) == [["jobs.a", "jobs.b"]]

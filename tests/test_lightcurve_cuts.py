@@ -5,7 +5,7 @@ import pytest
 
 from catalogs.healpix import healpix_29
 from catalogs.schema import RejectReason
-from udfs.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
+from udfs.kernels.lightcurve_cuts import CUT_SCHEMA, apply_quality_cuts
 
 NAN, INF = float("nan"), float("inf")
 
@@ -164,7 +164,7 @@ def test_non_positive_errors_count_as_invalid_and_exact_repeats_are_dropped():
 
 
 def test_light_curves_over_the_cap_are_thinned_evenly_and_counted():
-    from udfs.lightcurve_cuts import MAX_EPOCHS, thinned_epochs
+    from udfs.kernels.lightcurve_cuts import MAX_EPOCHS, thinned_epochs
 
     n = 3 * MAX_EPOCHS + 7
     rng = np.random.default_rng(3)
@@ -185,7 +185,7 @@ def test_light_curves_over_the_cap_are_thinned_evenly_and_counted():
 
 
 def test_repeated_objectids_keep_the_first_file_and_row():
-    from udfs.lightcurve_cuts import reject_repeated_objects, repeated_objects
+    from udfs.kernels.lightcurve_cuts import reject_repeated_objects, repeated_objects
 
     rows = [
         {"objectid": 7, "source_file": "b.parquet", **_lc(30)},

@@ -1,9 +1,9 @@
-"""udfs.lightcurve_features: noise-aware statistics on known light curves."""
+"""udfs.kernels.lightcurve_features: noise-aware statistics on known light curves."""
 
 import numpy as np
 import pytest
 
-from udfs.lightcurve_features import FEATURE_NAMES, N_FEATURES, lightcurve_features
+from udfs.kernels.lightcurve_features import FEATURE_NAMES, N_FEATURES, lightcurve_features
 
 
 def _one(t, mag, err, channel=None):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from catalogs.schema import CLASS_NAMES
-from udfs.dmdt import DmDtGrid, dmdt_images
-from udfs.lightcurve_simulator import (
+from udfs.kernels.dmdt import DmDtGrid, dmdt_images
+from udfs.simulators.lightcurve_simulator import (
     SURVEY_END_HMJD,
     SURVEY_START_HMJD,
     SimulatedLightCurves,

@@ -1,10 +1,10 @@
-"""udfs.periodogram: binned Lomb-Scargle powers against astropy, folded-shape numbers."""
+"""udfs.kernels.periodogram: binned Lomb-Scargle powers against astropy, folded-shape numbers."""
 
 import numpy as np
 import pytest
 from astropy.timeseries import LombScargle
 
-from udfs.periodogram import (
+from udfs.kernels.periodogram import (
     N_SHAPE_FEATURES,
     SHAPE_FEATURE_NAMES,
     PeriodogramGrid,

@@ -24,20 +24,14 @@ from catalogs.schema import (
     SOURCE_ROW,
     VARSKY_VERSION_COLUMN,
     DRColumn,
+    InputKind,
 )
 from jobs.classify import ClassifyConfig, run_classify
-from udfs.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
-from udfs.classifier import MODEL_FILE, ModelCard
-from udfs.lightcurve_cuts import CUT_SCHEMA
-from udfs.pipeline import (
-    InputKind,
-    Provenance,
-    cached_classifier,
-    classified_schema,
-    classify_partition,
-    cut_partition,
-)
-from udfs.variability import stage_of
+from udfs.kernels.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
+from udfs.kernels.lightcurve_cuts import CUT_SCHEMA, cut_partition
+from udfs.model.classifier import MODEL_FILE, ModelCard
+from udfs.model.variability import stage_of
+from udfs.pipeline import Provenance, cached_classifier, classified_schema, classify_partition
 
 EPOCH_S = 1790000000
 

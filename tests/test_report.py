@@ -29,11 +29,12 @@ from reports.catalog_report import (
     read_classification_catalog,
     summary_tables,
 )
-from udfs.classifier import CLASS_NAMES, Classifier, ModelCard
-from udfs.dmdt import DmDtGrid
-from udfs.inference import classify_batch, flat_lightcurves
-from udfs.lightcurve_cuts import apply_quality_cuts
-from udfs.saliency import finite_difference_saliency
+from udfs.kernels.dmdt import DmDtGrid
+from udfs.kernels.lightcurve_cuts import apply_quality_cuts
+from udfs.kernels.model_inputs import flat_lightcurves
+from udfs.model.classifier import CLASS_NAMES, Classifier, ModelCard
+from udfs.model.inference import classify_batch
+from udfs.model.saliency import finite_difference_saliency
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -415,7 +416,7 @@ def test_reliability_figure_and_real_table_from_the_card(tmp_path, model_dir):
     from dataclasses import replace
 
     from reports.catalog_report import plot_model_reliability, real_validation_table
-    from udfs.classifier import ModelCard
+    from udfs.model.classifier import ModelCard
 
     card = replace(ModelCard.read(model_dir), calibration=None, real_validation=None)
     assert plot_model_reliability(card, tmp_path / "r.png") is None

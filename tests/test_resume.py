@@ -109,7 +109,7 @@ def test_resume_after_every_tile_was_written_classifies_nothing(
         processing_time_utc,
         run_classify,
     )
-    from udfs.classifier import checked_model
+    from udfs.model.classifier import checked_model
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", WHEN)
     clean_out, out = tmp_path / "clean", tmp_path / "resumed"

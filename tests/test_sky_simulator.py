@@ -13,7 +13,7 @@ from catalogs.dr_lightcurves import check_dr_files
 from catalogs.time_scales import heliocentric_mjd
 from catalogs.ztf_psfcat import psfcat_quality, read_psfcat, read_refpsfcat
 from jobs.cli import main
-from udfs.sky_simulator import (
+from udfs.simulators.sky_simulator import (
     DETECTIONS_SCHEMA,
     DR_CATFLAGS_BAD,
     DR_PARQUET_SCHEMA,

@@ -27,9 +27,14 @@ from jobs.train import (
     train,
     training_arrays_sha256,
 )
-from udfs.classifier import CLASS_NAMES, MODEL_CARD_FILE, MODEL_FILE, Classifier, ModelCard
-from udfs.lightcurve_features import FEATURE_NAMES
-from udfs.model_inputs import DMDT_INPUT, FEATURES_INPUT, PERIOD_SHAPE_INPUT, PERIODOGRAM_INPUT
+from udfs.kernels.lightcurve_features import FEATURE_NAMES
+from udfs.kernels.model_inputs import (
+    DMDT_INPUT,
+    FEATURES_INPUT,
+    PERIOD_SHAPE_INPUT,
+    PERIODOGRAM_INPUT,
+)
+from udfs.model.classifier import CLASS_NAMES, MODEL_CARD_FILE, MODEL_FILE, Classifier, ModelCard
 
 TINY = ["--objects-per-class", "8", "--epochs", "1", "--batch-size", "32", "--seed", "3"]
 
@@ -350,7 +355,7 @@ def test_finetuned_model_is_calibrated_on_disk(finetuned):
 
 
 def test_equalized_grid_is_saved_in_the_card(spark, tmp_path):
-    from udfs.dmdt import DmDtGrid
+    from udfs.kernels.dmdt import DmDtGrid
 
     output = tmp_path / "model"
     args = build_parser().parse_args(

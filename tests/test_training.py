@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from udfs.real_validation import MAHABAL2017_RECALL, format_scores, labelled_scores
-from udfs.training import (
+from udfs.model.real_validation import MAHABAL2017_RECALL, format_scores, labelled_scores
+from udfs.model.training import (
     TRAIN,
     VALIDATION,
     PlattScaling,
@@ -123,7 +123,7 @@ def test_labelled_scores_with_ambiguous_labels_and_paper_table():
 def test_finetune_then_calibrate_without_spark():
     import keras
 
-    from udfs.training import TRAIN, calibrate, finetune
+    from udfs.model.training import TRAIN, calibrate, finetune
 
     rng = np.random.default_rng(3)
     inputs = keras.Input(shape=(4,), name="x")

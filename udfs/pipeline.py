@@ -1,14 +1,15 @@
 """The classify chain of one partition, engine-free: Arrow rows in, cut and classified rows out.
 
-Every engine calls these and nothing else: Spark's mapInArrow wrappers (:mod:`udfs.spark_inference`
-and `jobs/classify.py`), the report when it recomputes what the network saw, and tests, which run
-them without Spark. The chain:
+Every engine calls these and nothing else: Spark's mapInArrow wrappers
+(:mod:`udfs.engines.spark_inference` and `jobs/classify.py`), the report when it recomputes what the
+network saw, and tests, which run them without Spark. The chain:
 
-1. :func:`cut_partition`: quality cuts of the input rows (IRSA DR rows, IRSA's DR in HATS layout,
-   or rows of a `varsky ingest` catalog); every row comes out once, kept or with a reject reason.
-2. (Between the two, the exposure-level cut of :mod:`udfs.bad_exposures`: it needs statistics over
-   every star of an exposure, so the engine gathers them; :func:`udfs.bad_exposures.remove_epochs`
-   then works per partition.)
+1. :func:`udfs.kernels.lightcurve_cuts.cut_partition`: quality cuts of the input rows (IRSA DR
+   rows, IRSA's DR in HATS layout, or rows of a `varsky ingest` catalog); every row comes out
+   once, kept or with a reject reason.
+2. (Between the two, the exposure-level cut of :mod:`udfs.kernels.bad_exposures`: it needs
+   statistics over every star of an exposure, so the engine gathers them;
+   :func:`udfs.kernels.bad_exposures.remove_epochs` then works per partition.)
 3. :func:`classify_partition`: the variability stage, then model inputs and the network for
    the objects it did not settle, the predicted class, and the per-row
    provenance columns.
@@ -29,42 +30,10 @@ import pyarrow as pa
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import (
     SOURCE_FILE,
-    SOURCE_ROW,
-    InputKind,
     classification_schema,
     provenance_schema,
 )
-from udfs.inference import StageTimes, classify_batch
-
-
-def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int) -> pa.RecordBatch:
-    """Quality cuts of input rows: ``udfs.lightcurve_cuts.CUT_SCHEMA`` rows, one per input row.
-
-    Kept rows have a null ``reject_reason``. Rows of ``kind`` ``hats_dr`` need ``source_file``
-    and ``source_row`` columns (the engine knows them); the others carry them already.
-    """
-    from catalogs.hats_input import dr_rows_of_hats_file
-    from udfs.lightcurve_cuts import apply_quality_cuts, cut_lightcurve_catalog
-
-    kind = InputKind(kind)
-    if kind is InputKind.CATALOG:
-        return cut_lightcurve_catalog(batch, min_epochs)
-    if kind is InputKind.HATS_DR:
-        table = pa.Table.from_batches([batch])
-        path = table.column(SOURCE_FILE)[0].as_py() if table.num_rows else ""
-        rows = dr_rows_of_hats_file(table.drop_columns([SOURCE_FILE, SOURCE_ROW]), path)
-        rows = rows.set_column(
-            rows.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, table.column(SOURCE_FILE)
-        )
-        rows = rows.set_column(
-            rows.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, table.column(SOURCE_ROW)
-        )
-        batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else _empty(rows.schema)
-    return apply_quality_cuts(batch, min_epochs)
-
-
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=schema)
+from udfs.model.inference import StageTimes, classify_batch
 
 
 @dataclass(frozen=True)
@@ -133,7 +102,7 @@ def classify_partition(
     ----------
     batch : pyarrow.RecordBatch
         Kept cut rows (``catalogs.schema.CARRIED_COLUMNS`` and the ``lightcurve`` struct).
-    classifier : udfs.classifier.Classifier
+    classifier : udfs.model.classifier.Classifier
     provenance : Provenance, optional
         Adds the provenance columns in place of ``source_file``; without it the rows keep
         ``source_file``.
@@ -141,8 +110,8 @@ def classify_partition(
         Objects per network call.
     times : StageTimes, optional
         Accumulates the seconds spent on the variability stage, inputs and network.
-    stage : udfs.variability.VariabilityStage, optional
-        The variability stage (:func:`udfs.inference.classify_batch`); None: every object goes
+    stage : udfs.model.variability.VariabilityStage, optional
+        The variability stage (:func:`udfs.model.inference.classify_batch`); None: every object goes
         to the network and ``p_variable`` is null.
     """
     rows = classify_batch(batch, classifier, batch_size, times, stage)
@@ -167,7 +136,7 @@ def worker_classifier(sha256: str, locate, threads: int, card_json: str | None =
         return classifier
     import json
 
-    from udfs.classifier import ModelCard, configure_tensorflow_threads
+    from udfs.model.classifier import ModelCard, configure_tensorflow_threads
 
     configure_tensorflow_threads(threads)
     card = ModelCard.from_dict(json.loads(card_json)) if card_json else None
@@ -184,7 +153,7 @@ def cached_classifier(path: str | Path, sha256: str, card=None):
     """
     classifier = _CLASSIFIERS.get(sha256)
     if classifier is None:
-        from udfs.classifier import Classifier
+        from udfs.model.classifier import Classifier
 
         found = file_sha256(path)
         if found != sha256:

@@ -352,7 +352,7 @@ def fit(
     (argmax) stalls and the best epoch's weights are kept. Seeds are the caller's
     (``keras.utils.set_random_seed``). Returns Keras's history.
     """
-    from udfs.tensorflow_import import quiet_import
+    from udfs.model.tensorflow_import import quiet_import
 
     quiet_import()
     import keras

@@ -1,10 +1,10 @@
 """What the variability stage is fitted and judged on: real variables and their noise-only twins.
 
 Per cadence, the same light curves twice: as they are (variables) and as realistic noise-only
-twins (:mod:`udfs.noise_twins`), so that no cadence is evidence of variability:
+twins (:mod:`udfs.simulators.noise_twins`), so that no cadence is evidence of variability:
 
 - the real labelled sets (CRTS periodic variables, TDSS quasars), their train split only
-  (:func:`udfs.training.labelled_set_split`, the split `varsky train` uses);
+  (:func:`udfs.model.training.labelled_set_split`, the split `varsky train` uses);
 - simulated variables of every class on the real cadences of a ZTF DR light-curve file (there
   are no labelled ZTF variables here), and their twins;
 - twins of that DR file's own light curves (most of its stars do not vary, but which ones is not
@@ -31,10 +31,9 @@ from catalogs.schema import (
     SOURCE_ROW,
     DRColumn,
 )
-from udfs.inference import flat_lightcurves
-from udfs.model_inputs import FlatLightCurves
-from udfs.noise_twins import REALISTIC, NoiseModel, noise_twins
-from udfs.variability import StageSample, VariabilityStage, fit_stage, variability_statistics
+from udfs.kernels.model_inputs import FlatLightCurves, flat_lightcurves
+from udfs.model.variability import StageSample, VariabilityStage, fit_stage, variability_statistics
+from udfs.simulators.noise_twins import REALISTIC, NoiseModel, noise_twins
 
 
 def labelled_lightcurves(
@@ -42,7 +41,7 @@ def labelled_lightcurves(
 ) -> FlatLightCurves:
     """The light curves of one split (``TRAIN`` or ``VALIDATION``) of a real labelled set."""
     from catalogs.labelled_sets import LABEL_ORIG, N_EPOCHS, read_labelled_set
-    from udfs.training import labelled_set_split
+    from udfs.model.training import labelled_set_split
 
     table = read_labelled_set(prefix, band_map)
     which = labelled_set_split(
@@ -65,9 +64,9 @@ def dr_half(objectids: np.ndarray) -> np.ndarray:
 def dr_cut_table(path: str | Path, min_epochs: int) -> pa.Table:
     """The quality-cut rows a DR light-curve file keeps (the classify cuts), with their objectid.
 
-    Columns as :data:`udfs.lightcurve_cuts.CUT_SCHEMA`; rejected rows are left out.
+    Columns as :data:`udfs.kernels.lightcurve_cuts.CUT_SCHEMA`; rejected rows are left out.
     """
-    from udfs.pipeline import cut_partition
+    from udfs.kernels.lightcurve_cuts import cut_partition
 
     table = pq.read_table(path)
     table = table.append_column(SOURCE_FILE, pa.array([str(path)] * table.num_rows))
@@ -87,7 +86,7 @@ def dr_lightcurves(path: str | Path, min_epochs: int, half: int | None) -> FlatL
 
 def simulated_variables(dr_path: str | Path, n_per_class: int, seed: int) -> FlatLightCurves:
     """Simulated variables of every variable class on the real cadences of ``dr_path``."""
-    from udfs.lightcurve_simulator import simulate_lightcurves
+    from udfs.simulators.lightcurve_simulator import simulate_lightcurves
 
     classes = [c for c in CLASS_NAMES if c not in NON_VARIABLE_CLASSES]
     sim = simulate_lightcurves(
@@ -134,7 +133,7 @@ def fit_variability_stage(
 
     The groups are described at the top of this module.
     """
-    from udfs.training import TRAIN
+    from udfs.model.training import TRAIN
 
     groups: dict[str, tuple[FlatLightCurves, bool]] = {}
     for prefix, band_map in real_sets:

@@ -10,7 +10,7 @@ noise models:
   wing of 1% of the epochs lies 3-5 errors off; and 0.3% of the epochs are bad exposures,
   offset by 0.1-0.5 mag whatever their error (a zero point gone wrong).
 
-The variability stage (:mod:`udfs.variability`) is calibrated on realistic twins of every real
+The variability stage (:mod:`udfs.model.variability`) is calibrated on realistic twins of every real
 light curve it learns from, and the benches judge it on both models.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from udfs.lightcurve_features import band_median_mags
-from udfs.model_inputs import FlatLightCurves
+from udfs.kernels.lightcurve_features import band_median_mags
+from udfs.kernels.model_inputs import FlatLightCurves
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from udfs.dmdt import DmDtGrid, dmdt_images
-from udfs.lightcurve_cuts import epoch_index
-from udfs.lightcurve_features import N_FEATURES, lightcurve_features
-from udfs.periodogram import N_SHAPE_FEATURES, PeriodogramGrid, binned_periodograms
+from catalogs.schema import BAND, DRColumn
+from udfs.kernels.dmdt import DmDtGrid, dmdt_images
+from udfs.kernels.lightcurve_cuts import epoch_index
+from udfs.kernels.lightcurve_features import N_FEATURES, lightcurve_features
+from udfs.kernels.periodogram import N_SHAPE_FEATURES, PeriodogramGrid, binned_periodograms
 
 #: Names of the model's inputs (Keras input layer names).
 DMDT_INPUT = "dmdt_image"
@@ -61,6 +64,48 @@ class FlatLightCurves:
         )  # fmt: skip
 
 
+def flat_lightcurves(lightcurve: pa.Array) -> FlatLightCurves:
+    """The flat light curves of a ``lightcurve`` struct-of-lists column (float64 times).
+
+    Null light curves count as empty.
+    """
+    if isinstance(lightcurve, pa.ChunkedArray):
+        lightcurve = lightcurve.combine_chunks()
+    hmjd = lightcurve.field(DRColumn.HMJD)
+    lengths = pc.fill_null(pc.list_value_length(hmjd), 0).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(hmjd) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+
+    def values(name: str, dtype) -> np.ndarray:
+        flat = pc.list_flatten(lightcurve.field(name))
+        return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+    return FlatLightCurves(
+        t_days=values(DRColumn.HMJD, np.float64),
+        mag=values(DRColumn.MAG, np.float64),
+        magerr=values(DRColumn.MAGERR, np.float64),
+        channel=values(BAND, np.int8),
+        offsets=offsets,
+    )
+
+
+def lightcurve_array(lightcurves: FlatLightCurves) -> pa.StructArray:
+    """Inverse of :func:`flat_lightcurves`: a ``lightcurve`` struct-of-lists column."""
+    from catalogs.schema import LIGHTCURVE_STRUCT
+
+    lc = lightcurves
+    offsets = pa.array(lc.offsets.astype(np.int32))
+    values = [
+        pa.array(lc.t_days, pa.float64()),
+        pa.array(np.asarray(lc.mag, np.float32)),
+        pa.array(np.asarray(lc.magerr, np.float32)),
+        pa.array(np.asarray(lc.channel, np.int8)),
+    ]
+    return pa.StructArray.from_arrays(
+        [pa.ListArray.from_arrays(offsets, v) for v in values], fields=list(LIGHTCURVE_STRUCT)
+    )
+
+
 def model_inputs(
     lightcurves: FlatLightCurves,
     grid: DmDtGrid,
@@ -80,7 +125,7 @@ def model_inputs(
     n_channels : int
         Image channels (bands).
     norm : str
-        dm-dt image normalisation (see ``udfs.dmdt.normalize_counts``).
+        dm-dt image normalisation (see ``udfs.kernels.dmdt.normalize_counts``).
     periodogram : PeriodogramGrid or None
         Period bins of the periodogram input; None for a model without it.
     with_features : bool

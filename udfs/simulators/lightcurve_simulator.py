@@ -3,7 +3,7 @@
 Each object gets a cadence (a ZTF-like schedule, or the real epochs of a DR light curve), a set of
 bands, a noiseless model of its class with widely varied parameters, and ZTF-like noise. The output
 is flat, in the Arrow list layout: light curve k is ``t_hmjd[offsets[k]:offsets[k + 1]]``, sorted
-by time, so it goes straight into :func:`udfs.dmdt.dmdt_images`.
+by time, so it goes straight into :func:`udfs.kernels.dmdt.dmdt_images`.
 
 Objects come grouped by class, in the order of the ``classes`` argument. Every class draws from its
 own random generator seeded by ``(seed, index of the class in CLASS_NAMES)``: a class's light
@@ -110,7 +110,7 @@ class SimulatedLightCurves:
     offsets : int64 array, shape (n_lc + 1,)
         Light curve k is ``[offsets[k]:offsets[k + 1]]``.
     labels : int16 array, shape (n_lc,)
-        Class of each light curve, an index into ``udfs.classifier.CLASS_NAMES``.
+        Class of each light curve, an index into ``udfs.model.classifier.CLASS_NAMES``.
     period_days : float64 array, shape (n_lc,)
         Period, days (for eclipsing binaries the orbital period); NaN for aperiodic classes.
     amplitude_mag : float64 array, shape (n_lc,)

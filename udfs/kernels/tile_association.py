@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
-from udfs.association import assign_nearest, link_sources, mean_positions
+from udfs.kernels.association import assign_nearest, link_sources, mean_positions
 
 SOURCE_ID = "source_id"  # int64 id of a source to group (refid, DR objectid, detid)
 CATALOG = "catalog"  # int64: sources of one catalog never share an object
@@ -55,7 +55,7 @@ def link_in_tile(
         Index of this tile in ``tiles``.
     tiles : Tiles
     link_arcsec : float
-        Link length (see :func:`udfs.association.link_sources`).
+        Link length (see :func:`udfs.kernels.association.link_sources`).
     max_neighbours : int, optional
         Link each source only to its nearest neighbours (for dense detection sets).
 

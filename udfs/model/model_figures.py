@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from udfs.classifier import TestMetrics
+from udfs.model.classifier import TestMetrics
 
 
 def plot_confusion_matrix(

@@ -35,7 +35,7 @@ from catalogs.schema import (
     SOURCE_FILE,
     n_good_column,
 )
-from udfs.inference import flat_lightcurves
+from udfs.kernels.model_inputs import flat_lightcurves
 
 #: Width of an exposure's time bin, days (86 s: one exposure, whatever the star's heliocentric
 #: correction within a quadrant).

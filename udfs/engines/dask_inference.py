@@ -81,7 +81,7 @@ def classify_table(
     """
     import numba
 
-    from udfs.inference import StageTimes
+    from udfs.model.inference import StageTimes
     from udfs.pipeline import classify_partition
 
     numba.set_num_threads(min(_worker_threads(), numba.config.NUMBA_NUM_THREADS))

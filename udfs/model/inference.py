@@ -1,9 +1,9 @@
 """Classify a batch of light curves: model inputs, then the network, in one process (no Spark).
 
-The Spark wrapper (:mod:`udfs.spark_inference`) calls :func:`classify_batch` on each Arrow batch
-inside the Python worker, so images never travel through the JVM. The inputs (dm-dt images,
+The Spark wrapper (:mod:`udfs.engines.spark_inference`) calls :func:`classify_batch` on each Arrow
+batch inside the Python worker, so images never travel through the JVM. The inputs (dm-dt images,
 periodograms, summary features) are the ones the model's card names, made by
-:func:`udfs.model_inputs.model_inputs`, as in training.
+:func:`udfs.kernels.model_inputs.model_inputs`, as in training.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogs.schema import (
-    BAND,
     BAND_NAMES,
     CARRIED_COLUMNS,
     LIGHTCURVE,
-    DRColumn,
     VariabilityClass,
     classification_schema,
 )
-from udfs.lightcurve_features import band_median_mags
-from udfs.model_inputs import DMDT_INPUT, FlatLightCurves
+from udfs.kernels.lightcurve_features import band_median_mags
+from udfs.kernels.model_inputs import DMDT_INPUT, flat_lightcurves
 
 
 def output_schema(classes: tuple[str, ...] | list[str], carried: pa.Schema) -> pa.Schema:
@@ -45,48 +43,6 @@ class StageTimes:
     n_settled: int = 0
 
 
-def flat_lightcurves(lightcurve: pa.Array) -> FlatLightCurves:
-    """The flat light curves of a ``lightcurve`` struct-of-lists column (float64 times).
-
-    Null light curves count as empty.
-    """
-    if isinstance(lightcurve, pa.ChunkedArray):
-        lightcurve = lightcurve.combine_chunks()
-    hmjd = lightcurve.field(DRColumn.HMJD)
-    lengths = pc.fill_null(pc.list_value_length(hmjd), 0).to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(hmjd) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-
-    def values(name: str, dtype) -> np.ndarray:
-        flat = pc.list_flatten(lightcurve.field(name))
-        return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-
-    return FlatLightCurves(
-        t_days=values(DRColumn.HMJD, np.float64),
-        mag=values(DRColumn.MAG, np.float64),
-        magerr=values(DRColumn.MAGERR, np.float64),
-        channel=values(BAND, np.int8),
-        offsets=offsets,
-    )
-
-
-def lightcurve_array(lightcurves: FlatLightCurves) -> pa.StructArray:
-    """Inverse of :func:`flat_lightcurves`: a ``lightcurve`` struct-of-lists column."""
-    from catalogs.schema import LIGHTCURVE_STRUCT
-
-    lc = lightcurves
-    offsets = pa.array(lc.offsets.astype(np.int32))
-    values = [
-        pa.array(lc.t_days, pa.float64()),
-        pa.array(np.asarray(lc.mag, np.float32)),
-        pa.array(np.asarray(lc.magerr, np.float32)),
-        pa.array(np.asarray(lc.channel, np.int8)),
-    ]
-    return pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(offsets, v) for v in values], fields=list(LIGHTCURVE_STRUCT)
-    )
-
-
 def classify_batch(
     batch: pa.RecordBatch,
     classifier,
@@ -101,13 +57,13 @@ def classify_batch(
     batch : pyarrow.RecordBatch
         Rows with the :data:`CARRIED_COLUMNS` and a ``lightcurve`` struct of lists
         (hmjd float64 days, mag, magerr, band channel int8).
-    classifier : udfs.classifier.Classifier
+    classifier : udfs.model.classifier.Classifier
         A loaded model and its card (which says what inputs to make).
     batch_size : int
         Objects per model call.
     times : StageTimes, optional
         Accumulates the seconds spent on the stage, the inputs and the network.
-    stage : udfs.variability.VariabilityStage, optional
+    stage : udfs.model.variability.VariabilityStage, optional
         Gives every object its ``p_variable``; when it ``settles``, objects below its threshold
         are written as constant (``p_constant = 1 - p_variable``, the other classes null) and
         skip the inputs and the network. Without it ``p_variable`` is null and every object
@@ -193,7 +149,7 @@ def model_input_batch(
     ----------
     batch : pyarrow.RecordBatch
         Rows with the ``carried`` columns and a ``lightcurve`` struct of lists.
-    card : udfs.classifier.ModelCard
+    card : udfs.model.classifier.ModelCard
         Says which inputs to make.
     carried : tuple of str
         Columns copied through (an object id, a label).

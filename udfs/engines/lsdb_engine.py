@@ -1,7 +1,7 @@
 """Classify an lsdb catalog of nested light curves, lazily: the notebook API.
 
     import lsdb
-    from udfs.lsdb_engine import classify_catalog
+    from udfs.engines.lsdb_engine import classify_catalog
 
     lc = lsdb.open_catalog("ztf_dr_lc", search_filter=lsdb.ConeSearch(41.7, -26.6, 600))
     classes = classify_catalog(lc)          # lazy, one task per HEALPix partition
@@ -37,7 +37,7 @@ from catalogs.schema import (
     DRColumn,
     InputKind,
 )
-from udfs.classifier import DEFAULT_MODEL_DIR, checked_model
+from udfs.model.classifier import DEFAULT_MODEL_DIR, checked_model
 
 
 def _partition_name(pixel) -> str:
@@ -61,7 +61,8 @@ def classify_frame(
     """
     import pyarrow.compute as pc
 
-    from udfs.pipeline import classify_partition, cut_partition, worker_classifier
+    from udfs.kernels.lightcurve_cuts import cut_partition
+    from udfs.pipeline import classify_partition, worker_classifier
 
     table = pa.Table.from_pandas(pd.DataFrame(frame), preserve_index=False)
     n = table.num_rows
@@ -113,9 +114,9 @@ def classify_catalog(
         One row per classified object with the columns of the classify job's catalog
         (README, "Columns"), positions in ``ra`` and ``dec``.
     """
-    from udfs.lightcurve_cuts import CUT_SCHEMA
+    from udfs.kernels.lightcurve_cuts import CUT_SCHEMA
+    from udfs.model.variability import stage_of
     from udfs.pipeline import Provenance, classified_schema
-    from udfs.variability import stage_of
 
     model_path, card, sha256 = checked_model(model_dir)
     stage = stage_of(card, variability_stage)

@@ -92,7 +92,7 @@ def classify_partitions(
         and optionally ``task_s``: each task's whole time in the Python worker (for core use).
     provenance : udfs.pipeline.Provenance, optional
         Per-row provenance columns to add.
-    stage : udfs.variability.VariabilityStage, optional
+    stage : udfs.model.variability.VariabilityStage, optional
         The variability stage; a ``settled`` accumulator, when given, receives the objects it
         settled as constant.
     """
@@ -100,7 +100,7 @@ def classify_partitions(
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numba
 
-        from udfs.inference import StageTimes
+        from udfs.model.inference import StageTimes
         from udfs.pipeline import classify_partition
 
         # Spark's task slots divide the cores: numba's kernel, like TensorFlow, gets the
@@ -140,8 +140,8 @@ def model_input_partitions(card_json: str, carried: tuple[str, ...]):
     def make_inputs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numba
 
-        from udfs.classifier import ModelCard
-        from udfs.inference import model_input_batch
+        from udfs.model.classifier import ModelCard
+        from udfs.model.inference import model_input_batch
 
         numba.set_num_threads(min(_task_cpus(), numba.config.NUMBA_NUM_THREADS))
         card = ModelCard.from_dict(json.loads(card_json))
@@ -152,10 +152,10 @@ def model_input_partitions(card_json: str, carried: tuple[str, ...]):
 
 
 def band_dropout_partitions(fraction: float, seed: int, min_epochs: int):
-    """Return the ``mapInArrow`` function that makes band-dropped copies (udfs.band_dropout)."""
+    """Return the ``mapInArrow`` function making band-dropped copies (udfs.model.band_dropout)."""
 
     def copies(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from udfs.band_dropout import band_dropped_copies
+        from udfs.model.band_dropout import band_dropped_copies
 
         for batch in batches:
             yield band_dropped_copies(batch, fraction, seed, min_epochs)

@@ -25,8 +25,8 @@ scaled by the quoted errors (z = residual / magerr):
 Quoted errors are often wrong by tens of percent, so chi-square alone calls real constant stars
 variable; the two pair indices and the von Neumann significance do not depend on the error
 scale. A logistic model on these (:func:`design_matrix`) is fitted on real variables and on
-realistic noise-only twins of the same light curves (:mod:`udfs.noise_twins`), the same number
-of each per cadence, so the cadence itself carries no evidence either way. Its probability is
+realistic noise-only twins of the same light curves (:mod:`udfs.simulators.noise_twins`), the same
+number of each per cadence, so the cadence itself carries no evidence either way. Its probability is
 calibrated at even odds. The fit, its threshold and what they were measured on live in the
 model card (``variability``), and the catalog's provenance records them.
 """
@@ -42,7 +42,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from udfs.model_inputs import FlatLightCurves
+from udfs.kernels.model_inputs import FlatLightCurves
 
 STATISTIC_NAMES: tuple[str, ...] = (
     "log_chi2",

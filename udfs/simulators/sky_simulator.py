@@ -1,8 +1,8 @@
 """A synthetic ZTF sky written in the real file formats, with its truth; deterministic for a seed.
 
 The sky is a cap of objects (uniform, most of them constant stars, the rest of every variability
-class of :mod:`udfs.lightcurve_simulator`, whose magnitude models and ZTF error relation it
-reuses). A fraction of the objects sit in close pairs, 1.5 to 3 arcsec apart; no two objects are
+class of :mod:`udfs.simulators.lightcurve_simulator`, whose magnitude models and ZTF error relation
+it reuses). A fraction of the objects sit in close pairs, 1.5 to 3 arcsec apart; no two objects are
 closer than :data:`MIN_SEPARATION_ARCSEC`, so that association within that radius is exact.
 
 Overlapping square fields, defined in the gnomonic plane tangent at the cap centre, cover the cap;
@@ -67,8 +67,8 @@ from catalogs.ztf_psfcat import (
 
 # The labelled-light-curve simulator's class models and noise, so that the sky's variables are
 # the classifier's training classes.
-from udfs.association import arcsec_of_chord, unit_vectors
-from udfs.lightcurve_simulator import (
+from udfs.kernels.association import arcsec_of_chord, unit_vectors
+from udfs.simulators.lightcurve_simulator import (
     SURVEY_START_HMJD,
     draw_magerr,
     median_magerr,
@@ -466,8 +466,9 @@ class SkySummary:
 
 
 # --- geometry ---
-# On unit vectors in numpy, as in udfs/association.py: the close-pair search is a KD-tree on xyz,
-# and simulation workers need no astropy (SkyCoord gives the same, bench/library_alternatives.py).
+# On unit vectors in numpy, as in udfs/kernels/association.py: the close-pair search is a KD-tree on
+# xyz, and simulation workers need no astropy (SkyCoord gives the same,
+# bench/library_alternatives.py).
 
 
 def _xyz_to_radec(xyz: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -25,7 +25,7 @@ from catalogs.schema import (
     DetColumn,
     n_epochs_column,
 )
-from udfs.association import mean_positions
+from udfs.kernels.association import mean_positions
 
 OBJECTID = "objectid"
 HMJD = "hmjd"

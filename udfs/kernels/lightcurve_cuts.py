@@ -44,6 +44,7 @@ from catalogs.schema import (
     SOURCE_ROW,
     Band,
     DRColumn,
+    InputKind,
     RejectReason,
     n_good_column,
 )
@@ -372,3 +373,33 @@ def reject_repeated_objects(
         for name in batch.schema.names
     ]  # fmt: skip
     return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int) -> pa.RecordBatch:
+    """Quality cuts of input rows: :data:`CUT_SCHEMA` rows, one per input row.
+
+    Kept rows have a null ``reject_reason``. Rows of ``kind`` ``hats_dr`` need ``source_file``
+    and ``source_row`` columns (the engine knows them); the others carry them already.
+    """
+    from catalogs.hats_input import dr_rows_of_hats_file
+    from udfs.kernels.lightcurve_cuts import apply_quality_cuts, cut_lightcurve_catalog
+
+    kind = InputKind(kind)
+    if kind is InputKind.CATALOG:
+        return cut_lightcurve_catalog(batch, min_epochs)
+    if kind is InputKind.HATS_DR:
+        table = pa.Table.from_batches([batch])
+        path = table.column(SOURCE_FILE)[0].as_py() if table.num_rows else ""
+        rows = dr_rows_of_hats_file(table.drop_columns([SOURCE_FILE, SOURCE_ROW]), path)
+        rows = rows.set_column(
+            rows.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, table.column(SOURCE_FILE)
+        )
+        rows = rows.set_column(
+            rows.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, table.column(SOURCE_ROW)
+        )
+        batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else _empty(rows.schema)
+    return apply_quality_cuts(batch, min_epochs)
+
+
+def _empty(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from udfs.model_inputs import DMDT_INPUT
+from udfs.kernels.model_inputs import DMDT_INPUT
 
 #: Default finite-difference step, in uint8 image counts (16 / 255 of the [0, 1] scale).
 DEFAULT_STEP_COUNTS = 16
@@ -37,11 +37,12 @@ def finite_difference_saliency(
 
     Parameters
     ----------
-    classifier : udfs.classifier.Classifier
+    classifier : udfs.model.classifier.Classifier
         The loaded model.
     inputs : dict of str to array
         Model inputs of one or more objects, as ``ModelCard.model_inputs`` makes them; the
-        :data:`~udfs.model_inputs.DMDT_INPUT` images are uint8, shape (n, n_dm, n_dt, n_bands).
+        :data:`~udfs.kernels.model_inputs.DMDT_INPUT` images are uint8, shape (n, n_dm, n_dt,
+        n_bands).
     index : int
         Which object of ``inputs``.
     class_index : int

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from udfs.classifier import classification_metrics
-from udfs.training import accepted_mask, expected_calibration_error, recall_by_group
+from udfs.model.classifier import classification_metrics
+from udfs.model.training import accepted_mask, expected_calibration_error, recall_by_group
 
 #: Recall of the dm-dt CNN of Mahabal et al. 2017 (arXiv:1709.06257) on CRTS, per class.
 MAHABAL2017_RECALL: dict[str, float] = {

@@ -5,7 +5,7 @@ file cannot run code), and :data:`MODEL_CARD_FILE`, a JSON :class:`ModelCard` th
 model expects (classes, dm-dt grid, image normalisation, bands, input shape) and how it was made
 (training data, seed, checksum, test-split metrics).
 
-The model takes the uint8 ``mahabal`` dm-dt images of :func:`udfs.dmdt.dmdt_images`, shape
+The model takes the uint8 ``mahabal`` dm-dt images of :func:`udfs.kernels.dmdt.dmdt_images`, shape
 (n, n_dm, n_dt, n_bands), and scales them to [0, 1] itself with a Rescaling layer. It has one
 sigmoid output per class (one-vs-rest, trained with binary cross-entropy on one-hot targets, as
 SCoPe does); the predicted class is the argmax.
@@ -28,9 +28,9 @@ import numpy.typing as npt
 
 from catalogs.provenance import VARSKY_VERSION
 from catalogs.schema import BAND_NAMES, CLASS_NAMES, VariabilityClass  # noqa: F401 - re-exported
-from udfs.dmdt import DmDtGrid
-from udfs.lightcurve_features import FEATURE_NAMES
-from udfs.model_inputs import (
+from udfs.kernels.dmdt import DmDtGrid
+from udfs.kernels.lightcurve_features import FEATURE_NAMES
+from udfs.kernels.model_inputs import (
     DMDT_INPUT,
     FEATURES_INPUT,
     PERIOD_SHAPE_INPUT,
@@ -39,7 +39,7 @@ from udfs.model_inputs import (
     input_shapes,
     model_inputs,
 )
-from udfs.periodogram import PeriodogramGrid
+from udfs.kernels.periodogram import PeriodogramGrid
 
 if TYPE_CHECKING:
     import keras
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.keras"
 MODEL_CARD_FILE = "model_card.json"
 #: The shipped model.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "varsky_dmdt_cnn"
-#: The image normalisation the model takes (see :func:`udfs.dmdt.normalize_counts`).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "varsky_dmdt_cnn"
+#: The image normalisation the model takes (see :func:`udfs.kernels.dmdt.normalize_counts`).
 MODEL_NORM = "mahabal"
 #: Name of the CNN architecture built by :func:`build_model`.
 MODEL_NAME = "varsky_dmdt_cnn"
@@ -115,8 +115,8 @@ class TrainingRecord:
     seed : int
         Seed of the simulation, the split and Keras.
     sha256 : str
-        Hex sha256 of the training arrays (``udfs.training.training_arrays_sha256``): every model
-        input, the labels and the split of each object.
+        Hex sha256 of the training arrays (``udfs.model.training.training_arrays_sha256``): every
+        model input, the labels and the split of each object.
     objects_per_class : int
     n_train, n_val, n_test : int
         Objects in each split (split by object, stratified by class).
@@ -168,7 +168,7 @@ def _record_from_dict(data: Mapping[str, Any], source: str) -> TrainingRecord:
 def _stage_from_dict(data: Mapping[str, Any] | None, source: str):
     if not data:
         return None
-    from udfs.variability import VariabilityStage
+    from udfs.model.variability import VariabilityStage
 
     return VariabilityStage.from_dict(dict(data), source)
 
@@ -200,11 +200,11 @@ class ModelCard:
     input_shape : tuple of int
         (n_dm, n_dt, n_bands).
     periodogram : PeriodogramGrid or None
-        Period bins of the binned-periodogram input (:mod:`udfs.periodogram`); None for a model
-        that takes the dm-dt image only.
+        Period bins of the binned-periodogram input (:mod:`udfs.kernels.periodogram`); None for a
+        model that takes the dm-dt image only.
     features : tuple of str
-        Names of the summary-feature input's columns (:mod:`udfs.lightcurve_features`); empty
-        for a model without it.
+        Names of the summary-feature input's columns (:mod:`udfs.kernels.lightcurve_features`);
+        empty for a model without it.
     training : TrainingRecord or None
     test_metrics : TestMetrics or None
         Scores on the held-out synthetic test split.
@@ -221,7 +221,7 @@ class ModelCard:
     model_sha256 : str or None
         Hex sha256 of the model file the card describes (written by ``varsky train``); jobs
         refuse a model file that does not match it.
-    variability : udfs.variability.VariabilityStage or None
+    variability : udfs.model.variability.VariabilityStage or None
         The fitted variability stage that settles non-variable objects before the periodogram
         and the network; None for a model without one (every object goes to the network).
     """
@@ -431,7 +431,7 @@ def configure_tensorflow_threads(n_threads: int) -> bool:
     """
     if n_threads < 1:
         raise ValueError(f"configure_tensorflow_threads: n_threads must be >= 1, got {n_threads}")
-    from udfs.tensorflow_import import quiet_import
+    from udfs.model.tensorflow_import import quiet_import
 
     quiet_import()
     import tensorflow as tf
@@ -480,9 +480,9 @@ def build_model(
     Returns
     -------
     keras.Model
-        Inputs named as in :mod:`udfs.model_inputs`.
+        Inputs named as in :mod:`udfs.kernels.model_inputs`.
     """
-    from udfs.tensorflow_import import quiet_import
+    from udfs.model.tensorflow_import import quiet_import
 
     quiet_import()
     import keras
@@ -571,7 +571,7 @@ class Classifier:
         card : ModelCard, optional
             Defaults to the :data:`MODEL_CARD_FILE` beside the model file.
         """
-        from udfs.tensorflow_import import quiet_import
+        from udfs.model.tensorflow_import import quiet_import
 
         quiet_import()
         import keras

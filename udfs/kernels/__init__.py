@@ -1,0 +1,1 @@
+"""Per-object numerics on flat Arrow and numpy arrays (numba where it pays): no model, no engine."""

@@ -1,0 +1,1 @@
+"""The network, the variability stage, batched inference, training, calibration and figures."""
