@@ -53,7 +53,8 @@ def make_inputs(card, cap: int, sim_per_class: int, min_epochs: int) -> dict:
     """Inputs of the real sets (with their split) and of a simulation, for one frequency cap."""
     from catalogs.band_map import BandMap
     from catalogs.labelled_sets import read_labelled_set
-    from jobs.train import TrainConfig, simulated_lightcurve_table
+    from jobs.train_config import TrainConfig
+    from jobs.training_sets import simulated_lightcurve_table
     from udfs.kernels.model_inputs import flat_lightcurves
     from udfs.kernels.periodogram import PeriodogramGrid
     from udfs.model.training import real_split

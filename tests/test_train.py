@@ -13,20 +13,9 @@ import pytest
 
 from catalogs.errors import InputError
 from jobs.cli import build_parser
-from jobs.train import (
-    CONFUSION_MATRIX_FILE,
-    TEST,
-    TRAIN,
-    VALIDATION,
-    TrainConfig,
-    format_summary,
-    label_classes,
-    read_labels,
-    run,
-    split_by_object,
-    train,
-    training_arrays_sha256,
-)
+from jobs.train import CONFUSION_MATRIX_FILE, format_summary, run, train
+from jobs.train_config import TrainConfig
+from jobs.training_sets import label_classes, read_labels
 from udfs.kernels.lightcurve_features import FEATURE_NAMES
 from udfs.kernels.model_inputs import (
     DMDT_INPUT,
@@ -35,6 +24,7 @@ from udfs.kernels.model_inputs import (
     PERIODOGRAM_INPUT,
 )
 from udfs.model.classifier import CLASS_NAMES, MODEL_CARD_FILE, MODEL_FILE, Classifier, ModelCard
+from udfs.model.training import TEST, TRAIN, VALIDATION, split_by_object, training_arrays_sha256
 
 TINY = ["--objects-per-class", "8", "--epochs", "1", "--batch-size", "32", "--seed", "3"]
 
