@@ -88,7 +88,7 @@ def dr5_lightcurves():
     import pyarrow.parquet as pq
 
     from jobs.classify import DEFAULT_BAD_EXPOSURE_FRACTION, DEFAULT_BAD_EXPOSURE_MIN_STARS
-    from reports.catalog_report import fetch_lightcurves
+    from reports.report_lightcurves import fetch_lightcurves
     from udfs.kernels.model_inputs import flat_lightcurves
 
     sample = REPO / "data" / "sample"

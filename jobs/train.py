@@ -33,9 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalogs.provenance import file_sha256
-from catalogs.schema import (
-    DRColumn,
-)
+from catalogs.schema import DRColumn
 from jobs.train_config import LABEL, SPLIT, TrainConfig, add_arguments
 from jobs.training_sets import (
     equalized_grid,

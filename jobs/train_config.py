@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalogs.band_map import BandMap
-from catalogs.schema import (
-    DEFAULT_MIN_EPOCHS,
-)
+from catalogs.schema import DEFAULT_MIN_EPOCHS
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The real ZTF DR5 light curves whose epochs some simulated objects use as their cadence.

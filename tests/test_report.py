@@ -18,17 +18,10 @@ from catalogs.hats_writer import partition_relative_path
 from catalogs.healpix import tile_of
 from catalogs.provenance import VARSKY_VERSION, file_sha256
 from catalogs.schema import BAND_NAMES, CARRIED_COLUMNS, DEFAULT_MIN_EPOCHS
-from reports.catalog_report import (
-    CLASS_TABLE,
-    EPOCH_TABLE,
-    SCORE_TABLE,
-    TILE_TABLE,
-    catalog_files,
-    fetch_lightcurves,
-    make_report,
-    read_classification_catalog,
-    summary_tables,
-)
+from reports.catalog_reading import catalog_files, read_classification_catalog
+from reports.catalog_report import make_report
+from reports.report_lightcurves import fetch_lightcurves
+from reports.report_tables import CLASS_TABLE, EPOCH_TABLE, SCORE_TABLE, TILE_TABLE, summary_tables
 from udfs.kernels.dmdt import DmDtGrid
 from udfs.kernels.lightcurve_cuts import apply_quality_cuts
 from udfs.kernels.model_inputs import flat_lightcurves
@@ -415,7 +408,7 @@ def test_saliency_checks_its_arguments():
 def test_reliability_figure_and_real_table_from_the_card(tmp_path, model_dir):
     from dataclasses import replace
 
-    from reports.catalog_report import plot_model_reliability, real_validation_table
+    from reports.report_figures import plot_model_reliability, real_validation_table
     from udfs.model.classifier import ModelCard
 
     card = replace(ModelCard.read(model_dir), calibration=None, real_validation=None)
@@ -460,7 +453,7 @@ def test_page_leads_with_results_and_folds_the_provenance_away(report):
 
 
 def test_best_period_and_the_folded_examples():
-    from reports.catalog_report import FOLDED_CLASSES, best_period_days
+    from reports.report_figures import FOLDED_CLASSES, best_period_days
 
     rng = np.random.default_rng(3)
     hmjd = 58_300.0 + np.sort(rng.uniform(0.0, 400.0, 150))
