@@ -104,11 +104,11 @@ class SparkEngine:
         self.ref = None
 
     def parallelism(self) -> int:
-        """The default parallelism: the cores of the cluster."""
+        """Spark's default parallelism: one partition per core of the cluster."""
         return self.spark.sparkContext.defaultParallelism
 
     def cores(self) -> int:
-        """The default parallelism: the cores of the cluster."""
+        """The executors' cores, which Spark's default parallelism counts."""
         return self.spark.sparkContext.defaultParallelism
 
     def ship_model(self, model_path: Path, sha256: str, card_json: str) -> None:
