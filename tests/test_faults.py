@@ -90,6 +90,7 @@ def _assert_same_files(out: Path, expected: dict[str, bytes]) -> None:
 
 @pytest.mark.cluster
 def test_spark_worker_killed_mid_classify(undisturbed, sample_file, tmp_path):
+    """spark-submit on a standalone cluster, other partitions, a worker lost: the local bytes."""
     out = tmp_path / "classified"
     cluster = StandaloneCluster(tmp_path / "cluster", n_workers=2)
     with cluster as master_url:
