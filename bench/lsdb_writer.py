@@ -2,10 +2,10 @@
 
 Issue 24 asks the Dask side to use lsdb/hats' writers where they produce the same files. This
 classifies the bundled DR5 quadrant once (``varsky classify --engine dask``, fixed
-``SOURCE_DATE_EPOCH``), opens the collection with ``lsdb.open_catalog`` and writes it again with
-lsdb's collection writer (``Catalog.to_hats(as_collection=True)``), which keeps the partitioning.
-For every file of the two catalogs it prints whether the bytes, the rows, the schema and the row
-groups agree, and the seconds each writer took (ours: the classify job's "write" stage).
+``SOURCE_DATE_EPOCH``), opens the collection with ``lsdb.open_catalog`` and writes it again
+with lsdb's collection writer (``Catalog.write_catalog(as_collection=True)``), which keeps the
+partitioning. For every file of the two catalogs it prints whether the bytes, the rows, the
+schema and the row groups agree, and the seconds each writer took (ours: the job's "write HATS").
 
     .venv/bin/python bench/lsdb_writer.py
 """
@@ -68,8 +68,8 @@ def main() -> int:
         catalog = lsdb.open_catalog(ours)
         theirs = Path(tmp) / "lsdb"
         t = time.perf_counter()
-        catalog.to_hats(theirs, catalog_name=name, as_collection=True, progress_bar=False)
-        print(f"lsdb Catalog.to_hats(as_collection=True): {time.perf_counter() - t:.1f} s")
+        catalog.write_catalog(theirs, catalog_name=name, as_collection=True, progress_bar=False)
+        print(f"lsdb Catalog.write_catalog(as_collection=True): {time.perf_counter() - t:.1f} s")
 
         a, b = _files(ours / name), _files(theirs / name)
         same = differ = 0
@@ -90,7 +90,8 @@ def main() -> int:
                 if da[1] != db[1]:
                     what.append(f"row groups {da[1]} vs {db[1]}")
                 if not da[2].equals(db[2]):
-                    what.append("schema differs")
+                    fa, fb = set(map(str, da[2])), set(map(str, db[2]))
+                    what.append(f"schema: ours {sorted(fa - fb)}, lsdb's {sorted(fb - fa)}")
             print(f"  differs: {rel} ({', '.join(what) or 'bytes only'})")
         print(f"catalog {name}: {same} files byte-identical, {differ} differ or are missing")
     return 0
