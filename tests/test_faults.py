@@ -63,15 +63,18 @@ class Job:
         return "".join(self.lines)
 
 
-def _classify_locally(spark, sample_file, model_dir, out: Path, **options):
-    """The DR5 sample classified in-process with a fixed processing time; its summary."""
+def _classify_locally(spark, sample_file, model_dir, out: Path, log=lambda *_: None, **options):
+    """The DR5 sample classified in-process with a fixed processing time; its summary.
+
+    Also the rerun after a killed job: the kill needs a process of its own, the rerun does not.
+    """
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOURCE_DATE_EPOCH", WHEN)
         config = ClassifyConfig(
             inputs=(str(sample_file),), output=str(out), rejects=str(out) + "_rejects",
             model_dir=str(model_dir), **options,
         )  # fmt: skip
-        return run_classify(spark, config, log=lambda *_: None)
+        return run_classify(spark, config, log=log)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +165,7 @@ def test_dask_worker_killed_mid_classify(undisturbed, sample_file, tmp_path):
 
 @pytest.mark.cluster
 def test_driver_killed_while_writing_leaves_no_catalog_and_a_rerun_completes(
-    undisturbed, sample_file, tmp_path
+    spark, undisturbed, sample_file, model_dir, tmp_path
 ):
     import lsdb
 
@@ -181,8 +184,7 @@ def test_driver_killed_while_writing_leaves_no_catalog_and_a_rerun_completes(
     assert not out.exists()
     with pytest.raises(Exception):  # noqa: B017 - whatever lsdb raises, it must not open
         lsdb.open_catalog(out)
-    rerun = Job(argv)
-    assert rerun.wait() == 0, rerun.text()[-5000:]
+    _classify_locally(spark, sample_file, model_dir, out)  # the rerun
     assert not staging.exists()
     _assert_same_files(out, undisturbed)
 
@@ -201,7 +203,7 @@ def undisturbed_tiled(spark, sample_file, model_dir, tmp_path_factory):
 
 @pytest.mark.cluster
 def test_driver_killed_while_writing_then_resume_keeps_verified_tiles(
-    undisturbed_tiled, sample_file, tmp_path
+    spark, undisturbed_tiled, sample_file, model_dir, tmp_path
 ):
     out = tmp_path / "classified"
     staging = Path(str(out) + STAGING_SUFFIX)
@@ -234,10 +236,11 @@ def test_driver_killed_while_writing_then_resume_keeps_verified_tiles(
         f.write(b"\0")
     kept = {p: p.stat().st_ino for p in sorted(recorded)[1:]}
 
-    rerun = Job([*argv, "--resume"])
-    assert rerun.wait() == 0, rerun.text()[-5000:]
-    text = rerun.text()
-    assert f"kept {len(kept)} tile(s)" in text, text[-3000:]
+    summary = _classify_locally(
+        spark, sample_file, model_dir, out, max_rows_per_pixel=TILED, resume=True
+    )
+    text = summary.format()
+    assert f"kept {len(kept)} tile(s)" in text, text
     assert not staging.exists()
     for path, inode in kept.items():  # kept in place, not rewritten
         assert (out / path.relative_to(staging)).stat().st_ino == inode
@@ -260,17 +263,17 @@ def _wait_until_unchanged(folder: Path, quiet_s: float, timeout_s: float) -> Non
         time.sleep(0.1)
 
 
-@pytest.mark.cluster
-def test_resume_without_a_journal_starts_afresh(undisturbed, sample_file, tmp_path):
+def test_resume_without_a_journal_starts_afresh(
+    spark, undisturbed, sample_file, model_dir, tmp_path
+):
     out = tmp_path / "classified"
     staging = Path(str(out) + STAGING_SUFFIX)
     (staging / "varsky_classification" / "dataset").mkdir(parents=True)
     (staging / "varsky_classification" / "dataset" / "junk.parquet").write_bytes(b"not parquet")
-    argv = [str(VARSKY), "classify", "--input", str(sample_file), "--output", str(out)]
-    job = Job([*argv, "--resume"])
-    assert job.wait() == 0, job.text()[-5000:]
-    assert "no journal of this job" in job.text()
-    assert "kept " not in job.text()
+    said: list[str] = []
+    summary = _classify_locally(spark, sample_file, model_dir, out, said.append, resume=True)
+    assert any("no journal of this job" in line for line in said), said
+    assert "kept " not in summary.format()
     _assert_same_files(out, undisturbed)
 
 
