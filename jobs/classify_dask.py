@@ -313,7 +313,7 @@ class DaskEngine:
         return dask_tiles(self.client, classified, order, max_rows)
 
     def write_catalog(self, classified, base, spec, tiles, journal, kept):
-        """:func:`catalogs.dask_tables.write_hats_dask` ; Dask does not resume."""
+        """:func:`catalogs.dask_tables.write_hats_dask` (Dask does not resume: no journal)."""
         from catalogs.dask_tables import write_hats_dask
 
         schema = self.client.submit(schema_of, classified[0]).result()

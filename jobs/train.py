@@ -119,7 +119,7 @@ def _training_data(spark, config: TrainConfig, log, seconds: dict[str, float]) -
     periodogram = PeriodogramGrid() if config.periodogram else None
     features = FEATURE_NAMES if config.features else ()
     left_out: dict[str, int] = {}
-    real_table = None
+    real_table = real_meta = None
     workdir = Path(tempfile.mkdtemp(prefix="varsky_train_"))
     try:
         t0 = time.perf_counter()
@@ -182,9 +182,8 @@ def _training_data(spark, config: TrainConfig, log, seconds: dict[str, float]) -
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _TrainingData(
-        table, card, classes, description, left_out, real_table,
-        real_meta if config.real_sets else None, real_sets,
-    )  # fmt: skip
+        table, card, classes, description, left_out, real_table, real_meta, real_sets
+    )
 
 
 def _fine_tune(model, data: _TrainingData, arrays, labels, sim_train, val, config, log, seconds):
