@@ -87,7 +87,7 @@ def dr5_lightcurves():
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from jobs.classify import DEFAULT_BAD_EXPOSURE_FRACTION, DEFAULT_BAD_EXPOSURE_MIN_STARS
+    from jobs.classify_plan import DEFAULT_BAD_EXPOSURE_FRACTION, DEFAULT_BAD_EXPOSURE_MIN_STARS
     from reports.report_lightcurves import fetch_lightcurves
     from udfs.kernels.model_inputs import flat_lightcurves
 

@@ -36,28 +36,10 @@ from jobs.classify_plan import (
     ClassifyConfig,
     ClassifySummary,
     check_before_start,
-    journal_of,
-    lightcurve_reader,
-    processing_time_utc,
     run_plan,
 )
-from jobs.classify_spark import SparkEngine, sky_ranges
+from jobs.classify_spark import SparkEngine
 from udfs.model.classifier import DEFAULT_MODEL_DIR
-
-__all__ = [
-    "DEFAULT_BAD_EXPOSURE_FRACTION",
-    "DEFAULT_BAD_EXPOSURE_MIN_STARS",
-    "ClassifyConfig",
-    "ClassifySummary",
-    "add_arguments",
-    "config_from_args",
-    "journal_of",
-    "lightcurve_reader",
-    "processing_time_utc",
-    "run",
-    "run_classify",
-    "sky_ranges",
-]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

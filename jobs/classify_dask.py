@@ -18,6 +18,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,9 @@ def rejected_table(cut: pa.Table) -> pa.Table:
     return cut.filter(pc.is_valid(cut.column(REJECT_REASON))).drop_columns([LIGHTCURVE])
 
 
-def kept_table(cut: pa.Table) -> pa.Table:
-    """The kept rows: carried columns and the light curve."""
-    return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select(list(KEPT_COLUMNS))
+def kept_table(cut: pa.Table, columns=KEPT_COLUMNS) -> pa.Table:
+    """The kept rows' ``columns`` (default: carried columns and the light curve)."""
+    return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select(list(columns))
 
 
 def kept_exposure_counts(kept: pa.Table):
@@ -116,15 +117,13 @@ def table_without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tup
 
 def kept_objectids(cut: pa.Table) -> np.ndarray:
     """Objectids of the kept rows."""
-    kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
-    return kept.column(DRColumn.OBJECTID).to_numpy()
+    return kept_table(cut, [DRColumn.OBJECTID]).column(0).to_numpy()
 
 
 def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
     """(objectid, source_file, source_row) of the kept rows of these objectids."""
-    kept = cut.filter(pc.is_null(cut.column(REJECT_REASON)))
-    kept = kept.filter(pc.is_in(kept.column(DRColumn.OBJECTID), pa.array(objectids)))
-    return kept.select(list(ROW_ORIGIN_COLUMNS))
+    kept = kept_table(cut, ROW_ORIGIN_COLUMNS)
+    return kept.filter(pc.is_in(kept.column(DRColumn.OBJECTID), pa.array(objectids)))
 
 
 def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
@@ -135,37 +134,12 @@ def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
     return pa.Table.from_batches(batches, cut.schema)
 
 
-def first(pair):
-    """The first item of a task's pair (a future's part, kept on its worker)."""
-    return pair[0]
-
-
-def second(pair):
-    """The second item of a task's pair."""
-    return pair[1]
-
-
-def row_slice(table: pa.Table, start: int, length: int) -> pa.Table:
-    """Rows [start, start + length) of a table."""
-    return table.slice(start, length)
-
-
 def count_classes(table: pa.Table) -> dict[str, int]:
     """Objects per predicted class."""
     names, counts = np.unique(
         table.column(PREDICTED_CLASS).to_numpy(zero_copy_only=False).astype(str), return_counts=True
     )
     return {str(name): int(n) for name, n in zip(names, counts, strict=True)}
-
-
-def n_rows(table: pa.Table) -> int:
-    """Rows of a table."""
-    return table.num_rows
-
-
-def schema_of(table: pa.Table) -> pa.Schema:
-    """A table's schema."""
-    return table.schema
 
 
 # --- The engine ---
@@ -272,8 +246,8 @@ class DaskEngine:
         """One task per table; the removed counts are gathered after."""
         submit = self.client.submit
         pairs = [submit(table_without_bad_exposures, k, flagged, min_epochs) for k in kept.tables]
-        removed = [submit(second, p) for p in pairs]
-        tables = [submit(first, p) for p in pairs]
+        removed = [submit(itemgetter(1), p) for p in pairs]
+        tables = [submit(itemgetter(0), p) for p in pairs]
         return _Kept(tables, kept.chunk_rows), lambda: sum(self.client.gather(removed))
 
     def without_tiles(self, kept, state):
@@ -285,9 +259,9 @@ class DaskEngine:
         from udfs.engines.dask_inference import classify_table
 
         client, chunk = self.client, kept.chunk_rows
-        sizes = client.gather([client.submit(n_rows, k) for k in kept.tables])
+        sizes = client.gather([client.submit(attrgetter("num_rows"), k) for k in kept.tables])
         chunks = [
-            client.submit(row_slice, k, start, chunk)
+            client.submit(pa.Table.slice, k, start, chunk)
             for k, size in zip(kept.tables, sizes, strict=True)
             for start in range(0, size, chunk)
         ]
@@ -296,8 +270,8 @@ class DaskEngine:
             for c in chunks
         ]
         _progress(pairs, "inputs + network", log)
-        classified = [client.submit(first, p) for p in pairs]
-        seconds = client.gather([client.submit(second, p) for p in pairs])
+        classified = [client.submit(itemgetter(0), p) for p in pairs]
+        seconds = client.gather([client.submit(itemgetter(1), p) for p in pairs])
         keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
         total = {k: sum(s[k] for s in seconds) for k in keys}
         class_counts: dict[str, int] = {}
@@ -316,7 +290,7 @@ class DaskEngine:
         """:func:`catalogs.dask_tables.write_hats_dask` (Dask does not resume: no journal)."""
         from catalogs.dask_tables import write_hats_dask
 
-        schema = self.client.submit(schema_of, classified[0]).result()
+        schema = self.client.submit(attrgetter("schema"), classified[0]).result()
         return write_hats_dask(self.client, classified, schema, base, spec, tiles)
 
     def write_margin(self, classified, base, spec, tiles, kept_files):

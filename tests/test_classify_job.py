@@ -210,7 +210,7 @@ def test_cli_help_lists_the_jobs(capsys):
 
 def test_sky_ranges_balance_a_dense_patch_of_sky(spark):
     """Objects packed into one coarse tile still spread evenly over the partitions."""
-    from jobs.classify import sky_ranges
+    from jobs.classify_spark import sky_ranges
 
     rng = np.random.default_rng(3)
     ra, dec = 150 + rng.uniform(0, 0.2, 10_000), 20 + rng.uniform(0, 0.2, 10_000)

@@ -178,7 +178,7 @@ def test_spark_submit_local_run_is_quiet(small_sample, tmp_path):
 # --- summaries that are true ------------------------------------------------------------------
 def test_classify_summary_lists_classes_under_classified_and_says_why_no_margin():
     from catalogs.dr_lightcurves import DRFile
-    from jobs.classify import ClassifySummary
+    from jobs.classify_plan import ClassifySummary
 
     files = [DRFile(f"f{i}.parquet", 10, "double") for i in range(32_310)]
     summary = ClassifySummary(files=files, rows_in=3, rows_out=3, output="out")

@@ -102,13 +102,8 @@ def test_resume_after_every_tile_was_written_classifies_nothing(
 
     from catalogs.hats_writer import DEFAULT_SKYMAP_ORDER
     from catalogs.schema import HEALPIX_ORDER
-    from jobs.classify import (
-        ClassifyConfig,
-        journal_of,
-        lightcurve_reader,
-        processing_time_utc,
-        run_classify,
-    )
+    from jobs.classify import ClassifyConfig, run_classify
+    from jobs.classify_plan import journal_of, lightcurve_reader, processing_time_utc
     from udfs.model.classifier import checked_model
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", WHEN)
