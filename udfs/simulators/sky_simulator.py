@@ -64,10 +64,10 @@ from catalogs.ztf_psfcat import (
     refpsfcat_file_name,
     write_psfcat,
 )
+from udfs.kernels.association import arcsec_of_chord, unit_vectors
 
 # The labelled-light-curve simulator's class models and noise, so that the sky's variables are
 # the classifier's training classes.
-from udfs.kernels.association import arcsec_of_chord, unit_vectors
 from udfs.simulators.lightcurve_simulator import (
     SURVEY_START_HMJD,
     draw_magerr,
@@ -175,7 +175,6 @@ class TruthColumn:
     DETECTIONS_FILE = "detections_file"
     DETECTIONS_ROW = "detections_row"
     REFID = "refid"
-    FILTERID = "filterid"
     EXPOSURE_ID = "exposure_id"
     LIMITING_MAG = "limiting_mag"
     INFOBITS = "infobits"
@@ -186,12 +185,12 @@ def mean_mag_column(band: str) -> str:
     return f"mean_mag_{band}"
 
 
-#: IRSA DR light-curve layout, as IRSA writes it (hmjd float64).
 def _dr_list(value_type: pa.DataType) -> pa.ListType:
     """A list type with IRSA's element name ("item")."""
     return pa.list_(pa.field("item", value_type))
 
 
+#: IRSA DR light-curve layout, as IRSA writes it (hmjd float64).
 DR_PARQUET_SCHEMA = pa.schema(
     [
         pa.field(DRColumn.OBJECTID, pa.int64()),
@@ -628,28 +627,15 @@ def _draw_objects(config: SkyConfig, plane: _TangentPlane) -> _Objects:
     companion[anchor_rows] = truth_id[anchor_rows + n_pairs]
     companion[anchor_rows + n_pairs] = truth_id[anchor_rows]
     order = np.argsort(truth_id)
-    weights = np.array(
-        [
-            1.0 - config.variable_fraction
-            if name == "constant"
-            else config.variable_fraction
-            * _VARIABLE_CLASS_WEIGHTS[name]
-            / sum(_VARIABLE_CLASS_WEIGHTS.values())
-            for name in CLASS_NAMES
-        ]
-    )
+    variable, total = config.variable_fraction, sum(_VARIABLE_CLASS_WEIGHTS.values())
+    share = {name: variable * weight / total for name, weight in _VARIABLE_CLASS_WEIGHTS.items()}
+    weights = np.array([share.get(name, 1.0 - variable) for name in CLASS_NAMES])  # constant: rest
     class_index = rng.choice(len(CLASS_NAMES), n, p=weights / weights.sum()).astype(np.int16)
     slope = _MAG_COUNT_SLOPE_DEX * math.log(10.0)
     lo, hi = _MEAN_MAG_RANGE
     u = rng.random(n)
     mean_g = lo + np.log1p(u * np.expm1(slope * (hi - lo))) / slope
-    return _Objects(
-        truth_id=truth_id[order],
-        xyz=xyz[order],
-        class_index=class_index,
-        mean_g_mag=mean_g,
-        companion=companion[order],
-    )
+    return _Objects(truth_id[order], xyz[order], class_index, mean_g, companion[order])
 
 
 def _layout_fields(config: SkyConfig, plane: _TangentPlane) -> _Fields:
@@ -804,32 +790,27 @@ class _UnitResult:
 
 
 def _object_model(
-    config: SkyConfig,
-    truth_id: int,
-    class_index: int,
-    mean_g_mag: float,
-    t: FloatArray,
-    band: IntArray,
+    task: _UnitTask, k: int, t: FloatArray, band: IntArray
 ) -> tuple[FloatArray, FloatArray, float, float]:
-    """Noiseless magnitudes of one object at its epochs, its band levels, period and amplitude.
+    """Noiseless magnitudes of the unit's object k at its epochs; band levels, period, amplitude.
 
     Seeded by (seed, truth id) and evaluated on all the object's epochs, so every unit that holds
     the object gets the same light curve.
     """
-    rng = np.random.default_rng([config.seed, _STREAM_OBJECT, truth_id])
+    config, mean_g_mag = task.config, float(task.mean_g_mag[k])
+    rng = np.random.default_rng([config.seed, _STREAM_OBJECT, int(task.truth_id[k])])
     channel = (band - Band.g).astype(np.int8)
     n_pad = max(0, _MIN_MODEL_EPOCHS - t.size)
     if n_pad:
         last = t[-1] if t.size else config.survey_start_mjd
         t = np.concatenate([t, last + np.arange(1.0, n_pad + 1.0)])
         channel = np.concatenate([channel, np.zeros(n_pad, dtype=np.int8)])
-    draw = object_variability(CLASS_NAMES[class_index], rng, t, channel)
+    draw = object_variability(CLASS_NAMES[task.class_index[k]], rng, t, channel)
     colour_gr = rng.uniform(*draw.colour_gr_mag)
     colour_ri = colour_gr * rng.uniform(0.3, 0.6)
     levels = np.array([mean_g_mag, mean_g_mag - colour_gr, mean_g_mag - colour_gr - colour_ri])
     model = levels[channel] + draw.delta_mag
-    n = t.size - n_pad
-    return model[:n], levels, draw.period_days, draw.amplitude_mag
+    return model[: t.size - n_pad], levels, draw.period_days, draw.amplitude_mag
 
 
 def _pixels(
@@ -876,20 +857,13 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         else:
             rows = np.sort(np.concatenate([field_rows[j] for j in object_fields]))
         model, levels[k], period[k], amplitude[k] = _object_model(
-            config,
-            int(task.truth_id[k]),
-            int(task.class_index[k]),
-            float(task.mean_g_mag[k]),
-            sched.mjd[rows],
-            sched.filterid[rows],
+            task, k, sched.mjd[rows], sched.filterid[rows]
         )
         here = sched.field_index[rows] == f
         pair_obj.append(np.full(here.sum(), k, dtype=np.int64))
         pair_exp.append(exposure_pos[rows[here]])
         pair_model.append(model[here])
-    obj = np.concatenate(pair_obj) if pair_obj else np.empty(0, np.int64)
-    exp = np.concatenate(pair_exp) if pair_exp else np.empty(0, np.int64)
-    model = np.concatenate(pair_model) if pair_model else np.empty(0)
+    obj, exp, model = (np.concatenate(p) for p in (pair_obj, pair_exp, pair_model))
 
     # Noise, detection, astrometry and flags of every (object, exposure).
     m = obj.size
@@ -1008,7 +982,6 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
 
     # Reference catalogs (every object) and DR light curves, per filter the field observes.
     ref_parts, dr_parts = [], []
-    ref_rows = dr_rows = dr_files = ref_files = 0
     for filterid in np.unique(band_f):
         filterid = int(filterid)
         channel = filterid - Band.g
@@ -1056,8 +1029,6 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
                 PsfcatHeader.PID: ref_pid,
             },
         )
-        ref_files += 1
-        ref_rows += n_obj
         ref_parts.append(
             pa.Table.from_arrays(
                 [
@@ -1115,8 +1086,6 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
             ),
             out / SkyLayout.DR_PARQUET / dr_name,
         )
-        dr_files += 1
-        dr_rows += n_rows
         dr_parts.append(
             pa.Table.from_arrays(
                 [
@@ -1151,14 +1120,14 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         truth=truth,
         files={
             SkyLayout.PSFCAT: n_exp,
-            SkyLayout.REFPSFCAT: ref_files,
-            SkyLayout.DR_PARQUET: dr_files,
+            SkyLayout.REFPSFCAT: len(ref_parts),
+            SkyLayout.DR_PARQUET: len(dr_parts),
             SkyLayout.DETECTIONS: 1,
         },
         rows={
             SkyLayout.PSFCAT: n_det,
-            SkyLayout.REFPSFCAT: ref_rows,
-            SkyLayout.DR_PARQUET: dr_rows,
+            SkyLayout.REFPSFCAT: truth[SkyLayout.TRUTH_REFERENCE].num_rows,
+            SkyLayout.DR_PARQUET: truth[SkyLayout.TRUTH_DR_OBJECTS].num_rows,
             SkyLayout.DETECTIONS: n_det,
         },
     )
