@@ -37,17 +37,11 @@ from catalogs.schema import (
 )
 
 _TABLE_TYPES = ("object", "source")  # other HATS tables (margin, index, ...) are not rows of ours
-
-
 _MARGIN_SUFFIX = "_margin"
-
-
 _METADATA_FILES = (METADATA_FILE, COMMON_METADATA_FILE)
-
 
 #: Columns a classification catalog must have.
 REQUIRED_COLUMNS = (DRColumn.OBJECTID, RA, DEC, PREDICTED_CLASS, PREDICTED_SCORE)
-
 
 PROBABILITY_PREFIX = "p_"
 

@@ -76,57 +76,26 @@ from reports.report_tables import (
 if TYPE_CHECKING:
     from udfs.model.classifier import ModelCard
 
-
 REPORT_DIR = "report"
-
-
 SKY_MAP_FILE = "sky_map.png"
-
-
 VARIABILITY_FILE = "p_variable_vs_mag.png"
-
-
 EXAMPLES_FILE = "dmdt_examples_{:02d}.png"
-
-
 CONFUSION_FILE = "confusion_matrix.png"
-
-
 RELIABILITY_FILE = "reliability.png"
-
+SALIENCY_FILE = "saliency.png"
 
 #: Table of the model's recall on real labelled stars (from its card).
 REAL_VALIDATION_TABLE = "Model on real labelled stars (validation split, from the model card)"
 
-
-SALIENCY_FILE = "saliency.png"
-
-
-MODEL_DIR_PROPERTY = Property.MODEL_DIR
-
-
-INPUTS_PROPERTY = Property.INPUTS
-
-
-#: Model used when neither ``model_dir`` nor the catalog properties name one.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "varsky_dmdt_cnn"
-
-
-#: Predicted classes that do not count as variable stars.
 #: Objects per predicted class in the example figures.
 N_EXAMPLES = 2
-
 
 #: Predicted classes per example figure (one figure row per object).
 CLASSES_PER_FIGURE = 3
 
-
 #: Objects in the saliency figure (the top object of as many classes, constant excepted).
 N_SALIENCY = 4
-
-
 SALIENCY_SKIPPED_CLASSES = frozenset({"constant"})
-
 
 #: Probabilities remade from the light-curve files must match the catalog's to this, absolute.
 SCORE_TOLERANCE = 1e-4
@@ -203,7 +172,7 @@ def model_statement(card: ModelCard) -> tuple[str, ...]:
 
 def _title(properties: Mapping[str, str], catalog_dir: Path, n_objects: int) -> str:
     name = properties.get("obs_collection") or catalog_dir.resolve().name
-    inputs = [Path(p).name for p in split_list(properties.get(INPUTS_PROPERTY))]
+    inputs = [Path(p).name for p in split_list(properties.get(Property.INPUTS))]
     more = f" and {len(inputs) - 2:,} more" if len(inputs) > 2 else ""
     source = f" of {', '.join(inputs[:2])}{more}" if inputs else ""
     surveys = properties.get("varsky_input_catalogs")
@@ -262,6 +231,126 @@ def _provenance(df: pd.DataFrame, catalog_dir: Path, n_files: int) -> dict[str, 
     return facts
 
 
+def _card_figures(
+    card: ModelCard, model: Path, df: pd.DataFrame, output: Path, notes: list[str]
+) -> dict[str, Path]:
+    """The model card's figures, by caption; notes where the model does not match the catalog."""
+    from udfs.model.classifier import MODEL_FILE
+
+    classes = catalog_classes(df)
+    if tuple(card.classes) != classes:
+        notes.append(f"the model in {model} has classes {list(card.classes)}, the catalog "
+                     f"{list(classes)}")  # fmt: skip
+    catalog_sha = set(df[MODEL_SHA256].dropna()) if MODEL_SHA256 in df.columns else set()
+    model_file = model / MODEL_FILE
+    if catalog_sha and model_file.is_file() and catalog_sha != {file_sha256(model_file)}:
+        notes.append(f"the catalog was made by another model than {model_file} (sha256 differs)")
+    figures = {}
+    confusion = plot_model_confusion_matrix(card, output / CONFUSION_FILE)
+    if confusion is None:
+        notes.append(f"the model card in {model} has no test metrics: no confusion matrix")
+    else:
+        caption = (
+            "Model card: confusion matrix of the synthetic (simulated) test split, rows: true "
+            "class (for real stars see the real-validation table)"
+        )
+        figures[caption] = confusion
+    reliability = plot_model_reliability(card, output / RELIABILITY_FILE)
+    if reliability is not None:
+        caption = (
+            "Model card: reliability on the real validation split, before and after calibration"
+        )
+        figures[caption] = reliability
+    return figures
+
+
+def _example_figures(
+    df: pd.DataFrame,
+    card: ModelCard,
+    model: Path,
+    inputs: Sequence[str],
+    job: Mapping[str, object],
+    output: Path,
+    notes: list[str],
+    log: Callable[[str], None],
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The example figures and the saliency figure, by caption, of the top objects' light curves.
+
+    ``job`` holds classify's arguments (its light-curve cuts). Notes the example objects not
+    found in ``inputs``, and probabilities remade from their light curves that differ from the
+    catalog's.
+    """
+    from udfs.kernels.model_inputs import DMDT_INPUT, flat_lightcurves
+    from udfs.model.classifier import Classifier
+    from udfs.model.saliency import finite_difference_saliency
+
+    examples = _top_objects(df, catalog_classes(df), N_EXAMPLES)
+    log(f"  fetching the light curves of {len(examples)} example objects")
+    found = fetch_lightcurves(
+        examples[DRColumn.OBJECTID].to_numpy(),
+        inputs,
+        sorted(set(examples[INPUT_FILE])) if INPUT_FILE in examples.columns else None,
+        examples[HEALPIX_COLUMN].to_numpy(),
+        bad_exposure_fraction=float(job.get("bad_exposure_fraction", 0.0)),
+        bad_exposure_min_stars=int(job.get("bad_exposure_min_stars", 30)),
+        min_epochs=int(job.get("min_epochs", 20)),
+    )
+    row_of = {oid: k for k, oid in enumerate(found.column(DRColumn.OBJECTID).to_pylist())}
+    lost = [oid for oid in examples[DRColumn.OBJECTID] if oid not in row_of]
+    if lost:
+        notes.append(f"{len(lost)} example objects not found in {inputs}: {lost[:5]}")
+    examples = examples[examples[DRColumn.OBJECTID].isin(row_of)]
+    if not len(examples):
+        return {}, {}
+    found = found.take(pa.array([row_of[oid] for oid in examples[DRColumn.OBJECTID]]))
+    model_inputs = card.model_inputs(flat_lightcurves(found.column(LIGHTCURVE)))
+    images = model_inputs[DMDT_INPUT]
+    lightcurves = found.column(LIGHTCURVE).to_pylist()
+    classifier = Classifier.load(model, card)
+    columns = [f"{PROBABILITY_PREFIX}{c}" for c in classifier.classes]
+    if set(columns) <= set(examples.columns):
+        expected = examples[columns].to_numpy(dtype=np.float64)
+        worst = float(np.max(np.abs(classifier.predict(model_inputs) - expected)))
+        if worst > SCORE_TOLERANCE:
+            notes.append(
+                f"probabilities remade from the light curves differ from the catalog's "
+                f"by up to {worst:.2g}: another model, grid or light-curve file?"
+            )
+    figures = {}
+    present = list(dict.fromkeys(examples[PREDICTED_CLASS]))
+    for k in range(0, len(present), CLASSES_PER_FIGURE):
+        group = present[k : k + CLASSES_PER_FIGURE]
+        rows = np.flatnonzero(examples[PREDICTED_CLASS].isin(group).to_numpy())
+        caption = f"Top-scoring objects of {', '.join(group)}: light curves, dm-dt images"
+        figures[caption] = plot_dmdt_examples(
+            examples.iloc[rows], [lightcurves[r] for r in rows], images[rows], card,
+            output / EXAMPLES_FILE.format(k // CLASSES_PER_FIGURE + 1),
+        )  # fmt: skip
+
+    firsts = ~examples.duplicated(PREDICTED_CLASS).to_numpy()
+    firsts &= ~examples[PREDICTED_CLASS].isin(SALIENCY_SKIPPED_CLASSES).to_numpy()
+    counts = examples[PREDICTED_CLASS].map(df[PREDICTED_CLASS].value_counts())
+    rows = np.flatnonzero(firsts)
+    rows = np.sort(rows[np.argsort(-counts.to_numpy()[rows], kind="stable")][:N_SALIENCY])
+    if not rows.size:
+        return figures, {}
+    log(f"  saliency of {rows.size} objects")
+    saliencies = [
+        finite_difference_saliency(
+            classifier,
+            model_inputs,
+            int(r),
+            classifier.classes.index(examples[PREDICTED_CLASS].iloc[r]),
+        )
+        for r in rows
+    ]
+    caption = "Saliency of the dm-dt image (top object of the most common classes)"
+    saliency = plot_saliency(
+        examples.iloc[rows], images[rows], saliencies, card, output / SALIENCY_FILE
+    )
+    return figures, {caption: saliency}
+
+
 def make_report(
     catalog_dir: str | Path,
     output_dir: str | Path | None = None,
@@ -279,7 +368,7 @@ def make_report(
         Default ``catalog_dir/report``.
     model_dir : str or Path, optional
         The model that made the catalog. Default: the catalog's ``varsky_model_dir`` property,
-        else :data:`DEFAULT_MODEL_DIR`.
+        else ``udfs.model.classifier.DEFAULT_MODEL_DIR``.
     lightcurve_paths : sequence of str or Path, optional
         The light curves the catalog was made from. Default: the catalog's ``varsky_inputs``
         property. Without them the example and saliency figures are skipped.
@@ -290,9 +379,7 @@ def make_report(
     -------
     ReportResult
     """
-    from udfs.kernels.model_inputs import DMDT_INPUT, flat_lightcurves
-    from udfs.model.classifier import MODEL_FILE, Classifier, ModelCard
-    from udfs.model.saliency import finite_difference_saliency
+    from udfs.model.classifier import DEFAULT_MODEL_DIR, ModelCard
 
     t0 = time.perf_counter()
     catalog_dir = Path(catalog_dir)
@@ -307,11 +394,10 @@ def make_report(
     notes: list[str] = []
     tables = summary_tables(df, classes)
     figures: dict[str, Path] = {}
-    sky_caption = "Sky map: objects and fraction of variables per HEALPix pixel"
-    results_figures: list[str] = [sky_caption]
-    model_figures: list[str] = []
     if len(df):
-        figures[sky_caption] = plot_sky_map(df, output / SKY_MAP_FILE)
+        figures["Sky map: objects and fraction of variables per HEALPix pixel"] = plot_sky_map(
+            df, output / SKY_MAP_FILE
+        )
         stage = json.loads(properties_of_catalog.get(Property.VARIABILITY_STAGE.value) or "{}")
         variability = plot_variability(df, output / VARIABILITY_FILE, stage.get("threshold"))
         if variability is not None:
@@ -320,51 +406,25 @@ def make_report(
                 "constant without the periodogram and network"
             )
             figures[caption] = variability
-            results_figures.append(caption)
     else:
         notes.append("the catalog has no rows: no figures")
+    results_figures = list(figures)
 
-    model = Path(model_dir or properties_of_catalog.get(MODEL_DIR_PROPERTY) or DEFAULT_MODEL_DIR)
+    model = Path(model_dir or properties_of_catalog.get(Property.MODEL_DIR) or DEFAULT_MODEL_DIR)
     card = None
     try:
         card = ModelCard.read(model)
     except (FileNotFoundError, ValueError) as err:
         notes.append(f"no model card ({err}): no confusion matrix, examples or saliency")
-    if card is not None:
-        if tuple(card.classes) != classes:
-            notes.append(f"the model in {model} has classes {list(card.classes)}, the catalog "
-                         f"{list(classes)}")  # fmt: skip
-        catalog_sha = set(df[MODEL_SHA256].dropna()) if MODEL_SHA256 in df.columns else set()
-        model_file = model / MODEL_FILE
-        if catalog_sha and model_file.is_file() and catalog_sha != {file_sha256(model_file)}:
-            notes.append(
-                f"the catalog was made by another model than {model_file} (sha256 differs)"
-            )
-        confusion = plot_model_confusion_matrix(card, output / CONFUSION_FILE)
-        if confusion is None:
-            notes.append(f"the model card in {model} has no test metrics: no confusion matrix")
-        else:
-            caption = (
-                "Model card: confusion matrix of the synthetic (simulated) test split, rows: true "
-                "class (for real stars see the real-validation table)"
-            )
-            figures[caption] = confusion
-            model_figures.append(caption)
-        reliability = plot_model_reliability(card, output / RELIABILITY_FILE)
-        if reliability is not None:
-            caption = (
-                "Model card: reliability on the real validation split, before and after calibration"
-            )
-            figures[caption] = reliability
-            model_figures.append(caption)
-        real = real_validation_table(card)
-        if real is not None:
-            tables[REAL_VALIDATION_TABLE] = real
+    model_figures = {} if card is None else _card_figures(card, model, df, output, notes)
+    figures |= model_figures
+    if card is not None and (real := real_validation_table(card)) is not None:
+        tables[REAL_VALIDATION_TABLE] = real
 
     if lightcurve_paths:
         inputs = [str(p) for p in lightcurve_paths]
     else:
-        inputs = split_list(properties_of_catalog.get(INPUTS_PROPERTY))
+        inputs = split_list(properties_of_catalog.get(Property.INPUTS))
     missing = [p for p in inputs if "://" not in p and not Path(p).exists()]
     if missing:
         notes.append(f"light-curve inputs not found: {missing}")
@@ -372,73 +432,11 @@ def make_report(
     if card is not None and len(df) and not inputs:
         notes.append("no light-curve inputs (give --lightcurves): no example or saliency figures")
     if card is not None and len(df) and inputs:
-        examples = _top_objects(df, classes, N_EXAMPLES)
-        log(f"  fetching the light curves of {len(examples)} example objects")
         job = json.loads(properties_of_catalog.get(Property.JOB_ARGUMENTS) or "{}")
-        found = fetch_lightcurves(
-            examples[DRColumn.OBJECTID].to_numpy(),
-            inputs,
-            sorted(set(examples[INPUT_FILE])) if INPUT_FILE in examples.columns else None,
-            examples[HEALPIX_COLUMN].to_numpy(),
-            bad_exposure_fraction=float(job.get("bad_exposure_fraction", 0.0)),
-            bad_exposure_min_stars=int(job.get("bad_exposure_min_stars", 30)),
-            min_epochs=int(job.get("min_epochs", 20)),
-        )
-        row_of = {oid: k for k, oid in enumerate(found.column(DRColumn.OBJECTID).to_pylist())}
-        lost = [oid for oid in examples[DRColumn.OBJECTID] if oid not in row_of]
-        if lost:
-            notes.append(f"{len(lost)} example objects not found in {inputs}: {lost[:5]}")
-        examples = examples[examples[DRColumn.OBJECTID].isin(row_of)]
-        found = found.take(pa.array([row_of[oid] for oid in examples[DRColumn.OBJECTID]]))
-        model_inputs = card.model_inputs(flat_lightcurves(found.column(LIGHTCURVE)))
-        images = model_inputs[DMDT_INPUT]
-        lightcurves = found.column(LIGHTCURVE).to_pylist()
-        classifier = Classifier.load(model, card) if len(examples) else None
-        if classifier is not None:
-            remade = classifier.predict(model_inputs)
-            columns = [f"{PROBABILITY_PREFIX}{c}" for c in classifier.classes]
-            if set(columns) <= set(examples.columns):
-                expected = examples[columns].to_numpy(dtype=np.float64)
-                worst = float(np.max(np.abs(remade - expected)))
-                if worst > SCORE_TOLERANCE:
-                    notes.append(
-                        f"probabilities remade from the light curves differ from the catalog's "
-                        f"by up to {worst:.2g}: another model, grid or light-curve file?"
-                    )
-        present = list(dict.fromkeys(examples[PREDICTED_CLASS]))
-        for k in range(0, len(present), CLASSES_PER_FIGURE):
-            group = present[k : k + CLASSES_PER_FIGURE]
-            rows = np.flatnonzero(examples[PREDICTED_CLASS].isin(group).to_numpy())
-            path = plot_dmdt_examples(
-                examples.iloc[rows], [lightcurves[r] for r in rows], images[rows], card,
-                output / EXAMPLES_FILE.format(k // CLASSES_PER_FIGURE + 1),
-            )  # fmt: skip
-            caption = f"Top-scoring objects of {', '.join(group)}: light curves, dm-dt images"
-            figures[caption] = path
-            results_figures.append(caption)
-        if classifier is not None:
-            firsts = ~examples.duplicated(PREDICTED_CLASS).to_numpy()
-            firsts &= ~examples[PREDICTED_CLASS].isin(SALIENCY_SKIPPED_CLASSES).to_numpy()
-            counts = examples[PREDICTED_CLASS].map(df[PREDICTED_CLASS].value_counts())
-            rows = np.flatnonzero(firsts)
-            rows = rows[np.argsort(-counts.to_numpy()[rows], kind="stable")][:N_SALIENCY]
-            rows = np.sort(rows)
-            if rows.size:
-                log(f"  saliency of {rows.size} objects")
-                saliencies = [
-                    finite_difference_saliency(
-                        classifier,
-                        model_inputs,
-                        int(r),
-                        classifier.classes.index(examples[PREDICTED_CLASS].iloc[r]),
-                    )  # fmt: skip
-                    for r in rows
-                ]
-                caption = "Saliency of the dm-dt image (top object of the most common classes)"
-                figures[caption] = plot_saliency(
-                    examples.iloc[rows], images[rows], saliencies, card, output / SALIENCY_FILE
-                )
-                model_figures.append(caption)
+        examples, saliency = _example_figures(df, card, model, inputs, job, output, notes, log)
+        figures |= examples | saliency
+        results_figures += examples
+        model_figures |= saliency
 
     properties = _provenance(df, catalog_dir, n_files)
     properties["model directory (report)"] = str(model)

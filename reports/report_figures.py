@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 #: Most points drawn in the footprint scatter (a random subset beyond).
 MAX_SCATTER_POINTS = 200_000
 
-
 BAND_COLOURS = {"g": "tab:green", "r": "tab:red", "i": "tab:brown"}
 
 
@@ -113,7 +112,7 @@ def plot_sky_map(df: pd.DataFrame, path: str | Path) -> Path:
         ("objects", counts, "viridis", None, None),
         ("fraction variable", fraction, "magma", 0.0, 1.0),
     ]
-    for k, (label, values, cmap, vmin, vmax) in enumerate(maps):
+    for k, (label, values, cmap, vmin, vmax) in enumerate(maps):  # whole sky
         ax = _mollweide_axes(fig, grid[0, 3 * k : 3 * k + 3], f"{label} per order-{order} pixel")
         points = ax.scatter(
             -np.radians(_wrap_deg(lon_deg)), np.radians(lat_deg), c=values, s=25, cmap=cmap,
@@ -125,12 +124,8 @@ def plot_sky_map(df: pd.DataFrame, path: str | Path) -> Path:
     dec0 = float(np.clip(np.median(dec), -80.0, 80.0))
     vertex_lon, vertex_lat = cdshealpix.nested.vertices(pixels.astype(np.uint64), order)
     corners = np.stack([_wrap_deg(vertex_lon.deg, centre_deg), vertex_lat.deg], axis=-1)
-    zooms = [
-        ("objects", counts, "viridis", None, None),
-        ("fraction variable", fraction, "magma", 0.0, 1.0),
-    ]
     footprint_axes = []
-    for k, (label, values, cmap, vmin, vmax) in enumerate(zooms):
+    for k, (label, values, cmap, vmin, vmax) in enumerate(maps):  # the same maps, to scale
         ax = fig.add_subplot(grid[1, 2 * k : 2 * k + 2])
         cells = PolyCollection(corners, array=values, cmap=cmap, edgecolors="face")
         cells.set_clim(vmin, vmax)

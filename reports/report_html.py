@@ -6,7 +6,7 @@ import base64
 import html
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +15,7 @@ import pandas as pd
 from reports.report_tables import CLASS_TABLE, EPOCH_TABLE, SCORE_TABLE, TILE_TABLE
 
 REPORT_HTML = "report.html"
-
-
 SUMMARY_MD = "summary.md"
-
 
 TABLE_TITLES = {
     CLASS_TABLE: "Objects per predicted class",
@@ -59,15 +56,13 @@ def _placed(
     figures: Mapping[str, str | Path],
 ) -> list[Section]:
     """``sections`` with only existing tables and figures; what none places goes in a last one."""
-    sections = list(sections or [])
     placed = [
-        Section(
-            s.title,
-            s.paragraphs,
-            tuple(k for k in s.tables if k in tables),
-            tuple(c for c in s.figures if c in figures),
+        replace(
+            s,
+            tables=tuple(k for k in s.tables if k in tables),
+            figures=tuple(c for c in s.figures if c in figures),
         )
-        for s in sections
+        for s in sections or ()
     ]
     tables_left = tuple(k for k in tables if not any(k in s.tables for s in placed))
     figures_left = tuple(c for c in figures if not any(c in s.figures for s in placed))

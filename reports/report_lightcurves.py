@@ -14,13 +14,7 @@ import pyarrow.parquet as pq
 from catalogs.hats_paths import tile_of_path
 from catalogs.healpix import tile_of
 from catalogs.input_files import expand_files, hats_partition_files, is_hats_catalog
-from catalogs.schema import (
-    LIGHTCURVE,
-    REJECT_REASON,
-    SOURCE_FILE,
-    SOURCE_ROW,
-    DRColumn,
-)
+from catalogs.schema import LIGHTCURVE, REJECT_REASON, SOURCE_FILE, SOURCE_ROW, DRColumn
 
 
 def _rows_with_objectids(path: str, objectids: pa.Array) -> pa.Table | None:

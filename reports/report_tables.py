@@ -8,10 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from catalogs.hats_paths import (
-    PARTITION_ORDER,
-    PARTITION_PIXEL,
-)
+from catalogs.hats_paths import PARTITION_ORDER, PARTITION_PIXEL
 from catalogs.healpix import tile_of
 from catalogs.schema import (
     BAND_NAMES,
@@ -26,26 +23,17 @@ from catalogs.schema import (
 #: The objects-per-tile table has at most about this many tiles.
 MAX_TILES = 50
 
-
 #: Finest HEALPix order the tile table and the sky map use.
 MAX_MAP_ORDER = 12
-
 
 #: The sky map's order is the finest with at least this many objects per occupied pixel.
 OBJECTS_PER_SKY_PIXEL = 20
 
-
+#: Keys of the tables of :func:`summary_tables`.
 CLASS_TABLE = "objects_per_class"
-
-
 SCORE_TABLE = "score_by_class"
-
-
 TILE_TABLE = "objects_per_tile"
-
-
 EPOCH_TABLE = "epochs_per_object"
-
 
 _SCORE_QUANTILES = (0.1, 0.5, 0.9)
 
