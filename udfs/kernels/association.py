@@ -43,11 +43,8 @@ def chord_of_arcsec(angle_arcsec: float) -> float:
 
 def arcsec_of_chord(chord: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Angle in arcsec of chord lengths on the unit sphere."""
-    return (
-        2.0
-        * np.arcsin(np.minimum(np.asarray(chord, dtype=np.float64) / 2.0, 1.0))
-        * (ARCSEC_PER_RADIAN)
-    )
+    chord = np.asarray(chord, dtype=np.float64)
+    return 2.0 * np.arcsin(np.minimum(chord / 2.0, 1.0)) * ARCSEC_PER_RADIAN
 
 
 def mean_positions(

@@ -24,18 +24,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy import ndimage
 
-from catalogs.schema import (
-    BAND,
-    BAND_NAMES,
-    LIGHTCURVE,
-    N_GOOD,
-    SOURCE_FILE,
-    n_good_column,
-)
-from udfs.kernels.model_inputs import flat_lightcurves
+from catalogs.schema import BAND, BAND_NAMES, LIGHTCURVE, N_GOOD, SOURCE_FILE, n_good_column
+from udfs.kernels.model_inputs import flat_lightcurves, taken_epochs
 
 #: Width of an exposure's time bin, days (86 s: one exposure, whatever the star's heliocentric
 #: correction within a quadrant).
@@ -49,26 +41,17 @@ EXPOSURE_KEYS: tuple[str, ...] = (SOURCE_FILE, BAND, EXPOSURE)
 #: The columns of the kept rows :func:`exposure_counts` reads.
 EXPOSURE_INPUT_COLUMNS: tuple[str, ...] = (SOURCE_FILE, LIGHTCURVE)
 
+_EXPOSURE_FIELDS = [
+    pa.field(SOURCE_FILE, pa.string()),
+    pa.field(BAND, pa.int8()),
+    pa.field(EXPOSURE, pa.int64()),
+]
 #: Schema of :func:`exposure_deviations` output.
-DEVIATION_SCHEMA = pa.schema(
-    [
-        pa.field(SOURCE_FILE, pa.string()),
-        pa.field(BAND, pa.int8()),
-        pa.field(EXPOSURE, pa.int64()),
-        pa.field(DEVIANT, pa.bool_()),
-    ]
-)
-
+DEVIATION_SCHEMA = pa.schema([*_EXPOSURE_FIELDS, pa.field(DEVIANT, pa.bool_())])
 #: Epochs (``n``) and deviant epochs (``d``) per (file, band, exposure) of one batch: partial
 #: counts, summed across batches by the engine (one row per star and exposure).
 EXPOSURE_COUNT_SCHEMA = pa.schema(
-    [
-        pa.field(SOURCE_FILE, pa.string()),
-        pa.field(BAND, pa.int8()),
-        pa.field(EXPOSURE, pa.int64()),
-        pa.field("n", pa.int64()),
-        pa.field("d", pa.int64()),
-    ]
+    [*_EXPOSURE_FIELDS, pa.field("n", pa.int64()), pa.field("d", pa.int64())]
 )
 
 
@@ -199,16 +182,8 @@ def remove_epochs(
     if not removed:
         return batch, 0
     lengths = np.bincount(row[keep], minlength=len(offsets) - 1)
-    new_offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    take = pa.array(np.flatnonzero(keep))
-    fields = [
-        pa.ListArray.from_arrays(
-            new_offsets, pc.list_flatten(lightcurve.field(i)).take(take), type=f.type
-        )
-        for i, f in enumerate(lightcurve.type)
-    ]
     columns = {name: batch.column(name) for name in batch.schema.names}
-    columns[LIGHTCURVE] = pa.StructArray.from_arrays(fields, fields=list(lightcurve.type))
+    columns[LIGHTCURVE] = taken_epochs(lightcurve, pa.array(np.flatnonzero(keep)), lengths)
     kept_band = band[keep]
     kept_row = row[keep]
     n_rows = len(offsets) - 1

@@ -54,6 +54,11 @@ _SCOPE_DT_EDGES_DAYS = (
     0.0, 0.02759, 0.04, 0.08, 0.12, 0.3, 0.75, 1, 1.5, 2.5, 3.5, 4.5, 5.5, 7, 10, 20, 30,
     45, 60, 90, 120, 180, 240, 360, 500, 650, 2000,
 )  # fmt: skip
+#: The built-in grids by name: (dt edges in days, dm edges in mag).
+_NAMED_EDGES = {
+    "mahabal2017": (_MAHABAL2017_DT_EDGES_DAYS, _MAHABAL2017_DM_EDGES_MAG),
+    "scope": (_SCOPE_DT_EDGES_DAYS, _SCOPE_DM_EDGES_MAG),
+}
 
 # (SCoPe's l2 and other float norms went: the classifier takes mahabal images only.)
 Norm = Literal["mahabal", "none"]
@@ -140,20 +145,12 @@ class DmDtGrid:
     @classmethod
     def mahabal2017(cls) -> DmDtGrid:
         """The CRTS grid of Mahabal et al. 2017: 22 dm x 24 dt cells."""
-        return cls(
-            np.array(_MAHABAL2017_DT_EDGES_DAYS, dtype=np.float64),
-            np.array(_MAHABAL2017_DM_EDGES_MAG, dtype=np.float64),
-            "mahabal2017",
-        )
+        return cls.named("mahabal2017")
 
     @classmethod
     def scope(cls) -> DmDtGrid:
         """SCoPe's production grid: 26 dm x 26 dt cells."""
-        return cls(
-            np.array(_SCOPE_DT_EDGES_DAYS, dtype=np.float64),
-            np.array(_SCOPE_DM_EDGES_MAG, dtype=np.float64),
-            "scope",
-        )
+        return cls.named("scope")
 
     @classmethod
     def from_edges(
@@ -271,10 +268,9 @@ class DmDtGrid:
     @classmethod
     def named(cls, name: str) -> DmDtGrid:
         """Look up a built-in grid by name (``mahabal2017`` or ``scope``)."""
-        builders = {"mahabal2017": cls.mahabal2017, "scope": cls.scope}
-        if name not in builders:
-            raise ValueError(f"unknown dm-dt grid {name!r}; known: {sorted(builders)}")
-        return builders[name]()
+        if name not in _NAMED_EDGES:
+            raise ValueError(f"unknown dm-dt grid {name!r}; known: {sorted(_NAMED_EDGES)}")
+        return cls(*_NAMED_EDGES[name], name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,14 +552,8 @@ def dmdt_counts_multiband(
     return counts
 
 
-def _counts_and_epochs(
-    t: npt.ArrayLike,
-    mag: npt.ArrayLike,
-    channel: npt.ArrayLike,
-    offsets: npt.ArrayLike,
-    grid: DmDtGrid,
-    n_channels: int,
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+def _counts_and_epochs(t, mag, channel, offsets, grid: DmDtGrid, n_channels: int):
+    """(counts, epochs per channel) of :func:`dmdt_counts_multiband`."""
     t, mag, offsets = _check_flat(t, mag, offsets)
     channel, n_channels = _check_channel(channel, t.size, n_channels)
     lut, inv_step = _dm_lookup_table(grid.dm_edges_mag)

@@ -67,12 +67,10 @@ CUT_SCHEMA = pa.schema(
         pa.field(HEALPIX_COLUMN, pa.int64()),
         pa.field(SOURCE_FILE, pa.string()),
         pa.field(SOURCE_ROW, pa.int64()),
-        pa.field(N_EPOCHS_IN, pa.int32()),
-        pa.field(N_FLAGGED, pa.int32()),
-        pa.field(N_NONFINITE, pa.int32()),
-        pa.field(N_DUPLICATE, pa.int32()),
-        pa.field(N_THINNED, pa.int32()),
-        pa.field(N_GOOD, pa.int32()),
+        *[
+            pa.field(name, pa.int32())
+            for name in (N_EPOCHS_IN, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED, N_GOOD)
+        ],
         *[pa.field(n_good_column(b), pa.int32()) for b in BAND_NAMES],
         pa.field(REJECT_REASON, pa.string()),
         pa.field(LIGHTCURVE, LIGHTCURVE_STRUCT),
@@ -218,20 +216,16 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
     offsets = np.zeros(n_rows + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
     channel = (filterid[lc_row] - 1).astype(np.int8)
-    null_mask = pa.array(~kept)
+    epoch_values = (
+        t_days[take][order],
+        mag[take][order].astype(np.float32),
+        magerr[take][order].astype(np.float32),
+        channel,
+    )
     lightcurve = pa.StructArray.from_arrays(
-        [
-            pa.ListArray.from_arrays(pa.array(offsets), pa.array(t_days[take][order])),
-            pa.ListArray.from_arrays(
-                pa.array(offsets), pa.array(mag[take][order].astype(np.float32))
-            ),
-            pa.ListArray.from_arrays(
-                pa.array(offsets), pa.array(magerr[take][order].astype(np.float32))
-            ),
-            pa.ListArray.from_arrays(pa.array(offsets), pa.array(channel)),
-        ],
+        [pa.ListArray.from_arrays(pa.array(offsets), pa.array(v)) for v in epoch_values],
         fields=list(LIGHTCURVE_STRUCT),
-        mask=null_mask,
+        mask=pa.array(~kept),
     )
 
     per_band = {
@@ -382,7 +376,6 @@ def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int)
     and ``source_row`` columns (the engine knows them); the others carry them already.
     """
     from catalogs.hats_input import dr_rows_of_hats_file
-    from udfs.kernels.lightcurve_cuts import apply_quality_cuts, cut_lightcurve_catalog
 
     kind = InputKind(kind)
     if kind is InputKind.CATALOG:
@@ -391,15 +384,8 @@ def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int)
         table = pa.Table.from_batches([batch])
         path = table.column(SOURCE_FILE)[0].as_py() if table.num_rows else ""
         rows = dr_rows_of_hats_file(table.drop_columns([SOURCE_FILE, SOURCE_ROW]), path)
-        rows = rows.set_column(
-            rows.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, table.column(SOURCE_FILE)
-        )
-        rows = rows.set_column(
-            rows.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, table.column(SOURCE_ROW)
-        )
-        batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else _empty(rows.schema)
+        for name in (SOURCE_FILE, SOURCE_ROW):
+            rows = rows.set_column(rows.schema.get_field_index(name), name, table.column(name))
+        batches = rows.combine_chunks().to_batches()
+        batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
     return apply_quality_cuts(batch, min_epochs)
-
-
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=schema)

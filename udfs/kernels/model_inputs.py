@@ -106,6 +106,16 @@ def lightcurve_array(lightcurves: FlatLightCurves) -> pa.StructArray:
     )
 
 
+def taken_epochs(lightcurve: pa.StructArray, epochs: pa.Array, lengths) -> pa.StructArray:
+    """The flat epochs ``epochs`` of a ``lightcurve`` column, ``lengths[k]`` of them in row k."""
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    fields = [
+        pa.ListArray.from_arrays(offsets, pc.list_flatten(lightcurve.field(i)).take(epochs), f.type)
+        for i, f in enumerate(lightcurve.type)
+    ]
+    return pa.StructArray.from_arrays(fields, fields=list(lightcurve.type))
+
+
 def model_inputs(
     lightcurves: FlatLightCurves,
     grid: DmDtGrid,

@@ -29,7 +29,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numba as nb
 import numpy as np
@@ -115,24 +115,12 @@ class PeriodogramGrid:
 
     def to_dict(self) -> dict[str, float | int]:
         """JSON form (for model cards)."""
-        return {
-            "min_period_days": self.min_period_days,
-            "max_period_days": self.max_period_days,
-            "n_bins": self.n_bins,
-            "oversampling": self.oversampling,
-            "max_frequencies": self.max_frequencies,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> PeriodogramGrid:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            min_period_days=float(data["min_period_days"]),
-            max_period_days=float(data["max_period_days"]),
-            n_bins=int(data["n_bins"]),
-            oversampling=float(data["oversampling"]),
-            max_frequencies=int(data["max_frequencies"]),
-        )
+        """Inverse of :meth:`to_dict`: every field read as the type of its default."""
+        return cls(**{f.name: type(f.default)(data[f.name]) for f in fields(cls)})
 
 
 @nb.njit(cache=True, nogil=True)

@@ -104,11 +104,8 @@ def assign_in_tile(
         obj_ra, obj_dec, _np(detections, "ra", np.float64), _np(detections, "dec", np.float64),
         radius_arcsec,
     )  # fmt: skip
+    # index is -1 where no object is near: the last object's values, masked out.
     found = index >= 0
-    objectid = np.full(n, -1, np.int64)
-    objectid[found] = _np(objects, OBJECTID, np.int64)[index[found]]
-    ra = np.full(n, np.nan)
-    dec = np.full(n, np.nan)
-    ra[found] = obj_ra[index[found]]
-    dec[found] = obj_dec[index[found]]
+    objectid = np.where(found, _np(objects, OBJECTID, np.int64)[index], -1)
+    ra, dec = (np.where(found, values[index], np.nan) for values in (obj_ra, obj_dec))
     return objectid, ra, dec, dist

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogs.schema import BAND, LIGHTCURVE, DRColumn
+from udfs.kernels.model_inputs import taken_epochs
 
 #: Column numbering the copies of an object: 0 the original, 1 a band-dropped copy.
 VARIANT = "variant"
@@ -71,16 +72,8 @@ def band_dropped_copies(
         new_lengths.append(kept.size)
     rows = pa.array(np.asarray(keep_rows, dtype=np.int64))
     epochs = pa.array(np.concatenate(keep_epochs) if keep_epochs else np.empty(0, np.int64))
-    new_offsets = pa.array(np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int32))
-    fields = []
-    for i, field in enumerate(lightcurve.type):
-        values = pc.list_flatten(lightcurve.field(i)).take(epochs)
-        fields.append(pa.ListArray.from_arrays(new_offsets, values, type=field.type))
-    copies = pa.StructArray.from_arrays(fields, fields=list(lightcurve.type))
-    columns, names = [], []
-    for name in batch.schema.names:
-        columns.append(copies if name == LIGHTCURVE else batch.column(name).take(rows))
-        names.append(name)
+    copies = taken_epochs(lightcurve, epochs, new_lengths)
+    names = batch.schema.names
+    columns = [copies if name == LIGHTCURVE else batch.column(name).take(rows) for name in names]
     columns.append(pa.array(np.ones(len(keep_rows), dtype=np.int8)))
-    names.append(VARIANT)
-    return pa.RecordBatch.from_arrays(columns, names=names)
+    return pa.RecordBatch.from_arrays(columns, names=[*names, VARIANT])
