@@ -104,7 +104,6 @@ def plot_sky_map(df: pd.DataFrame, path: str | Path) -> Path:
     )
     fraction = np.bincount(inverse, weights=variable, minlength=pixels.size) / counts
     lon, lat = cdshealpix.nested.healpix_to_lonlat(pixels.astype(np.uint64), order)
-    lon_deg, lat_deg = lon.deg, lat.deg
 
     fig = _new_figure(14, 10)
     grid = fig.add_gridspec(2, 6, height_ratios=[1, 1.15])
@@ -115,7 +114,7 @@ def plot_sky_map(df: pd.DataFrame, path: str | Path) -> Path:
     for k, (label, values, cmap, vmin, vmax) in enumerate(maps):  # whole sky
         ax = _mollweide_axes(fig, grid[0, 3 * k : 3 * k + 3], f"{label} per order-{order} pixel")
         points = ax.scatter(
-            -np.radians(_wrap_deg(lon_deg)), np.radians(lat_deg), c=values, s=25, cmap=cmap,
+            -np.radians(_wrap_deg(lon.deg)), np.radians(lat.deg), c=values, s=25, cmap=cmap,
             vmin=vmin, vmax=vmax, edgecolors="none",
         )  # fmt: skip
         fig.colorbar(points, ax=ax, orientation="horizontal", shrink=0.6, label=label)
@@ -227,24 +226,36 @@ def _draw_dmdt(ax: Axes, values: npt.NDArray, card: ModelCard, **imshow) -> obje
     return image
 
 
-def _draw_lightcurve(ax: Axes, lightcurve: Mapping[str, list]) -> None:
-    """Magnitude against time, one colour per band, magnitudes growing down."""
+def _draw_lightcurve(
+    ax: Axes, lightcurve: Mapping[str, list], period_days: float | None = None
+) -> None:
+    """Magnitude against time, or phase (two cycles) when folded at ``period_days``.
+
+    One colour per band, magnitudes growing down; the bands are named in a legend unless folded.
+    """
     hmjd = np.asarray(lightcurve[DRColumn.HMJD], dtype=np.float64)
     mag = np.asarray(lightcurve[DRColumn.MAG], dtype=np.float64)
     magerr = np.asarray(lightcurve[DRColumn.MAGERR], dtype=np.float64)
     channel = np.asarray(lightcurve[BAND], dtype=np.int64)
     for k, band in enumerate(BAND_NAMES):
         mask = channel == k
-        if mask.any():
+        if not mask.any():
+            continue
+        if period_days is None:
             ax.errorbar(
                 hmjd[mask], mag[mask], magerr[mask], fmt="o", ms=2, lw=0.5,
                 color=BAND_COLOURS.get(band), label=f"{band} ({int(mask.sum())})",
             )  # fmt: skip
+        else:
+            phase = ((hmjd[mask] - hmjd.min()) / period_days) % 1.0
+            for shift in (0.0, 1.0):
+                ax.plot(phase + shift, mag[mask], "o", ms=2, color=BAND_COLOURS.get(band))
     ax.invert_yaxis()
-    ax.set_xlabel("HMJD (days)", fontsize=7)
+    ax.set_xlabel("HMJD (days)" if period_days is None else "phase", fontsize=7)
     ax.set_ylabel("mag", fontsize=7)
     ax.tick_params(labelsize=6)
-    ax.legend(fontsize=6, loc="best")
+    if period_days is None:
+        ax.legend(fontsize=6, loc="best")
 
 
 def _bands_with_epochs(lightcurve: Mapping[str, list]) -> list[int]:
@@ -282,23 +293,6 @@ def best_period_days(
     )
     log_period, power = float(shape[0, 0]), float(shape[0, 1])
     return 10.0**log_period if power > 0 else None
-
-
-def _draw_folded(ax: Axes, lightcurve: Mapping[str, list], period_days: float) -> None:
-    """The light curve against phase (two cycles), one colour per band."""
-    hmjd = np.asarray(lightcurve[DRColumn.HMJD], dtype=np.float64)
-    mag = np.asarray(lightcurve[DRColumn.MAG], dtype=np.float64)
-    channel = np.asarray(lightcurve[BAND], dtype=np.int64)
-    phase = ((hmjd - hmjd.min()) / period_days) % 1.0
-    for k, band in enumerate(BAND_NAMES):
-        mask = channel == k
-        if mask.any():
-            for shift in (0.0, 1.0):
-                ax.plot(phase[mask] + shift, mag[mask], "o", ms=2, color=BAND_COLOURS.get(band))
-    ax.invert_yaxis()
-    ax.set_xlabel("phase", fontsize=7)
-    ax.set_ylabel("mag", fontsize=7)
-    ax.tick_params(labelsize=6)
 
 
 def plot_dmdt_examples(
@@ -345,7 +339,7 @@ def plot_dmdt_examples(
         if period is not None:
             ax = fig.add_subplot(grid[row, 1])
             multiple = FOLDED_CLASSES[name]
-            _draw_folded(ax, lightcurve, multiple * period)
+            _draw_lightcurve(ax, lightcurve, multiple * period)
             times = f"{multiple} x " if multiple > 1 else ""
             ax.set_title(f"folded at {times}{period:.5g} d (best period)", fontsize=8)
         for column, channel in enumerate(_bands_with_epochs(lightcurve)):

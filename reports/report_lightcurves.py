@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from catalogs.hats_paths import tile_of_path
 from catalogs.healpix import tile_of
 from catalogs.input_files import expand_files, hats_partition_files, is_hats_catalog
-from catalogs.schema import LIGHTCURVE, REJECT_REASON, SOURCE_FILE, SOURCE_ROW, DRColumn
+from catalogs.schema import LIGHTCURVE, REJECT_REASON, SOURCE_FILE, SOURCE_ROW, DRColumn, InputKind
 
 
 def _rows_with_objectids(path: str, objectids: pa.Array) -> pa.Table | None:
@@ -43,7 +43,6 @@ def _rows_with_objectids(path: str, objectids: pa.Array) -> pa.Table | None:
 
 def _cut_rows(table: pa.Table, ingest_catalog: bool) -> pa.RecordBatch:
     """Cut rows (``udfs.kernels.lightcurve_cuts.CUT_SCHEMA``) of light-curve rows, all kept."""
-    from catalogs.schema import InputKind
     from udfs.kernels.lightcurve_cuts import cut_partition
 
     if ingest_catalog:
@@ -60,7 +59,6 @@ def _without_bad_exposures(
     batch: pa.RecordBatch, path: str, fraction: float, min_stars: int, min_epochs: int
 ) -> pa.RecordBatch:
     """``batch`` (rows of the DR file ``path``) after classify's exposure-level cut."""
-    from catalogs.schema import InputKind
     from udfs.kernels.bad_exposures import exposure_deviations, flag_exposures, remove_epochs
     from udfs.kernels.lightcurve_cuts import cut_partition
 

@@ -135,8 +135,7 @@ def summary_tables(df: pd.DataFrame, classes: Sequence[str]) -> dict[str, pd.Dat
             if band != "all" and not epochs.size:
                 continue  # a band no object has (a g-only input): no row of zeros
             low, high = (int(epochs.min()), int(epochs.max())) if epochs.size else (0, 0)
-            quantiles = _quantile_row(epochs, _SCORE_QUANTILES)
-            rows.append([band, epochs.size, low, *quantiles, high])
+            rows.append([band, epochs.size, low, *_quantile_row(epochs, _SCORE_QUANTILES), high])
         tables[EPOCH_TABLE] = pd.DataFrame(
             rows, columns=["band", "objects_with_epochs", "min", "p10", "median", "p90", "max"]
         )
