@@ -939,16 +939,5 @@ def simulate_lightcurves(
 
     offsets = np.zeros(len(classes) * n_per_class + 1, dtype=np.int64)
     np.cumsum(cat("n_epochs"), out=offsets[1:])
-    return SimulatedLightCurves(
-        t_hmjd=cat("t_hmjd"),
-        mag=cat("mag"),
-        magerr=cat("magerr"),
-        channel=cat("channel"),
-        offsets=offsets,
-        labels=cat("labels"),
-        period_days=cat("period_days"),
-        amplitude_mag=cat("amplitude_mag"),
-        mean_mag=cat("mean_mag"),
-        mag_model=cat("mag_model"),
-        real_cadence=cat("real_cadence"),
-    )
+    # The class parts' arrays are the fields, with n_epochs in place of offsets.
+    return SimulatedLightCurves(offsets=offsets, **{k: cat(k) for k in parts[0] if k != "n_epochs"})

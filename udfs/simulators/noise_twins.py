@@ -16,7 +16,7 @@ light curve it learns from, and the benches judge it on both models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -51,14 +51,7 @@ class NoiseModel:
 
     def to_dict(self) -> dict:
         """JSON form, for model cards and provenance."""
-        return {
-            "name": self.name,
-            "error_scale": list(self.error_scale),
-            "wing_fraction": self.wing_fraction,
-            "wing_sigmas": list(self.wing_sigmas),
-            "bad_fraction": self.bad_fraction,
-            "bad_offset_mag": list(self.bad_offset_mag),
-        }
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 IDEAL = NoiseModel("ideal")

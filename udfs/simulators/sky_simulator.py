@@ -659,12 +659,6 @@ def _layout_fields(config: SkyConfig, plane: _TangentPlane) -> _Fields:
     return _Fields(fieldid, xi, eta, ra, dec, side)
 
 
-def _sun_ra_deg(mjd: FloatArray) -> FloatArray:
-    """Right ascension of the Sun, deg."""
-    sun, _ = sun_unit_vector_and_distance(mjd)
-    return np.degrees(np.arctan2(sun[:, 1], sun[:, 0]))
-
-
 def _field_schedule(
     rng: np.random.Generator, config: SkyConfig, ra_deg: float, dec_deg: float
 ) -> dict[str, np.ndarray]:
@@ -675,7 +669,9 @@ def _field_schedule(
     ).astype(np.float64)
     # Behind the Sun for 90 days, longer for southern fields (low in Palomar's sky).
     gap_days = np.clip(100.0 + 2.5 * max(0.0, -dec_deg), 90.0, 250.0) + rng.uniform(-10.0, 10.0)
-    from_sun_deg = np.abs((ra_deg - _sun_ra_deg(nights + 0.3) + 180.0) % 360.0 - 180.0)
+    sun, _ = sun_unit_vector_and_distance(nights + 0.3)
+    sun_ra_deg = np.degrees(np.arctan2(sun[:, 1], sun[:, 0]))
+    from_sun_deg = np.abs((ra_deg - sun_ra_deg + 180.0) % 360.0 - 180.0)
     in_season = from_sun_deg > 0.5 * gap_days * 360.0 / _DAYS_PER_YEAR
     revisit_days = rng.uniform(1.0, 3.0)
     clear = rng.uniform(0.65, 0.9)
@@ -752,11 +748,6 @@ def _quadrant_of(
     return inside, ix, iy
 
 
-def _ccd_qid(ccds_per_side: int, ix: int, iy: int) -> tuple[int, int]:
-    """CCD (1..) and quadrant (1..4) of a quadrant grid cell."""
-    return (iy // 2) * ccds_per_side + ix // 2 + 1, 1 + ix % 2 + 2 * (iy % 2)
-
-
 # --- units of work: one field quadrant ---
 
 
@@ -779,14 +770,15 @@ class _UnitTask:
 
     @property
     def ccd_qid(self) -> tuple[int, int]:
-        return _ccd_qid(self.config.ccds_per_side, self.ix, self.iy)
+        """CCD (1..) and quadrant (1..4) of the unit's quadrant grid cell."""
+        ix, iy = self.ix, self.iy
+        return (iy // 2) * self.config.ccds_per_side + ix // 2 + 1, 1 + ix % 2 + 2 * (iy % 2)
 
 
 @dataclass(frozen=True)
 class _UnitResult:
     truth: dict[str, pa.Table]
-    files: dict[str, int]
-    rows: dict[str, int]
+    counts: dict[str, tuple[int, int]]  # files and rows written, per directory
 
 
 def _object_model(
@@ -847,8 +839,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     # Light curves: every object at every epoch of this field.
     n_obj = task.truth_id.size
     levels = np.empty((n_obj, len(Band)))
-    period = np.empty(n_obj)
-    amplitude = np.empty(n_obj)
+    period, amplitude = np.empty(n_obj), np.empty(n_obj)
     pair_obj, pair_exp, pair_model = [], [], []
     for k in range(n_obj):
         object_fields = task.object_fields[k]
@@ -896,15 +887,13 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     d_mag, d_magerr, d_flags = mag[det].astype(np.float32), magerr[det], flags[det]
     d_chi, d_sharp = chi[det], sharp[det]
     d_ra, d_dec = _xyz_to_radec(det_xyz)
-    d_infobits = sched.infobits[d_rows]
-    catflags = np.where(psfcat_quality(d_flags, d_infobits), 0, DR_CATFLAGS_BAD)
+    catflags = np.where(psfcat_quality(d_flags, sched.infobits[d_rows]), 0, DR_CATFLAGS_BAD)
 
     # psfcat: one file per exposure of the field, sources numbered from 1 in y order.
     starts = np.searchsorted(d_exp, np.arange(n_exp + 1))
     sourceid = (np.arange(d_exp.size) - starts[d_exp] + 1).astype(np.int32)
     pid = _SCIENCE_PID_BASE + 100 * sched.exposure_id[rows_f] + rcid
-    d_zp = zero_point[d_exp]
-    flux = 10.0 ** (-0.4 * (d_mag - d_zp))
+    flux = 10.0 ** (-0.4 * (d_mag - zero_point[d_exp]))
     sigflux = flux * d_magerr / _MAGERR_PER_FLUX_ERR
     psfcat_names = []
     out = task.output
@@ -950,31 +939,24 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     d_filterid = sched.filterid[d_rows]
     d_detid = make_detid(pid[d_exp], sourceid)
     det_name = detections_file_name(fieldid, ccdid, qid)
+    # Table.from_arrays converts numpy columns to the schema's types (safely: no overflow).
+    d_band = np.array(["g", "r", "i"])[d_filterid - 1]
     pq.write_table(
         pa.Table.from_arrays(
-            [
-                pa.array(d_ra),
-                pa.array(d_dec),
-                pa.array(d_mjd),
-                pa.array(np.array(["g", "r", "i"])[d_filterid - 1]),
-                pa.array(d_mag),
-                pa.array(d_magerr.astype(np.float32)),
-                pa.array(catflags.astype(np.int32)),
-            ],
-            schema=DETECTIONS_SCHEMA,
+            [d_ra, d_dec, d_mjd, d_band, d_mag, d_magerr, catflags], schema=DETECTIONS_SCHEMA
         ),
         out / SkyLayout.DETECTIONS / det_name,
     )
     truth = {
         SkyLayout.TRUTH_DETECTIONS: pa.Table.from_arrays(
             [
-                pa.array(d_detid),
-                pa.array(task.truth_id[d_obj]),
+                d_detid,
+                task.truth_id[d_obj],
                 pa.array(np.array(psfcat_names, dtype=object)[d_exp] if n_det else [], pa.string()),
-                pa.array(sourceid),
-                pa.array(model[det].astype(np.float32)),
+                sourceid,
+                model[det],
                 pa.repeat(pa.scalar(det_name), n_det),
-                pa.array(np.arange(n_det, dtype=np.int64)),
+                np.arange(n_det),
             ],
             schema=TRUTH_DETECTIONS_SCHEMA,
         )
@@ -984,23 +966,21 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     ref_parts, dr_parts = [], []
     for filterid in np.unique(band_f):
         filterid = int(filterid)
-        channel = filterid - Band.g
         ref_pid = _REFERENCE_PID_BASE + 1000 * fieldid + 10 * rcid + filterid
         n_frames = int(rng.integers(15, 41))
         ref_xyz = _offset(task.xyz, *rng.normal(0.0, config.reference_sigma_arcsec, (2, n_obj)))
         ref_x, ref_y = _pixels(task, plane, ref_xyz)
-        ref_order = np.lexsort((ref_x, ref_y))
+        o = np.lexsort((ref_x, ref_y))  # the catalog's rows: sources in y order
         ref_sourceid = np.empty(n_obj, dtype=np.int32)
-        ref_sourceid[ref_order] = np.arange(1, n_obj + 1)
+        ref_sourceid[o] = np.arange(1, n_obj + 1)
         ref_ra, ref_dec = _xyz_to_radec(ref_xyz)
-        level = levels[:, channel]
+        level = levels[:, filterid - Band.g]
         ref_err = np.maximum(median_magerr(level) / math.sqrt(n_frames), 0.003)
         ref_mag = (level + ref_err * rng.standard_normal(n_obj)).astype(np.float32)
         ref_zp = ZERO_POINT_MAG[Band(filterid)]
         ref_flux = 10.0 ** (-0.4 * (ref_mag - ref_zp))
         ref_sigflux = ref_flux * ref_err / _MAGERR_PER_FLUX_ERR
         ref_name = refpsfcat_file_name(fieldid, filterid, ccdid, qid)
-        o = ref_order
         write_psfcat(
             out / SkyLayout.REFPSFCAT / ref_name,
             {
@@ -1032,13 +1012,11 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         ref_parts.append(
             pa.Table.from_arrays(
                 [
-                    pa.array(make_detid(ref_pid, ref_sourceid[o])),
-                    pa.array(task.truth_id[o]),
+                    make_detid(ref_pid, ref_sourceid[o]),
+                    task.truth_id[o],
                     pa.repeat(pa.scalar(ref_name), n_obj),
-                    pa.array(ref_sourceid[o]),
-                    pa.array(np.full(n_obj, fieldid, dtype=np.int32)),
-                    pa.array(np.full(n_obj, rcid, dtype=np.int32)),
-                    pa.array(np.full(n_obj, filterid, dtype=np.int8)),
+                    ref_sourceid[o],
+                    *(np.full(n_obj, v) for v in (fieldid, rcid, filterid)),
                 ],
                 schema=TRUTH_REFERENCE_SCHEMA,
             )
@@ -1065,13 +1043,11 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         pq.write_table(
             pa.Table.from_arrays(
                 [
-                    pa.array(objectid),
-                    pa.array(np.full(n_rows, filterid, dtype=np.uint8)),
-                    pa.array(np.full(n_rows, fieldid, dtype=np.int16)),
-                    pa.array(np.full(n_rows, rcid, dtype=np.uint8)),
-                    pa.array(ref_ra[k_obj].astype(np.float32)),
-                    pa.array(ref_dec[k_obj].astype(np.float32)),
-                    pa.array(counts.astype(np.int64)),
+                    objectid,
+                    *(np.full(n_rows, v) for v in (filterid, fieldid, rcid)),
+                    ref_ra[k_obj],
+                    ref_dec[k_obj],
+                    counts,
                     lists(
                         heliocentric_mjd(
                             d_mjd[in_band], ref_ra[d_obj[in_band]], ref_dec[d_obj[in_band]]
@@ -1089,14 +1065,12 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         dr_parts.append(
             pa.Table.from_arrays(
                 [
-                    pa.array(objectid),
-                    pa.array(task.truth_id[k_obj]),
+                    objectid,
+                    task.truth_id[k_obj],
                     pa.repeat(pa.scalar(dr_name), n_rows),
-                    pa.array(np.arange(n_rows, dtype=np.int64)),
-                    pa.array(np.full(n_rows, fieldid, dtype=np.int32)),
-                    pa.array(np.full(n_rows, rcid, dtype=np.int32)),
-                    pa.array(np.full(n_rows, filterid, dtype=np.int8)),
-                    pa.array(counts.astype(np.int64)),
+                    np.arange(n_rows),
+                    *(np.full(n_rows, v) for v in (fieldid, rcid, filterid)),
+                    counts,
                 ],
                 schema=TRUTH_DR_OBJECTS_SCHEMA,
             )
@@ -1116,21 +1090,13 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
             **{mean_mag_column(b.name): levels[owned, b - Band.g] for b in Band},
         }
     )
-    return _UnitResult(
-        truth=truth,
-        files={
-            SkyLayout.PSFCAT: n_exp,
-            SkyLayout.REFPSFCAT: len(ref_parts),
-            SkyLayout.DR_PARQUET: len(dr_parts),
-            SkyLayout.DETECTIONS: 1,
-        },
-        rows={
-            SkyLayout.PSFCAT: n_det,
-            SkyLayout.REFPSFCAT: truth[SkyLayout.TRUTH_REFERENCE].num_rows,
-            SkyLayout.DR_PARQUET: truth[SkyLayout.TRUTH_DR_OBJECTS].num_rows,
-            SkyLayout.DETECTIONS: n_det,
-        },
-    )
+    counts = {
+        SkyLayout.PSFCAT: (n_exp, n_det),
+        SkyLayout.REFPSFCAT: (len(ref_parts), truth[SkyLayout.TRUTH_REFERENCE].num_rows),
+        SkyLayout.DR_PARQUET: (len(dr_parts), truth[SkyLayout.TRUTH_DR_OBJECTS].num_rows),
+        SkyLayout.DETECTIONS: (1, n_det),
+    }
+    return _UnitResult(truth, counts)
 
 
 # --- the whole sky ---
@@ -1207,15 +1173,15 @@ def _objects_table(plan: _Plan, owned: pa.Table) -> pa.Table:
     companion = objects.companion
     return pa.Table.from_arrays(
         [
-            pa.array(objects.truth_id),
-            pa.array(ra),
-            pa.array(dec),
+            objects.truth_id,
+            ra,
+            dec,
             pa.array(np.array(CLASS_NAMES, dtype=object)[objects.class_index], pa.string()),
             pa.array(owned[TruthColumn.PERIOD_DAYS].to_numpy(), from_pandas=True),
             pa.array(owned[TruthColumn.AMPLITUDE_MAG].to_numpy(), from_pandas=True),
             *(owned[mean_mag_column(b.name)] for b in Band),
             pa.array(companion, mask=companion < 0),
-            pa.array(plan.n_fields_of_object),
+            plan.n_fields_of_object,
         ],
         schema=TRUTH_OBJECTS_SCHEMA,
     )
@@ -1225,12 +1191,12 @@ def _exposures_table(plan: _Plan) -> pa.Table:
     sched = plan.schedule
     return pa.Table.from_arrays(
         [
-            pa.array(np.arange(sched.n, dtype=np.int64)),
-            pa.array(plan.fields.fieldid[sched.field_index].astype(np.int32)),
-            pa.array(sched.mjd),
-            pa.array(sched.filterid),
-            pa.array(sched.limiting_mag),
-            pa.array(sched.infobits),
+            np.arange(sched.n),
+            plan.fields.fieldid[sched.field_index],
+            sched.mjd,
+            sched.filterid,
+            sched.limiting_mag,
+            sched.infobits,
         ],
         schema=TRUTH_EXPOSURES_SCHEMA,
     )
@@ -1320,10 +1286,9 @@ def simulate_sky(
                 writer.write_table(result.truth[name])
                 truth_rows[name] += result.truth[name].num_rows
             owned.append(result.truth[SkyLayout.TRUTH_OBJECTS])
-            for name, n in result.files.items():
-                summary.files[name] = summary.files.get(name, 0) + n
-            for name, n in result.rows.items():
-                summary.rows[name] = summary.rows.get(name, 0) + n
+            for name, (n_files, n_rows) in result.counts.items():
+                summary.files[name] = summary.files.get(name, 0) + n_files
+                summary.rows[name] = summary.rows.get(name, 0) + n_rows
             if log and (i % step == 0 or i == len(plan.tasks)):
                 log(
                     f"  {i}/{len(plan.tasks)} field-quadrants, "
