@@ -121,15 +121,8 @@ def flag_exposures(
     dict of (source file, band) to set of exposure keys
     """
     counted = _counted(deviations)
-    return flagged_from_counts(
-        counted.column(SOURCE_FILE).to_pylist(),
-        counted.column(BAND).to_pylist(),
-        counted.column(EXPOSURE).to_pylist(),
-        counted.column("n").to_numpy(),
-        counted.column("d").to_numpy(),
-        min_stars,
-        max_deviant_fraction,
-    )
+    columns = [counted.column(c).to_numpy(zero_copy_only=False) for c in counted.column_names]
+    return flagged_from_counts(*columns, min_stars, max_deviant_fraction)
 
 
 def flagged_from_counts(files, bands, exposures, n_stars, n_deviant, min_stars, max_fraction):

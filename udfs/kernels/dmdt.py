@@ -118,12 +118,10 @@ class DmDtGrid:
                     f"DmDtGrid {label}: edges must be strictly increasing, got edge {i + 1} = "
                     f"{edges[i + 1]} after edge {i} = {edges[i]}"
                 )
+            edges.flags.writeable = False
+            object.__setattr__(self, label, edges)
         if dt[0] < 0:
             raise ValueError(f"DmDtGrid dt_edges_days: first edge must be >= 0, got {dt[0]}")
-        dt.flags.writeable = False
-        dm.flags.writeable = False
-        object.__setattr__(self, "dt_edges_days", dt)
-        object.__setattr__(self, "dm_edges_mag", dm)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DmDtGrid):
@@ -556,17 +554,10 @@ def _counts_and_epochs(t, mag, channel, offsets, grid: DmDtGrid, n_channels: int
     """(counts, epochs per channel) of :func:`dmdt_counts_multiband`."""
     t, mag, offsets = _check_flat(t, mag, offsets)
     channel, n_channels = _check_channel(channel, t.size, n_channels)
-    lut, inv_step = _dm_lookup_table(grid.dm_edges_mag)
+    dt_edges, dm_edges = grid.dt_edges_days, grid.dm_edges_mag
+    lut, inv_step = _dm_lookup_table(dm_edges)
     return _counts_kernel(
-        t,
-        mag,
-        channel,
-        offsets,
-        np.int64(n_channels),
-        grid.dt_edges_days,
-        grid.dm_edges_mag,
-        lut,
-        inv_step,
+        t, mag, channel, offsets, np.int64(n_channels), dt_edges, dm_edges, lut, inv_step
     )
 
 
