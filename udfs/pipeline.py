@@ -20,6 +20,7 @@ sha256, which it checks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,11 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from catalogs.provenance import VARSKY_VERSION, file_sha256
-from catalogs.schema import (
-    SOURCE_FILE,
-    classification_schema,
-    provenance_schema,
-)
+from catalogs.schema import SOURCE_FILE, classification_schema, provenance_schema
 from udfs.model.inference import StageTimes, classify_batch
 
 
@@ -98,24 +95,43 @@ def classify_partition(
 ) -> pa.RecordBatch:
     """Classify the kept rows of a partition: inputs, network, predicted class, provenance.
 
-    Parameters
-    ----------
-    batch : pyarrow.RecordBatch
-        Kept cut rows (``catalogs.schema.CARRIED_COLUMNS`` and the ``lightcurve`` struct).
-    classifier : udfs.model.classifier.Classifier
-    provenance : Provenance, optional
-        Adds the provenance columns in place of ``source_file``; without it the rows keep
-        ``source_file``.
-    batch_size : int
-        Objects per network call.
-    times : StageTimes, optional
-        Accumulates the seconds spent on the variability stage, inputs and network.
-    stage : udfs.model.variability.VariabilityStage, optional
-        The variability stage (:func:`udfs.model.inference.classify_batch`); None: every object goes
-        to the network and ``p_variable`` is null.
+    :func:`udfs.model.inference.classify_batch` of the kept cut rows (``batch``: the
+    ``catalogs.schema.CARRIED_COLUMNS`` and the ``lightcurve`` struct), the same parameters;
+    ``provenance`` adds the provenance columns in place of ``source_file`` (without it the rows
+    keep ``source_file``).
     """
     rows = classify_batch(batch, classifier, batch_size, times, stage)
     return rows if provenance is None else with_provenance(rows, provenance)
+
+
+def classify_task(
+    batches, classifier_of, threads: int, provenance, batch_size: int, stage, seconds
+):
+    """:func:`classify_partition` of each batch of one engine task (Spark's or Dask's).
+
+    Numba's kernels get ``threads`` threads, like TensorFlow (the task's CPUs, not every core of
+    the machine: the engine's task slots divide the cores); ``classifier_of()`` gives the
+    worker's model (:func:`worker_classifier`). At the end ``seconds`` receives the task's
+    ``load_s``, ``variability_s``, ``inputs_s``, ``predict_s``, ``task_s`` and ``settled`` (objects
+    the variability stage settled), for the job's summary.
+    """
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    t0 = time.perf_counter()
+    classifier = classifier_of()
+    load_s = time.perf_counter() - t0
+    times = StageTimes()
+    for batch in batches:
+        yield classify_partition(batch, classifier, provenance, batch_size, times, stage)
+    seconds |= {
+        "load_s": load_s,
+        "variability_s": times.variability_s,
+        "inputs_s": times.inputs_s,
+        "predict_s": times.predict_s,
+        "task_s": time.perf_counter() - t0,
+        "settled": float(times.n_settled),
+    }
 
 
 # --- One model per process ---
@@ -131,16 +147,15 @@ def worker_classifier(sha256: str, locate, threads: int, card_json: str | None =
     :func:`cached_classifier` (sha256 checked); ``card_json`` is the model card, when the card
     beside the file is not the one to use.
     """
-    classifier = _CLASSIFIERS.get(sha256)
-    if classifier is not None:  # every task after the process's first
-        return classifier
-    import json
+    if sha256 not in _CLASSIFIERS:  # only the process's first task
+        import json
 
-    from udfs.model.classifier import ModelCard, configure_tensorflow_threads
+        from udfs.model.classifier import ModelCard, configure_tensorflow_threads
 
-    configure_tensorflow_threads(threads)
-    card = ModelCard.from_dict(json.loads(card_json)) if card_json else None
-    return cached_classifier(locate(), sha256, card)
+        configure_tensorflow_threads(threads)
+        card = ModelCard.from_dict(json.loads(card_json)) if card_json else None
+        cached_classifier(locate(), sha256, card)
+    return _CLASSIFIERS[sha256]
 
 
 def cached_classifier(path: str | Path, sha256: str, card=None):

@@ -8,7 +8,6 @@ TensorFlow's and numba's threads are set to the worker's threads, so workers div
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -79,28 +78,12 @@ def classify_table(
     Returns the classified rows and the task's seconds (``load_s``, ``inputs_s``, ``predict_s``,
     ``task_s``) and ``settled`` objects, for the job's summary.
     """
-    import numba
+    from udfs.pipeline import classify_task
 
-    from udfs.model.inference import StageTimes
-    from udfs.pipeline import classify_partition
-
-    numba.set_num_threads(min(_worker_threads(), numba.config.NUMBA_NUM_THREADS))
-    t0 = time.perf_counter()
-    classifier = worker_classifier()
-    load_s = time.perf_counter() - t0
-    times = StageTimes()
     batches = table.combine_chunks().to_batches()
     batches = batches or [pa.RecordBatch.from_pylist([], schema=table.schema)]
-    out = [
-        classify_partition(batch, classifier, provenance, batch_size, times, stage)
-        for batch in batches
-    ]
-    seconds = {
-        "load_s": load_s,
-        "variability_s": times.variability_s,
-        "inputs_s": times.inputs_s,
-        "predict_s": times.predict_s,
-        "task_s": time.perf_counter() - t0,
-        "settled": float(times.n_settled),
-    }
-    return pa.Table.from_batches(out), seconds
+    seconds: dict[str, float] = {}
+    task = classify_task(
+        batches, worker_classifier, _worker_threads(), provenance, batch_size, stage, seconds
+    )
+    return pa.Table.from_batches(list(task)), seconds

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pyarrow as pa
 
@@ -96,32 +96,18 @@ def classify_partitions(
         The variability stage; a ``settled`` accumulator, when given, receives the objects it
         settled as constant.
     """
+    classifier_of = partial(worker_classifier, ref)
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import numba
+        from udfs.pipeline import classify_task
 
-        from udfs.model.inference import StageTimes
-        from udfs.pipeline import classify_partition
-
-        # Spark's task slots divide the cores: numba's kernel, like TensorFlow, gets the
-        # task's CPUs, not every core of the machine.
-        numba.set_num_threads(min(_task_cpus(), numba.config.NUMBA_NUM_THREADS))
-        t0 = time.perf_counter()
-        classifier = worker_classifier(ref)
-        times = StageTimes()
-        load_s = time.perf_counter() - t0
-        for batch in batches:
-            yield classify_partition(batch, classifier, provenance, batch_size, times, stage)
-        if accumulators:
-            accumulators["load_s"].add(load_s)
-            accumulators["inputs_s"].add(times.inputs_s)
-            if "variability_s" in accumulators:
-                accumulators["variability_s"].add(times.variability_s)
-            accumulators["predict_s"].add(times.predict_s)
-            if "settled" in accumulators:
-                accumulators["settled"].add(times.n_settled)
-            if "task_s" in accumulators:
-                accumulators["task_s"].add(time.perf_counter() - t0)
+        seconds: dict[str, float] = {}
+        yield from classify_task(
+            batches, classifier_of, _task_cpus(), provenance, batch_size, stage, seconds
+        )
+        for name, value in seconds.items():
+            if accumulators and name in accumulators:
+                accumulators[name].add(value)
 
     return classify
 
