@@ -45,6 +45,22 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def defaulted_options(parser: argparse.ArgumentParser, defaults: object):
+    """A function adding to ``parser`` options whose defaults are attributes of ``defaults``.
+
+    ``add("--batch-size", int, "B", "objects per step")`` adds ``--batch-size B`` of type int
+    with the default ``defaults.batch_size`` (``attr`` names another attribute) and the help
+    "objects per step (default %(default)s)".
+    """
+
+    def add(flag: str, type_: type, metavar: str | None, help_text: str = "", attr: str = ""):
+        default = getattr(defaults, attr or flag.removeprefix("--").replace("-", "_"))
+        help_text = f"{help_text} (default %(default)s)".lstrip()
+        parser.add_argument(flag, type=type_, default=default, metavar=metavar, help=help_text)
+
+    return add
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the top-level parser with one subparser per job.
 

@@ -17,12 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from catalogs.band_map import BUILTIN_PROFILES, BandMap
-from catalogs.detection_tables import (
-    CATALOG,
-    INGEST_DETECTION_SCHEMA,
-    SOURCE_ID,
-    SOURCE_SCHEMA,
-)
+from catalogs.detection_tables import CATALOG, INGEST_DETECTION_SCHEMA, SOURCE_ID, SOURCE_SCHEMA
 from catalogs.errors import InputError
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
@@ -192,13 +187,24 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _files_frame(spark, files: list[str]):
-    rows = [(i, f) for i, f in enumerate(files)]
+def _read_files(spark, files: list[str], read_file, schema: pa.Schema):
+    """The Arrow tables ``read_file(path, file_index)`` of every file, read in Spark tasks."""
     n = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
     # Paths travel inside the tasks: slices of 2,000 (about 150 KiB) keep every task small.
     slices = max(n, -(-len(files) // 2_000))
-    paths = spark.sparkContext.parallelize(rows, slices)
-    return spark.createDataFrame(paths, "file_index long, path string").repartition(n, "file_index")
+    paths = spark.sparkContext.parallelize(list(enumerate(files)), slices)
+    frame = spark.createDataFrame(paths, "file_index long, path string")
+
+    def read(batches):
+        for batch in batches:
+            for index, path in zip(
+                batch.column("file_index").to_pylist(),
+                batch.column("path").to_pylist(),
+                strict=True,
+            ):
+                yield from read_file(path, index).to_batches()
+
+    return frame.repartition(n, "file_index").mapInArrow(read, _spark_schema(schema))
 
 
 def _spark_schema(schema: pa.Schema):
@@ -249,71 +255,46 @@ def read_detections(spark, config: IngestConfig):
         )
         return df, len(files)
     if fmt == "hats":
-        files = expand_files(config.inputs)
-        files = [f for f in files if "Npix=" in f]
+        files = [f for f in expand_files(config.inputs) if "Npix=" in f]
 
-        def read_hats(batches):
+        def read_file(path, index):
             import pyarrow.parquet as pq
 
             from catalogs.hats_input import dr_rows_of_hats_file
 
-            for batch in batches:
-                for path in batch.column("path").to_pylist():
-                    yield from from_dr_rows(
-                        dr_rows_of_hats_file(pq.read_table(path), path)
-                    ).to_batches()
+            return from_dr_rows(dr_rows_of_hats_file(pq.read_table(path), path))
 
-        return _files_frame(spark, files).mapInArrow(
-            read_hats, _spark_schema(INGEST_DETECTION_SCHEMA)
-        ), len(files)
-    if fmt == "psfcat":
+    elif fmt == "psfcat":
         files = expand_files(config.inputs, FITS_SUFFIXES)
 
-        def read_psf(batches):
+        def read_file(path, index):
             from catalogs.ztf_psfcat import read_psfcat
 
-            for batch in batches:
-                for path in batch.column("path").to_pylist():
-                    yield from from_psfcat(read_psfcat(path)).to_batches()
+            return from_psfcat(read_psfcat(path))
 
-        return _files_frame(spark, files).mapInArrow(
-            read_psf, _spark_schema(INGEST_DETECTION_SCHEMA)
-        ), len(files)
-    files = expand_files(config.inputs)
-    check_generic_tables(files, config.band_map)
-    band_map = config.band_map
+    else:
+        files = expand_files(config.inputs)
+        check_generic_tables(files, config.band_map)
+        band_map = config.band_map
 
-    def read_generic(batches):
-        import pyarrow.parquet as pq
+        def read_file(path, index):
+            import pyarrow.parquet as pq
 
-        for batch in batches:
-            for index, path in zip(
-                batch.column("file_index").to_pylist(),
-                batch.column("path").to_pylist(),
-                strict=True,
-            ):
-                table = pq.read_table(path)
-                yield from from_generic(table, path, index, band_map).to_batches()
+            return from_generic(pq.read_table(path), path, index, band_map)
 
-    return _files_frame(spark, files).mapInArrow(
-        read_generic, _spark_schema(INGEST_DETECTION_SCHEMA)
-    ), len(files)
+    return _read_files(spark, files, read_file, INGEST_DETECTION_SCHEMA), len(files)
 
 
 def read_reference_sources(spark, paths: tuple[str, ...]):
     """Reference sources of refpsfcat files, SOURCE_SCHEMA rows."""
     from catalogs.detection_tables import sources_from_refpsfcat
 
-    files = expand_files(paths, FITS_SUFFIXES)
-
-    def read_refs(batches):
+    def read_file(path, index):
         from catalogs.ztf_psfcat import read_refpsfcat
 
-        for batch in batches:
-            for path in batch.column("path").to_pylist():
-                yield from sources_from_refpsfcat(read_refpsfcat(path)).to_batches()
+        return sources_from_refpsfcat(read_refpsfcat(path))
 
-    return _files_frame(spark, files).mapInArrow(read_refs, _spark_schema(SOURCE_SCHEMA))
+    return _read_files(spark, expand_files(paths, FITS_SUFFIXES), read_file, SOURCE_SCHEMA)
 
 
 # --- tiles -------------------------------------------------------------------------------------

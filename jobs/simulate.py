@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalogs.parquet_output import prepare_output_dir
+from jobs.cli import defaulted_options
 from udfs.simulators.sky_simulator import SkyConfig, simulate_sky
 
 
@@ -75,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="objects in the sky (default %(default)s; about 450 detections each)",
     )
-    parser.add_argument("--seed", type=int, default=sky.seed, help="(default %(default)s)")
+    option = defaulted_options(parser, sky)
+    option("--seed", int, None)
     parser.add_argument(
         "--workers",
         type=int,
@@ -83,55 +85,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="processes writing in parallel (default %(default)s)",
     )
-    parser.add_argument(
-        "--ra-deg",
-        type=float,
-        default=sky.ra_deg,
-        metavar="RA",
-        help="cap centre, deg (default %(default)s)",
-    )
-    parser.add_argument(
-        "--dec-deg",
-        type=float,
-        default=sky.dec_deg,
-        metavar="DEC",
-        help="cap centre, deg (default %(default)s)",
-    )
+    option("--ra-deg", float, "RA", "cap centre, deg")
+    option("--dec-deg", float, "DEC", "cap centre, deg")
     parser.add_argument(
         "--radius-deg",
         type=float,
-        default=None,
         metavar="R",
         help=f"cap radius, deg (default: sized for {sky.density_per_deg2:.0f} objects/deg^2)",
     )
-    parser.add_argument(
-        "--survey-days",
-        type=float,
-        default=sky.survey_days,
-        metavar="D",
-        help=f"survey length from MJD {sky.survey_start_mjd:.0f}, days (default %(default)s)",
-    )
+    option("--survey-days", float, "D", f"survey length from MJD {sky.survey_start_mjd:.0f}, days")
     parser.add_argument(
         "--field-side-deg",
         type=float,
-        default=None,
         metavar="S",
         help="field side, deg (default: 2 x 2 overlapping fields covering the cap)",
     )
-    parser.add_argument(
-        "--ccds-per-side",
-        type=int,
-        default=sky.ccds_per_side,
-        metavar="C",
-        help="a field is C x C CCDs of 2 x 2 quadrants (default %(default)s)",
-    )
-    parser.add_argument(
-        "--pair-fraction",
-        type=float,
-        default=sky.pair_fraction,
-        metavar="F",
-        help="fraction of objects in close pairs, 1.5-3 arcsec apart (default %(default)s)",
-    )
+    option("--ccds-per-side", int, "C", "a field is C x C CCDs of 2 x 2 quadrants")
+    option("--pair-fraction", float, "F", "fraction of objects in close pairs, 1.5-3 arcsec apart")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty output directory"
     )

@@ -79,7 +79,8 @@ class TrainResult:
     card_path: Path
     confusion_matrix_path: Path
     model_sha256: str
-    seconds: dict[str, float]
+    #: Seconds per stage (the job runner adds the Spark start-up).
+    stage_s: dict[str, float]
     best_val_loss: float
     best_val_accuracy: float = float("nan")
     n_band_dropped: int = 0
@@ -88,15 +89,6 @@ class TrainResult:
     def format(self) -> str:
         """The readable end-of-job summary."""
         return format_summary(self)
-
-    @property
-    def stage_s(self) -> dict[str, float]:
-        """Seconds per stage (for the job runner)."""
-        return self.seconds
-
-    @stage_s.setter
-    def stage_s(self, value: dict[str, float]) -> None:
-        self.seconds = value
 
 
 @dataclass
@@ -199,7 +191,6 @@ def _fine_tune(model, data: _TrainingData, arrays, labels, sim_train, val, confi
     from udfs.model.training import calibrate, finetune, multi_hot_targets
 
     card, classes, real_table, real_meta = data.card, data.classes, data.real_table, data.real_meta
-    real_sets = data.real_sets
     t0 = time.perf_counter()
     r_arrays = model_input_arrays(real_table, card)
     r_ids = real_table.column(DRColumn.OBJECTID).to_numpy()
@@ -240,8 +231,6 @@ def _fine_tune(model, data: _TrainingData, arrays, labels, sim_train, val, confi
         val,
         sim_per_class=config.calibration_sim_per_class,
     )
-    p_real_after = cal.p_real_after
-    reliability = cal.reliability
     calibration = {
         "method": "per-class Platt scaling of the one-vs-rest sigmoids, folded into the "
         "output layer: p' = sigmoid(scale * logit(p) + shift)",
@@ -251,19 +240,19 @@ def _fine_tune(model, data: _TrainingData, arrays, labels, sim_train, val, confi
         "shift": dict(zip(classes, cal.scaling.shift, strict=True)),
         "ece_real_validation_before": cal.ece_before,
         "ece_real_validation_after": cal.ece_after,
-        "reliability": reliability,
+        "reliability": cal.reliability,
     }
     real_validation = {}
     for name in sorted(set(r_set[r_val].tolist())):
         mine = r_set[r_val] == name
         real_validation[name] = labelled_scores(
-            p_real_after[mine],
+            cal.p_real_after[mine],
             [r_labels[k] for k in np.flatnonzero(r_val)[mine]],
             r_group[r_val][mine],
             classes,
         )
     fine_tuning = {
-        "sets": real_sets,
+        "sets": data.real_sets,
         "band_map": json.loads(config.band_map.to_json()),
         "label_rule": "a label naming several classes (a|b) makes each of them a positive "
         "of its one-vs-rest sigmoid; a prediction counts as right when its argmax is any "
@@ -293,7 +282,7 @@ def _fine_tune(model, data: _TrainingData, arrays, labels, sim_train, val, confi
             r_arrays, np.frombuffer("\n".join(r_labels).encode(), np.uint8), r_split
         ),
     }
-    return fine_tuning, calibration, real_validation, reliability
+    return fine_tuning, calibration, real_validation, cal.reliability
 
 
 def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
@@ -312,13 +301,11 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
 
     data = _training_data(spark, config, log, seconds)
     table, card, classes = data.table, data.card, data.classes
-    description, left_out = data.description, data.left_out
 
     arrays = model_input_arrays(table, card)
     labels = np.array([classes.index(n) for n in table.column(LABEL).to_pylist()], dtype=np.int16)
     split_all = table.column(SPLIT).to_numpy().astype(np.int8)
-    variant = table.column(VARIANT).to_numpy()
-    original = variant == 0
+    original = table.column(VARIANT).to_numpy() == 0
     data_sha256 = training_arrays_sha256(arrays, labels, split_all)
     train_ = split_all == TRAIN
     val = (split_all == VALIDATION) & original
@@ -358,9 +345,6 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         patience=config.patience,
     )
     seconds["fit"] = time.perf_counter() - t0
-    epochs_run = len(history["loss"])
-    best_val_loss = float(np.min(history["val_loss"]))
-    best_val_accuracy = float(np.max(history["val_accuracy"]))
 
     fine_tuning = calibration = real_validation = None
     reliability = {}
@@ -380,14 +364,14 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     os.replace(partial, model_path)
 
     record = TrainingRecord(
-        description=description,
+        description=data.description,
         seed=config.seed,
         sha256=data_sha256,
         objects_per_class=config.objects_per_class if config.labels is None else 0,
         n_train=int((train_ & original).sum()),
         n_val=int(val.sum()),
         n_test=int(test.sum()),
-        epochs_run=epochs_run,
+        epochs_run=len(history["loss"]),
         max_epochs=config.max_epochs,
         batch_size=config.batch_size,
         cadence_sample=portable_path(config.cadence_sample)
@@ -439,12 +423,12 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         model_path=model_path,
         card_path=card_path,
         confusion_matrix_path=confusion_path,
-        model_sha256=file_sha256(model_path),
-        seconds=seconds,
-        best_val_loss=best_val_loss,
-        best_val_accuracy=best_val_accuracy,
+        model_sha256=card.model_sha256,
+        stage_s=seconds,
+        best_val_loss=float(np.min(history["val_loss"])),
+        best_val_accuracy=float(np.max(history["val_accuracy"])),
         n_band_dropped=n_dropped,
-        left_out=left_out,
+        left_out=data.left_out,
     )
 
 
@@ -452,7 +436,7 @@ def format_summary(result: TrainResult) -> str:
     """The readable end-of-job summary."""
     card, record, metrics = result.card, result.card.training, result.card.test_metrics
     assert record is not None and metrics is not None
-    minutes, secs = divmod(result.seconds["total"], 60)
+    minutes, secs = divmod(result.stage_s["total"], 60)
     size_mb = result.model_path.stat().st_size / 1e6
     inputs = ", ".join(
         f"{name} {'x'.join(map(str, shape))}" for name, shape in card.input_shapes.items()
@@ -461,18 +445,18 @@ def format_summary(result: TrainResult) -> str:
         f"varsky train: done in {int(minutes)}m{secs:04.1f}s",
         f"  data         {record.description}",
         f"  light curves {record.n_train + record.n_val + record.n_test} in "
-        f"{len(card.classes)} classes ({result.seconds['light curves']:.1f} s)",
+        f"{len(card.classes)} classes ({result.stage_s['light curves']:.1f} s)",
     ]
     for reason, count in sorted(result.left_out.items()):
         lines.append(f"    left out   {count} labelled objects: {reason}")
     lines += [
-        f"  inputs       {inputs}, made with Spark ({result.seconds['inputs']:.1f} s)",
+        f"  inputs       {inputs}, made with Spark ({result.stage_s['inputs']:.1f} s)",
         f"  split        train {record.n_train} (+{result.n_band_dropped} band-dropped copies), "
         f"validation {record.n_val}, test {record.n_test} (by object, stratified by class)",
         f"  training     {record.epochs_run} of {record.max_epochs} epochs (Adam "
         f"{record.learning_rate:g}, {record.learning_rate_schedule}), best validation accuracy "
         f"{result.best_val_accuracy:.4f}, loss {result.best_val_loss:.4f} "
-        f"({result.seconds['fit']:.1f} s)",
+        f"({result.stage_s['fit']:.1f} s)",
         f"  test split   accuracy {metrics.accuracy:.3f}, macro F1 {metrics.macro_f1:.3f}",
         f"    {'class':<12} {'precision':>9} {'recall':>7} {'F1':>6} {'n':>5}",
     ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from catalogs.band_map import BandMap
 from catalogs.schema import DEFAULT_MIN_EPOCHS
+from jobs.cli import defaulted_options
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The real ZTF DR5 light curves whose epochs some simulated objects use as their cadence.
@@ -183,42 +184,26 @@ class TrainConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the train job's options to ``parser``."""
     defaults = TrainConfig(output=Path("."))
+    option = defaulted_options(parser, defaults)
     parser.add_argument("--output", required=True, help="model directory to write")
-    parser.add_argument(
-        "--objects-per-class",
-        type=int,
-        default=defaults.objects_per_class,
-        metavar="N",
-        help="simulated light curves per class, all splits (default %(default)s)",
-    )
-    parser.add_argument(
+    option("--objects-per-class", int, "N", "simulated light curves per class, all splits")
+    option(
         "--epochs",
-        type=int,
-        default=defaults.max_epochs,
-        metavar="E",
-        help="training epochs: the learning rate decays to zero over them (cosine); early "
-        "stopping if the validation accuracy stalls (default %(default)s)",
+        int,
+        "E",
+        "training epochs: the learning rate decays to zero over them (cosine); early "
+        "stopping if the validation accuracy stalls",
+        attr="max_epochs",
     )
-    parser.add_argument(
-        "--patience",
-        type=int,
-        default=defaults.patience,
-        help="epochs without better validation accuracy before stopping (default %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default %(default)s)")
+    option("--patience", int, None, "epochs without better validation accuracy before stopping")
+    option("--seed", int, None)
     parser.add_argument(
         "--grid",
         choices=GRID_NAMES,
         default=defaults.grid_name,
         help="dm-dt grid (default %(default)s)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        metavar="B",
-        help="(default %(default)s)",
-    )
+    option("--batch-size", int, "B")
     parser.add_argument(
         "--cadence-sample",
         default=str(DEFAULT_CADENCE_SAMPLE),
@@ -226,13 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DR light-curve file whose real epochs some objects use; 'none' for synthetic only "
         "(default: the bundled DR5 sample)",
     )
-    parser.add_argument(
-        "--real-cadence-fraction",
-        type=float,
-        default=defaults.real_cadence_fraction,
-        metavar="F",
-        help="fraction of objects with a real cadence (default %(default)s)",
-    )
+    option("--real-cadence-fraction", float, "F", "fraction of objects with a real cadence")
     parser.add_argument(
         "--labels",
         metavar="TABLE",
@@ -246,19 +225,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="light curves of the labelled objects: DR Parquet files or folders, or a HATS "
         "catalog from varsky ingest (repeatable)",
     )
-    parser.add_argument(
-        "--min-epochs",
-        type=int,
-        default=defaults.min_epochs,
-        help="fewest good epochs a labelled light curve needs (default %(default)s)",
-    )
-    parser.add_argument(
+    option("--min-epochs", int, None, "fewest good epochs a labelled light curve needs")
+    option(
         "--band-dropout",
-        type=float,
-        default=defaults.band_dropout,
-        metavar="P",
-        help="probability a multi-band training object gets a copy with one band removed "
-        "(default %(default)s)",
+        float,
+        "P",
+        "probability a multi-band training object gets a copy with one band removed",
     )
     parser.add_argument(
         "--variability-only",
@@ -302,10 +274,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how the real sets' bands map onto g, r, i: NAME=BAND pairs (V=g), a profile "
         "(crts, rubin, ztf) or a .toml/.json file",
     )
-    parser.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=defaults.finetune_epochs,
-        metavar="E",
-        help="fine-tuning epochs on the real sets (default %(default)s)",
-    )
+    option("--finetune-epochs", int, "E", "fine-tuning epochs on the real sets")

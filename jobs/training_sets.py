@@ -16,25 +16,10 @@ import pyarrow.parquet as pq
 
 from catalogs.errors import InputError
 from catalogs.provenance import file_sha256
-from catalogs.schema import (
-    LIGHTCURVE,
-    LIGHTCURVE_STRUCT,
-    N_GOOD,
-    REJECT_REASON,
-    DRColumn,
-)
-from jobs.train_config import (
-    _REPO_ROOT,
-    EQUALIZED_GRID_SAMPLE,
-    LABEL,
-    SPLIT,
-    TrainConfig,
-)
+from catalogs.schema import LIGHTCURVE, LIGHTCURVE_STRUCT, N_GOOD, REJECT_REASON, DRColumn
+from jobs.train_config import _REPO_ROOT, EQUALIZED_GRID_SAMPLE, LABEL, SPLIT, TrainConfig
 from udfs.kernels.dmdt import DmDtGrid
-from udfs.model.classifier import (
-    CLASS_NAMES,
-    ModelCard,
-)
+from udfs.model.classifier import CLASS_NAMES, ModelCard
 from udfs.model.training import TRAIN, VALIDATION, split_by_object
 
 
@@ -47,13 +32,12 @@ def portable_path(path: Path) -> str:
 
 
 def _data_description(config: TrainConfig) -> str:
+    cadences = "ZTF-like synthetic cadences"
     if config.cadence_sample is not None and config.real_cadence_fraction > 0:
-        cadences = (
-            f"ZTF-like synthetic cadences, {config.real_cadence_fraction:.0%} of objects with the "
-            f"real epochs of {config.cadence_sample.name}"
+        cadences += (
+            f", {config.real_cadence_fraction:.0%} of objects with the real epochs of "
+            f"{config.cadence_sample.name}"
         )
-    else:
-        cadences = "ZTF-like synthetic cadences"
     return (
         f"udfs.simulators.lightcurve_simulator light curves, {config.objects_per_class} per class: "
         f"{cadences}; g+r, g-only, r-only and g+r+i band subsets; noise from the DR5 "
@@ -77,10 +61,8 @@ def simulated_lightcurve_table(config: TrainConfig) -> tuple[pa.Table, str]:
     offsets = pa.array(sim.offsets.astype(np.int32))
     lightcurve = pa.StructArray.from_arrays(
         [
-            pa.ListArray.from_arrays(offsets, pa.array(sim.t_hmjd)),
-            pa.ListArray.from_arrays(offsets, pa.array(sim.mag)),
-            pa.ListArray.from_arrays(offsets, pa.array(sim.magerr)),
-            pa.ListArray.from_arrays(offsets, pa.array(sim.channel)),
+            pa.ListArray.from_arrays(offsets, pa.array(values))
+            for values in (sim.t_hmjd, sim.mag, sim.magerr, sim.channel)
         ],
         fields=list(LIGHTCURVE_STRUCT),
     )
@@ -209,8 +191,7 @@ def make_training_set(spark, lightcurves, card: ModelCard, config: TrainConfig):
         model_input_partitions(json.dumps(card.to_dict()), carried),
         from_arrow_schema(out_schema),
     )
-    table = inputs.toArrow()
-    return table.sort_by([(DRColumn.OBJECTID, "ascending"), (VARIANT, "ascending")])
+    return inputs.toArrow().sort_by([(DRColumn.OBJECTID, "ascending"), (VARIANT, "ascending")])
 
 
 def labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict[str, int], str]:
@@ -228,8 +209,7 @@ def labelled_lightcurves(spark, config: TrainConfig, log) -> tuple[object, dict[
     label_df = spark.createDataFrame(labels.to_pandas())
     joined = label_df.join(
         cut.select(DRColumn.OBJECTID, LIGHTCURVE, REJECT_REASON), DRColumn.OBJECTID, "left"
-    )
-    joined = joined.persist()
+    ).persist()
     reasons = joined.groupBy(REJECT_REASON, F.col(LIGHTCURVE).isNull().alias("missing")).count()
     left_out: dict[str, int] = {}
     for row in reasons.collect():
