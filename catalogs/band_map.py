@@ -71,17 +71,11 @@ def _check_targets(mapping: Mapping[str, str], source: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class BandMap:
-    """Survey band name -> varsky band (``g``, ``r``, ``i``) or :data:`DROP`.
+    """Survey band name -> varsky band (``g``, ``r``, ``i``) or :data:`DROP`."""
 
-    Attributes
-    ----------
-    bands : dict of str to str
-        The explicit entries; g, r and i map to themselves unless listed.
-    name : str
-        Profile name or the command-line text it came from (for provenance).
-    """
-
+    #: The explicit entries; g, r and i map to themselves unless listed.
     bands: dict[str, str] = field(default_factory=dict)
+    #: Profile name or the command-line text it came from (for provenance).
     name: str = "default"
 
     @classmethod

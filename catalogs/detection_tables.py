@@ -55,15 +55,8 @@ INGEST_DETECTION_SCHEMA = pa.schema(
 )
 
 #: Sources to group into objects (reference sources, DR objectids): one row each.
-SOURCE_SCHEMA = pa.schema(
-    [
-        pa.field(SOURCE_ID, pa.int64()),
-        pa.field(CATALOG, pa.int64()),
-        pa.field(DetColumn.RA, pa.float64()),
-        pa.field(DetColumn.DEC, pa.float64()),
-        pa.field(HEALPIX_COLUMN, pa.int64()),
-    ]
-)
+_SOURCE_COLUMNS = (SOURCE_ID, CATALOG, DetColumn.RA, DetColumn.DEC, HEALPIX_COLUMN)
+SOURCE_SCHEMA = pa.schema([INGEST_DETECTION_SCHEMA.field(c) for c in _SOURCE_COLUMNS])
 
 
 def _reasons(
@@ -83,6 +76,18 @@ def _table(columns: dict) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=INGEST_DETECTION_SCHEMA)
 
 
+def _finite(ra: np.ndarray, dec: np.ndarray, *values: np.ndarray) -> np.ndarray:
+    """Where the position is finite with |dec| <= 90 deg and every one of ``values`` is finite."""
+    ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    for value in values:
+        ok &= np.isfinite(value)
+    return ok
+
+
+def _numpy(column: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:
+    return column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
 def _healpix(ra: np.ndarray, dec: np.ndarray, finite: np.ndarray) -> np.ndarray:
     hp = np.zeros(ra.size, dtype=np.int64)
     hp[finite] = healpix_29(ra[finite], dec[finite])
@@ -98,17 +103,14 @@ def from_psfcat(table: pa.Table) -> pa.Table:
     from catalogs.ztf_psfcat import psfcat_quality
 
     def col(name, dtype):
-        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        return _numpy(table.column(name), dtype)
 
     detid = col(DetColumn.DETID, np.int64)
     ra, dec = col(DetColumn.RA, np.float64), col(DetColumn.DEC, np.float64)
     mjd = col(DetColumn.MJD, np.float64)
     mag, magerr = col(DetColumn.MAG, np.float64), col(DetColumn.MAGERR, np.float64)
     band = col(DetColumn.BAND, np.int64)
-    finite = (
-        np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90) & np.isfinite(mjd)
-        & np.isfinite(mag) & np.isfinite(magerr)
-    )  # fmt: skip
+    finite = _finite(ra, dec, mjd, mag, magerr)
     good = psfcat_quality(col(DetColumn.FLAGS, np.int64), col("infobits", np.int64))
     band_ok = (band >= 0) & (band < len(Band))
     hmjd = np.where(
@@ -137,10 +139,10 @@ def from_psfcat(table: pa.Table) -> pa.Table:
 
 def sources_from_refpsfcat(table: pa.Table) -> pa.Table:
     """Reference sources (:func:`catalogs.ztf_psfcat.read_refpsfcat`) to group into objects."""
-    ref = table.column("refid").to_numpy(zero_copy_only=False).astype(np.int64)
-    ra = table.column(DetColumn.RA).to_numpy(zero_copy_only=False).astype(np.float64)
-    dec = table.column(DetColumn.DEC).to_numpy(zero_copy_only=False).astype(np.float64)
-    finite = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    ref = _numpy(table.column("refid"), np.int64)
+    ra = _numpy(table.column(DetColumn.RA), np.float64)
+    dec = _numpy(table.column(DetColumn.DEC), np.float64)
+    finite = _finite(ra, dec)
     return pa.Table.from_arrays(
         [
             pa.array(ref[finite]),
@@ -166,7 +168,7 @@ def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     """
     col = batch.column
     n_rows = batch.num_rows
-    objectid = col(DRColumn.OBJECTID).to_numpy(zero_copy_only=False).astype(np.int64)
+    objectid = _numpy(col(DRColumn.OBJECTID), np.int64)
     filterid = pc.fill_null(col(DRColumn.FILTERID), 0).to_numpy(zero_copy_only=False)
     lengths = {}
     flat = {}
@@ -202,13 +204,10 @@ def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     mag, magerr, catflags = (
         per_epoch(c) for c in (DRColumn.MAG, DRColumn.MAGERR, DRColumn.CATFLAGS)
     )
-    ra = col(DRColumn.RA).to_numpy(zero_copy_only=False).astype(np.float64)[row]
-    dec = col(DRColumn.DEC).to_numpy(zero_copy_only=False).astype(np.float64)[row]
+    ra = _numpy(col(DRColumn.RA), np.float64)[row]
+    dec = _numpy(col(DRColumn.DEC), np.float64)[row]
     band = filterid.astype(np.int64)[row] - 1
-    finite = (
-        np.isfinite(hmjd) & np.isfinite(mag) & np.isfinite(magerr) & np.isfinite(ra)
-        & np.isfinite(dec) & (np.abs(dec) <= 90)
-    )  # fmt: skip
+    finite = _finite(ra, dec, hmjd, mag, magerr)
     reason = _reasons(catflags != CATFLAGS_GOOD, finite, (band >= 0) & (band < len(Band)))
     reason[~same[row]] = "array_length_mismatch"
     catalog = dr_catalog_key(
@@ -224,9 +223,7 @@ def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
             CATALOG: catalog,
             DetColumn.RA: ra,
             DetColumn.DEC: dec,
-            HEALPIX_COLUMN: _healpix(
-                ra, dec, np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
-            ),
+            HEALPIX_COLUMN: _healpix(ra, dec, _finite(ra, dec)),
             HMJD: hmjd,
             DetColumn.BAND: np.where(band >= 0, band, -1).astype(np.int8),
             DetColumn.MAG: mag.astype(np.float32),
@@ -288,10 +285,8 @@ def from_generic(
     ra, dec, mjd = col("ra", np.float64), col("dec", np.float64), col("mjd", np.float64)
     mag, magerr = col("mag", np.float64), col("magerr", np.float64)
     flags = col("flags", np.int64, 0) if "flags" in table.column_names else np.zeros(n, np.int64)
-    finite = (
-        np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90) & np.isfinite(mjd)
-        & np.isfinite(mag) & np.isfinite(magerr)
-    )  # fmt: skip
+    finite = _finite(ra, dec, mjd, mag, magerr)
+    band_ok = (band >= 0) & (band < len(Band))
     objectid = (
         table.column("objectid").cast(pa.int64())
         if "objectid" in table.column_names
@@ -307,14 +302,12 @@ def from_generic(
             DetColumn.DEC: dec,
             HEALPIX_COLUMN: _healpix(ra, dec, finite),
             HMJD: mjd,
-            DetColumn.BAND: np.where((band >= 0) & (band < 3), band, -1).astype(np.int8),
+            DetColumn.BAND: np.where(band_ok, band, -1).astype(np.int8),
             DetColumn.MAG: mag.astype(np.float32),
             DetColumn.MAGERR: magerr.astype(np.float32),
             DetColumn.FLAGS: flags.astype(np.int32),
             DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
             DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
-            REJECT_REASON: _reasons(
-                flags != 0, finite, ((band >= 0) & (band < 3)) | dropped, dropped
-            ),
+            REJECT_REASON: _reasons(flags != 0, finite, band_ok | dropped, dropped),
         }
     )

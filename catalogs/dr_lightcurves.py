@@ -16,26 +16,16 @@ import pyarrow.parquet as pq
 
 from catalogs.errors import InputError
 from catalogs.input_files import expand_files, filesystem
-from catalogs.schema import DR_REQUIRED_COLUMNS, DRColumn
+from catalogs.schema import DR_REQUIRED_COLUMNS, SOURCE_FILE, SOURCE_ROW, DRColumn
 
 
 @dataclass(frozen=True)
 class DRFile:
-    """A checked DR light-curve file.
+    """A checked DR light-curve file."""
 
-    Attributes
-    ----------
-    path : str
-        Path or URI as Spark should read it.
-    num_rows : int
-        Rows (objects) in the file, from its footer.
-    hmjd_type : str
-        Arrow type of the hmjd list elements in this file (float or double).
-    """
-
-    path: str
-    num_rows: int
-    hmjd_type: str
+    path: str  #: path or URI as Spark should read it
+    num_rows: int  #: rows (objects) in the file, from its footer
+    hmjd_type: str  #: Arrow type of the hmjd list elements in this file (float or double)
 
 
 def _type_family(dtype: pa.DataType) -> str:
@@ -84,8 +74,7 @@ def check_dr_file(path: str) -> DRFile:
                 f"{sorted(DR_REQUIRED_COLUMNS)}",
                 column=column,
             )
-        found = _type_family(schema.field(index).type)
-        if found != family:
+        if _type_family(schema.field(index).type) != family:
             raise InputError(
                 path, f"must be {family}, found {schema.field(index).type}", column=column
             )
@@ -129,8 +118,6 @@ def read_dr_rows(path: str) -> pa.Table:
 
     Columns absent from the file (fieldid, rcid) come as nulls, as Spark reads them.
     """
-    from catalogs.schema import SOURCE_FILE, SOURCE_ROW
-
     fs, fs_path = filesystem(path)
     with fs.open_input_file(fs_path) as f:
         pf = pq.ParquetFile(f)

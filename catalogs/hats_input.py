@@ -33,8 +33,7 @@ def _lists_of(nested: pa.Array, path: str) -> dict[str, pa.Array]:
         offsets = pc.subtract(nested.offsets, nested.offsets[0])
         get = {n: pa.ListArray.from_arrays(offsets, values.field(n)) for n in names}
     else:
-        found = nested.type
-        message = f"must be a struct of lists or a list of structs, found {found}"
+        message = f"must be a struct of lists or a list of structs, found {nested.type}"
         raise InputError(path, message, column=NESTED_COLUMN)
     for name in _EPOCH_FIELDS:
         if name not in get:

@@ -118,16 +118,6 @@ def check_empty_output(base: str | os.PathLike) -> None:
 
 
 # --- data files ---
-def _write_kwargs(schema: pa.Schema) -> dict:
-    """Parquet settings of hats (zstd, byte-stream-split floats, page index), sorted by hp29."""
-    from hats.io.file_io.file_io import get_parquet_write_table_kwargs
-
-    sorting = [pq.SortingColumn(schema.get_field_index(HEALPIX_COLUMN))]
-    kwargs = get_parquet_write_table_kwargs(schema, write_table_kwargs={"sorting_columns": sorting})
-    kwargs.pop("row_group_size")
-    return kwargs
-
-
 def _healpix_values(data: pa.Table | pa.RecordBatch) -> npt.NDArray[np.int64]:
     """The `_healpix_29` column as int64 numpy; nulls are refused."""
     column = data.column(HEALPIX_COLUMN)
@@ -147,35 +137,21 @@ def check_schema(schema: pa.Schema) -> None:
 class _TileFileWriter:
     """Streams one tile's Arrow batches into its data file, in row groups of bounded size."""
 
-    def __init__(
-        self,
-        fs: pafs.FileSystem,
-        root: str,
-        order: int,
-        pixel: int,
-        schema: pa.Schema,
-        write_kwargs: dict,
-    ):
-        self.path = _join(root, DATASET_DIR, partition_relative_path(order, pixel))
-        fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
-        self._writer = pq.ParquetWriter(self.path, schema, filesystem=fs, **write_kwargs)
+    def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema, write_kwargs: dict):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        self._writer = pq.ParquetWriter(path, schema, filesystem=fs, **write_kwargs)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
         self.n_rows = 0
 
-    def write(self, data: pa.RecordBatch | pa.Table) -> None:
-        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
-        for batch in batches:
-            self._pending.append(batch)
-            self._pending_rows += batch.num_rows
-            self._pending_bytes += batch.nbytes
-            self.n_rows += batch.num_rows
-            if (
-                self._pending_rows >= ROW_GROUP_MAX_ROWS
-                or self._pending_bytes >= ROW_GROUP_MAX_BYTES
-            ):
-                self._flush()
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        self.n_rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_MAX_ROWS or self._pending_bytes >= ROW_GROUP_MAX_BYTES:
+            self._flush()
 
     def _flush(self) -> None:
         if self._pending_rows:
@@ -216,8 +192,7 @@ def with_margin_tiles(batch: pa.RecordBatch, tiles: Tiles, margin_arcsec: float)
 def _append_tile(batch: pa.RecordBatch, index: npt.NDArray[np.int64]) -> pa.RecordBatch:
     field = pa.field(TILE_COLUMN, pa.int64(), nullable=False)
     return pa.RecordBatch.from_arrays(
-        [*batch.columns, pa.array(index, pa.int64())],
-        schema=batch.schema.append(field),
+        [*batch.columns, pa.array(index, pa.int64())], schema=batch.schema.append(field)
     )
 
 
@@ -272,12 +247,12 @@ def write_tile_files(
                     yield finish()
                 current = int(tile[start])
                 order, pixel = tiles.order_pixel(current)
-                writer = _TileFileWriter(fs, root, order, pixel, data.schema, write_kwargs)
+                path = _join(root, DATASET_DIR, partition_relative_path(order, pixel))
+                writer = _TileFileWriter(fs, path, data.schema, write_kwargs)
                 counted = []
             part = data.slice(start, stop - start)
             writer.write(part)
-            hp29 = part.column(HEALPIX_COLUMN).to_numpy()
-            counted.append(hp29 >> shift)
+            counted.append(part.column(HEALPIX_COLUMN).to_numpy() >> shift)
     if writer is not None:
         yield finish()
 
@@ -306,12 +281,18 @@ def output_base(base: str | os.PathLike, must_be_empty: bool = True) -> str:
 
 
 def tile_write_settings(schema: pa.Schema) -> dict:
-    """The Parquet settings of a table's tile files (hats'), once its schema is checked.
+    """The Parquet settings of a table's tile files, once its schema is checked.
 
-    Made on the driver and handed to the tasks, which then never import hats.
+    hats' settings (zstd, byte-stream-split floats, page index), sorted by `_healpix_29`. Made on
+    the driver and handed to the tasks, which then never import hats.
     """
+    from hats.io.file_io.file_io import get_parquet_write_table_kwargs
+
     check_schema(schema)
-    return _write_kwargs(schema)
+    sorting = [pq.SortingColumn(schema.get_field_index(HEALPIX_COLUMN))]
+    kwargs = get_parquet_write_table_kwargs(schema, write_table_kwargs={"sorting_columns": sorting})
+    kwargs.pop("row_group_size")
+    return kwargs
 
 
 def finish_catalog(base: str, spec: CatalogSpec, rows: Iterable[dict]) -> list[WrittenTile]:

@@ -24,9 +24,7 @@ def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.
 
 def tile_of(healpix29: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
     """Nested pixel of a coarser ``order`` containing each order-29 index (a bit shift)."""
-    if not 0 <= order <= HEALPIX_ORDER:
-        raise ValueError(f"tile order must be in 0..{HEALPIX_ORDER}, got {order}")
-    return np.asarray(healpix29, dtype=np.int64) >> np.int64(2 * (HEALPIX_ORDER - order))
+    return np.asarray(healpix29, dtype=np.int64) >> np.int64(tile_shift_bits(order))
 
 
 def tile_shift_bits(order: int) -> int:

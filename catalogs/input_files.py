@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from catalogs.errors import InputError
 from catalogs.hats_paths import DATA_FILE_GLOB, DATASET_DIR, PROPERTIES_FILES
+from catalogs.parquet_output import local_path
 from catalogs.schema import LIGHTCURVE, InputKind
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -82,13 +83,9 @@ def expand_files(paths, suffixes: tuple[str, ...] = PARQUET_SUFFIXES) -> list[st
     return files
 
 
-def _local(path: str) -> Path:
-    return Path(path[len("file://") :] if path.startswith("file://") else path)
-
-
 def is_hats_catalog(path: str) -> bool:
     """True for a local directory holding a HATS catalog (a properties file and dataset/)."""
-    p = _local(str(path))
+    p = local_path(str(path))
     has_properties = any((p / name).is_file() for name in PROPERTIES_FILES)
     return p.is_dir() and has_properties and (p / DATASET_DIR).is_dir()
 
@@ -110,7 +107,7 @@ def input_catalog_name(path: str) -> str:
     """
     from catalogs.hats_properties import read_properties
 
-    p = _local(str(path))
+    p = local_path(str(path))
     if is_hats_catalog(str(p)):
         properties = read_properties(p)
         for key in ("obs_collection", "catalog_name"):
@@ -123,21 +120,12 @@ def input_catalog_name(path: str) -> str:
 
 @dataclass(frozen=True)
 class LightCurveInputs:
-    """Light-curve inputs resolved into files.
+    """Light-curve inputs resolved into files."""
 
-    Attributes
-    ----------
-    kind : InputKind
-        What every file's rows are.
-    files : list of str
-        The files, sorted within each input path.
-    catalog_of_file : dict of str to str
-        Name and release of each file's catalog, under every spelling of the file's path an
-        engine may report (plain, ``file:`` and ``file://`` URIs).
-    """
-
-    kind: InputKind
-    files: list[str]
+    kind: InputKind  #: what every file's rows are
+    files: list[str]  #: the files, sorted within each input path
+    #: Name and release of each file's catalog, under every spelling of the file's path an engine
+    #: may report (plain, ``file:`` and ``file://`` URIs).
     catalog_of_file: dict[str, str] = field(default_factory=dict)
 
 

@@ -111,8 +111,7 @@ def read_labelled_set(prefix: str | Path, band_map: BandMap | None = None) -> pa
         return pa.ListArray.from_arrays(offsets, pa.array(values))
 
     lightcurve = pa.StructArray.from_arrays(
-        [lists(t), lists(mag), lists(magerr), lists(band)],
-        fields=list(LIGHTCURVE_STRUCT),
+        [lists(t), lists(mag), lists(magerr), lists(band)], fields=list(LIGHTCURVE_STRUCT)
     )
     # Position: mean of the object's detections (the label tables carry none).
     ra_all = dets.column("ra").to_numpy()[keep][order]

@@ -28,6 +28,8 @@ from catalogs.provenance import file_sha256
 JOURNAL_DIR = "_varsky_resume"
 RUN_FILE = "run.json"
 TILES_DIR = "tiles"
+#: The tile plan's arrays in ``run.json``: the fields of :class:`catalogs.hats_tiles.Tiles`.
+_PLAN_KEYS = ("orders", "pixels", "row_counts")
 
 
 def run_fingerprint(arguments: dict, inputs: list[tuple[str, int, int]], model_sha256: str) -> str:
@@ -49,25 +51,28 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _record_name(order: int, pixel: int) -> str:
-    return f"Norder={order}_Npix={pixel}.json"
+def _record_name(record: dict) -> str:
+    return f"Norder={record['order']}_Npix={record['pixel']}.json"
+
+
+def _tile_file(catalog_dir: str, tile: dict) -> Path:
+    """The data file of a tile record (or of a row of ``write_tile_files``)."""
+    return Path(catalog_dir) / DATASET_DIR / partition_relative_path(tile["order"], tile["pixel"])
 
 
 def record_tile(journal: str, catalog_dir: str, row: dict) -> None:
     """Record one closed tile file (a row of ``write_tile_files``) with its sha256; in tasks."""
-    path = Path(catalog_dir) / DATASET_DIR / partition_relative_path(row["order"], row["pixel"])
     record = {
         "order": int(row["order"]),
         "pixel": int(row["pixel"]),
         "nrows": int(row["nrows"]),
         "skymap_pixels": [int(p) for p in row["skymap_pixels"]],
         "skymap_counts": [int(c) for c in row["skymap_counts"]],
-        "sha256": file_sha256(path),
+        "sha256": file_sha256(_tile_file(catalog_dir, row)),
     }
     tiles_dir = Path(journal) / TILES_DIR
     tiles_dir.mkdir(parents=True, exist_ok=True)
-    name = _record_name(record["order"], record["pixel"])
-    _write_atomically(tiles_dir / name, json.dumps(record))
+    _write_atomically(tiles_dir / _record_name(record), json.dumps(record))
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,7 @@ class ResumeState:
 
     def kept_files(self, catalog_dir: str) -> list[str]:
         """Paths of the kept tiles' data files."""
-        data = Path(catalog_dir) / DATASET_DIR
-        return [str(data / partition_relative_path(r["order"], r["pixel"])) for r in self.kept]
+        return [str(_tile_file(catalog_dir, r)) for r in self.kept]
 
     @property
     def kept_rows(self) -> int:
@@ -103,11 +107,7 @@ def start_journal(staging: str, fingerprint: str, when: datetime, tiles: Tiles) 
     run = {
         "fingerprint": fingerprint,
         "processing_time_utc": when.isoformat(),
-        "tiles": {
-            "orders": [int(x) for x in tiles.orders],
-            "pixels": [int(x) for x in tiles.pixels],
-            "row_counts": [int(x) for x in tiles.row_counts],
-        },
+        "tiles": {key: getattr(tiles, key).tolist() for key in _PLAN_KEYS},
     }
     _write_atomically(journal / RUN_FILE, json.dumps(run))
     return str(journal)
@@ -126,11 +126,7 @@ def read_journal(staging: str, catalog_dir: str, fingerprint: str) -> ResumeStat
     if run.get("fingerprint") != fingerprint:
         return None
     plan = run["tiles"]
-    tiles = Tiles(
-        np.array(plan["orders"], np.int64),
-        np.array(plan["pixels"], np.int64),
-        np.array(plan["row_counts"], np.int64),
-    )
+    tiles = Tiles(*(np.array(plan[key], np.int64) for key in _PLAN_KEYS))
     planned = set(zip(plan["orders"], plan["pixels"], strict=True))
     kept = []
     for path in sorted((journal / TILES_DIR).glob("*.json")):
@@ -138,8 +134,7 @@ def read_journal(staging: str, catalog_dir: str, fingerprint: str) -> ResumeStat
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        data = Path(catalog_dir) / DATASET_DIR
-        data = data / partition_relative_path(record["order"], record["pixel"])
+        data = _tile_file(catalog_dir, record)
         if (record["order"], record["pixel"]) in planned and data.is_file():
             if file_sha256(data) == record["sha256"]:
                 kept.append(record)
@@ -153,12 +148,9 @@ def clear_for_resume(staging: str, catalog_dir: str, state: ResumeState | None) 
         if root.exists():
             shutil.rmtree(root)
         return
-    keep = {
-        (Path(catalog_dir) / DATASET_DIR / partition_relative_path(r["order"], r["pixel"]))
-        for r in state.kept
-    }
+    keep = {_tile_file(catalog_dir, r) for r in state.kept}
     journal = root / JOURNAL_DIR
-    kept_records = {_record_name(r["order"], r["pixel"]) for r in state.kept}
+    kept_records = {_record_name(r) for r in state.kept}
     for path in sorted(root.rglob("*"), reverse=True):  # files before their folders
         if path == journal / RUN_FILE or path in keep:
             continue

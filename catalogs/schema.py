@@ -171,9 +171,8 @@ def make_detid(pid, sourceid):
 
     An int for int arguments, else an int64 array (the arguments broadcast).
     """
-    detid = (np.asarray(pid, np.int64) << np.int64(DETID_SOURCEID_BITS)) | np.asarray(
-        sourceid, np.int64
-    )
+    shifted_pid = np.asarray(pid, np.int64) << np.int64(DETID_SOURCEID_BITS)
+    detid = shifted_pid | np.asarray(sourceid, np.int64)
     return int(detid) if detid.ndim == 0 else detid
 
 

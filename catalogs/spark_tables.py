@@ -15,21 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from catalogs.dr_lightcurves import DRFile
+from catalogs import hats_writer as core
+from catalogs.dr_lightcurves import DR_READ_SCHEMA, DRFile
 from catalogs.hats_tiles import DEFAULT_HISTOGRAM_ORDER, Tiles, n_pixels
-from catalogs.hats_writer import (
-    TILE_COLUMN,
-    CatalogSpec,
-    WrittenTile,
-    finish_catalog,
-    output_base,
-    tile_sort_columns,
-    tile_write_settings,
-    with_margin_tiles,
-    with_tile_index,
-    write_tile_files,
-)
-from catalogs.schema import HEALPIX_COLUMN
+from catalogs.schema import HEALPIX_COLUMN, SOURCE_FILE, SOURCE_ROW
 
 
 # --- Reading DR light-curve files ---
@@ -41,16 +30,12 @@ def spark_read_schema():
     """
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from catalogs.dr_lightcurves import DR_READ_SCHEMA
-
     return from_arrow_schema(DR_READ_SCHEMA)
 
 
 def read_dr_dataframe(spark, files: list[DRFile]):
     """Spark DataFrame of the rows of checked DR files, with source_file and source_row."""
     from pyspark.sql import functions as F
-
-    from catalogs.schema import SOURCE_FILE, SOURCE_ROW
 
     return (
         spark.read.schema(spark_read_schema())
@@ -77,15 +62,15 @@ def _write_spark_tiles(
     from pyspark.sql.pandas.types import to_arrow_schema
 
     # Timestamps reach Python workers in the session time zone, which varsky sets to UTC.
-    write_kwargs = tile_write_settings(
-        to_arrow_schema(df_with_tile.drop(TILE_COLUMN).schema, timezone="UTC")
+    write_kwargs = core.tile_write_settings(
+        to_arrow_schema(df_with_tile.drop(core.TILE_COLUMN).schema, timezone="UTC")
     )
     if n_partitions is None:
         shuffle = int(df_with_tile.sparkSession.conf.get("spark.sql.shuffle.partitions"))
         n_partitions = max(1, min(len(tiles), shuffle))
 
     def write_tiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for row in write_tile_files(batches, base, tiles, skymap_order, write_kwargs):
+        for row in core.write_tile_files(batches, base, tiles, skymap_order, write_kwargs):
             if journal is not None:
                 from catalogs.resume import record_tile
 
@@ -93,8 +78,8 @@ def _write_spark_tiles(
             yield row
 
     written = (
-        df_with_tile.repartition(n_partitions, F.col(TILE_COLUMN))
-        .sortWithinPartitions(*tile_sort_columns(df_with_tile.columns))
+        df_with_tile.repartition(n_partitions, F.col(core.TILE_COLUMN))
+        .sortWithinPartitions(*core.tile_sort_columns(df_with_tile.columns))
         .mapInArrow(write_tiles, _RESULT_DDL)
         .collect()
     )
@@ -138,19 +123,19 @@ def _schema_with_tile(schema):
     """A Spark schema plus the tile column (a new StructType; a DataFrame's schema is shared)."""
     from pyspark.sql.types import LongType, StructField, StructType
 
-    return StructType([*schema.fields, StructField(TILE_COLUMN, LongType(), False)])
+    return StructType([*schema.fields, StructField(core.TILE_COLUMN, LongType(), False)])
 
 
 def write_hats_spark(
     df,
     base: str | os.PathLike,
-    spec: CatalogSpec,
+    spec: core.CatalogSpec,
     tiles: Tiles,
     n_partitions: int | None = None,
     journal: str | None = None,
     kept: list[dict] | None = None,
     schema=None,
-) -> list[WrittenTile]:
+) -> list[core.WrittenTile]:
     """Write a Spark DataFrame as a HATS catalog (or, with a margin ``spec``, its margin cache).
 
     Each row gets its tile index (mapInArrow), rows are shuffled by tile into ``n_partitions``
@@ -190,7 +175,7 @@ def write_hats_spark(
     """
     if HEALPIX_COLUMN not in df.columns:
         raise ValueError(f"df needs a {HEALPIX_COLUMN} column, got {df.columns}")
-    base = output_base(base, must_be_empty=not kept)
+    base = core.output_base(base, must_be_empty=not kept)
     declared = _schema_with_tile(df.schema if schema is None else schema)
     target = None
     if schema is not None:
@@ -204,12 +189,12 @@ def write_hats_spark(
             if target is not None:
                 batch = pa.RecordBatch.from_arrays(batch.columns, schema=target)
             if spec.is_margin:
-                batch = with_margin_tiles(batch, tiles, spec.margin_arcsec)
+                batch = core.with_margin_tiles(batch, tiles, spec.margin_arcsec)
             else:
-                batch = with_tile_index(batch, tiles)
+                batch = core.with_tile_index(batch, tiles)
             if batch.num_rows:
                 yield batch
 
     with_tile = df.mapInArrow(add_tiles, declared)
     rows = _write_spark_tiles(with_tile, base, tiles, spec.skymap_order, n_partitions, journal)
-    return finish_catalog(base, spec, rows + list(kept or ()))
+    return core.finish_catalog(base, spec, rows + list(kept or ()))

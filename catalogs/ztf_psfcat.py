@@ -55,14 +55,7 @@ import pyarrow as pa
 from astropy.io import fits
 
 from catalogs.errors import InputError
-from catalogs.schema import (
-    DETID_SOURCEID_BITS,
-    Band,
-    DetColumn,
-    band_channel,
-    make_detid,
-    rcid_of,
-)
+from catalogs.schema import DETID_SOURCEID_BITS, Band, DetColumn, band_channel, make_detid, rcid_of
 
 
 class PsfcatColumn:
@@ -169,12 +162,9 @@ PSFCAT_FLAGS_BAD_RULE = (
     "a detection is bad if its psfcat flags != 0 or its exposure quadrant's INFOBITS != 0"
 )
 
-# --- Output columns besides DetColumn ---
-SOURCEID = "sourceid"  # int32: the row's psfcat sourceid
-SNR = "snr"  # float32
+# --- Output columns besides DetColumn and the psfcat's sourceid, snr and nepochs ---
 INFOBITS = "infobits"  # int32: the file's INFOBITS, on every row
 REFID = "refid"  # int64: make_detid(PID of the reference image, sourceid)
-NEPOCHS = "nepochs"  # int32, nullable: frames coadded (reference catalogs)
 
 #: Schema of :func:`read_psfcat`: the detection schema plus sourceid, snr and infobits.
 PSFCAT_DETECTION_SCHEMA = pa.schema(
@@ -192,8 +182,8 @@ PSFCAT_DETECTION_SCHEMA = pa.schema(
         pa.field(DetColumn.OBJECTID, pa.int64()),
         pa.field(DetColumn.SOURCE_FILE, pa.string(), nullable=False),
         pa.field(DetColumn.SOURCE_ROW, pa.int64(), nullable=False),
-        pa.field(SOURCEID, pa.int32(), nullable=False),
-        pa.field(SNR, pa.float32(), nullable=False),
+        pa.field(PsfcatColumn.SOURCEID, pa.int32(), nullable=False),
+        pa.field(PsfcatColumn.SNR, pa.float32(), nullable=False),
         pa.field(INFOBITS, pa.int32(), nullable=False),
     ]
 )
@@ -210,7 +200,7 @@ REFPSFCAT_SCHEMA = pa.schema(
         pa.field(DetColumn.FIELDID, pa.int32(), nullable=False),
         pa.field(DetColumn.RCID, pa.int32(), nullable=False),
         pa.field(DetColumn.FLAGS, pa.int32(), nullable=False),
-        pa.field(NEPOCHS, pa.int32()),
+        pa.field(PsfcatColumn.NEPOCHS, pa.int32()),
         pa.field(DetColumn.SOURCE_FILE, pa.string(), nullable=False),
         pa.field(DetColumn.SOURCE_ROW, pa.int64(), nullable=False),
     ]
@@ -524,6 +514,24 @@ class _Catalog:
         filterid = int(self.key(PsfcatHeader.FILTERID, min(Band), max(Band)))
         return fieldid, rcid_of(ccdid, qid), band_channel(filterid)
 
+    def table(self, schema: pa.Schema, location: tuple[int, int, int], own: dict) -> pa.Table:
+        """The rows in ``schema``: the columns both readers share, and the reader's ``own``."""
+        fieldid, rcid, channel = location
+        n = self.n_rows
+        columns = {
+            DetColumn.RA: self.column(PsfcatColumn.RA, np.float64),
+            DetColumn.DEC: self.column(PsfcatColumn.DEC, np.float64),
+            DetColumn.BAND: np.full(n, channel, dtype=np.int8),
+            DetColumn.MAG: self.column(PsfcatColumn.MAG, np.float32),
+            DetColumn.MAGERR: self.column(PsfcatColumn.SIGMAG, np.float32),
+            DetColumn.FLAGS: self.column(PsfcatColumn.FLAGS, np.int32),
+            DetColumn.FIELDID: np.full(n, fieldid, dtype=np.int32),
+            DetColumn.RCID: np.full(n, rcid, dtype=np.int32),
+            DetColumn.SOURCE_FILE: _repeat(self.path, n, pa.string()),
+            DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
+        } | own
+        return pa.Table.from_arrays([pa.array(columns[f.name]) for f in schema], schema=schema)
+
 
 def _is_plain_fits(path: str) -> bool:
     """True for an uncompressed FITS file (not gzip), whose rows can be read in place."""
@@ -599,7 +607,7 @@ def read_psfcat(path: str | os.PathLike, file_index_hint: int | None = None) -> 
     """
     path = os.fspath(path)
     cat = _Catalog(path, PSFCAT_REQUIRED_COLUMNS)
-    fieldid, rcid, channel = cat.location()
+    location = cat.location()
     if cat.has(PsfcatHeader.OBSMJD):
         mjd = float(cat.key(PsfcatHeader.OBSMJD))
     elif cat.has(PsfcatHeader.OBSJD):
@@ -613,27 +621,15 @@ def read_psfcat(path: str | os.PathLike, file_index_hint: int | None = None) -> 
     pid = cat.pid(file_index_hint)
     sourceid = cat.sourceid()
     n = cat.n_rows
-    return pa.Table.from_arrays(
-        [
-            pa.array(make_detid(pid, sourceid)),
-            pa.array(cat.column(PsfcatColumn.RA, np.float64)),
-            pa.array(cat.column(PsfcatColumn.DEC, np.float64)),
-            pa.array(np.full(n, mjd, dtype=np.float64)),
-            pa.array(np.full(n, channel, dtype=np.int8)),
-            pa.array(cat.column(PsfcatColumn.MAG, np.float32)),
-            pa.array(cat.column(PsfcatColumn.SIGMAG, np.float32)),
-            pa.array(cat.column(PsfcatColumn.FLAGS, np.int32)),
-            pa.array(np.full(n, fieldid, dtype=np.int32)),
-            pa.array(np.full(n, rcid, dtype=np.int32)),
-            pa.nulls(n, pa.int64()),
-            _repeat(path, n, pa.string()),
-            pa.array(np.arange(n, dtype=np.int64)),
-            pa.array(sourceid.astype(np.int32)),
-            pa.array(cat.column(PsfcatColumn.SNR, np.float32)),
-            pa.array(np.full(n, infobits, dtype=np.int32)),
-        ],
-        schema=PSFCAT_DETECTION_SCHEMA,
-    )
+    own = {
+        DetColumn.DETID: make_detid(pid, sourceid),
+        DetColumn.MJD: np.full(n, mjd, dtype=np.float64),
+        DetColumn.OBJECTID: pa.nulls(n, pa.int64()),
+        PsfcatColumn.SOURCEID: sourceid.astype(np.int32),
+        PsfcatColumn.SNR: cat.column(PsfcatColumn.SNR, np.float32),
+        INFOBITS: np.full(n, infobits, dtype=np.int32),
+    }
+    return cat.table(PSFCAT_DETECTION_SCHEMA, location, own)
 
 
 def read_refpsfcat(path: str | os.PathLike) -> pa.Table:
@@ -661,28 +657,11 @@ def read_refpsfcat(path: str | os.PathLike) -> pa.Table:
     """
     path = os.fspath(path)
     cat = _Catalog(path, REFPSFCAT_REQUIRED_COLUMNS, (PsfcatColumn.NEPOCHS,))
-    fieldid, rcid, channel = cat.location()
-    pid = cat.pid(None)
-    sourceid = cat.sourceid()
-    n = cat.n_rows
+    location = cat.location()
+    refid = make_detid(cat.pid(None), cat.sourceid())
     if PsfcatColumn.NEPOCHS in cat.columns:
-        nepochs = pa.array(cat.column(PsfcatColumn.NEPOCHS, np.int32))
+        nepochs = cat.column(PsfcatColumn.NEPOCHS, np.int32)
     else:
-        nepochs = pa.nulls(n, pa.int32())
-    return pa.Table.from_arrays(
-        [
-            pa.array(make_detid(pid, sourceid)),
-            pa.array(cat.column(PsfcatColumn.RA, np.float64)),
-            pa.array(cat.column(PsfcatColumn.DEC, np.float64)),
-            pa.array(np.full(n, channel, dtype=np.int8)),
-            pa.array(cat.column(PsfcatColumn.MAG, np.float32)),
-            pa.array(cat.column(PsfcatColumn.SIGMAG, np.float32)),
-            pa.array(np.full(n, fieldid, dtype=np.int32)),
-            pa.array(np.full(n, rcid, dtype=np.int32)),
-            pa.array(cat.column(PsfcatColumn.FLAGS, np.int32)),
-            nepochs,
-            _repeat(path, n, pa.string()),
-            pa.array(np.arange(n, dtype=np.int64)),
-        ],
-        schema=REFPSFCAT_SCHEMA,
-    )
+        nepochs = pa.nulls(cat.n_rows, pa.int32())
+    own = {REFID: refid, PsfcatColumn.NEPOCHS: nepochs}
+    return cat.table(REFPSFCAT_SCHEMA, location, own)
