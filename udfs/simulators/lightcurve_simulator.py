@@ -265,23 +265,29 @@ def _real_cadence(
     return epochs.copy(), ch
 
 
+@dataclass(frozen=True)
+class _CadenceSource:
+    """Where the objects' cadences come from."""
+
+    real: tuple[FloatArray, ...]  # real DR epochs (may be none)
+    real_fraction: float  # of the objects, given a real cadence
+    max_epochs: int  # most epochs of a synthetic cadence
+
+
 def _cadences(
-    rng: np.random.Generator,
-    n_objects: int,
-    real: tuple[FloatArray, ...],
-    real_fraction: float,
-    max_epochs: int,
+    rng: np.random.Generator, n_objects: int, source: _CadenceSource
 ) -> tuple[FloatArray, npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Flat sorted epochs, channels and offsets of ``n_objects`` cadences."""
+    real = source.real
     subset_index = rng.choice(len(_BAND_SUBSETS), n_objects, p=_BAND_SUBSET_PROBABILITIES)
-    use_real = (rng.random(n_objects) < real_fraction) if real else np.zeros(n_objects, bool)
+    use_real = (rng.random(n_objects) < source.real_fraction) if real else np.zeros(n_objects, bool)
     ts, chs = [], []
     for k in range(n_objects):
         bands = _BAND_SUBSETS[subset_index[k]]
         if use_real[k]:
             t, ch = _real_cadence(rng, real[rng.integers(len(real))], bands)
         else:
-            target = int(round(_loguniform(rng, DEFAULT_MIN_EPOCHS, max_epochs)))
+            target = int(round(_loguniform(rng, DEFAULT_MIN_EPOCHS, source.max_epochs)))
             t, ch = _synthetic_cadence(rng, bands)
             while t.size < DEFAULT_MIN_EPOCHS:  # a sparse draw: schedule another field
                 t, ch = _synthetic_cadence(rng, bands)
@@ -766,14 +772,9 @@ def detection_limit_mag(amplitude_mag: npt.ArrayLike) -> FloatArray:
 
 
 def _simulate_class(
-    rng: np.random.Generator,
-    class_name: str,
-    n_objects: int,
-    real: tuple[FloatArray, ...],
-    real_fraction: float,
-    max_epochs: int,
+    rng: np.random.Generator, class_name: str, n_objects: int, source: _CadenceSource
 ) -> dict[str, np.ndarray]:
-    t, ch, offsets, use_real = _cadences(rng, n_objects, real, real_fraction, max_epochs)
+    t, ch, offsets, use_real = _cadences(rng, n_objects, source)
     obj = np.repeat(np.arange(n_objects), np.diff(offsets))
     draw = _CLASS_MODELS[class_name](rng, _Epochs(t, ch, offsets, obj))
     # The reference g magnitude keeps the noiseless model within the bright and faint limits,
@@ -853,17 +854,12 @@ def _select(part: dict[str, np.ndarray], keep: npt.NDArray[np.bool_]) -> dict[st
 
 
 def _simulate_visible_class(
-    rng: np.random.Generator,
-    class_name: str,
-    n_objects: int,
-    real: tuple[FloatArray, ...],
-    real_fraction: float,
-    max_epochs: int,
+    rng: np.random.Generator, class_name: str, n_objects: int, source: _CadenceSource
 ) -> dict[str, np.ndarray]:
     """``n_objects`` light curves of a class; a variable is redrawn until its epochs show it."""
     parts, found = [], 0
     for _ in range(50):
-        part = _simulate_class(rng, class_name, n_objects, real, real_fraction, max_epochs)
+        part = _simulate_class(rng, class_name, n_objects, source)
         keep = np.ones(n_objects, bool) if class_name == "constant" else _visible(part)
         # Faint epochs are lost below the limiting magnitude: keep classifiable light curves.
         keep &= part["n_epochs"] >= DEFAULT_MIN_EPOCHS
@@ -922,14 +918,10 @@ def simulate_lightcurves(
             f"simulate_lightcurves: max_epochs must be >= {DEFAULT_MIN_EPOCHS}, got {max_epochs}"
         )
     real = load_dr_cadences(cadence_sample_path) if cadence_sample_path is not None else ()
+    source = _CadenceSource(real, real_cadence_fraction, max_epochs)
     parts = [
         _simulate_visible_class(
-            np.random.default_rng([seed, CLASS_NAMES.index(name)]),
-            name,
-            n_per_class,
-            real,
-            real_cadence_fraction,
-            max_epochs,
+            np.random.default_rng([seed, CLASS_NAMES.index(name)]), name, n_per_class, source
         )
         for name in classes
     ]

@@ -292,13 +292,8 @@ def dr_objectid(
     15 digits for fields 100-999, as in the bundled DR5 sample (``250101100000001``: field 250,
     g, CCD 01, quadrant 1, object 1).
     """
-    return (
-        np.asarray(fieldid, dtype=np.int64) * 10**12
-        + np.asarray(filterid, dtype=np.int64) * 10**11
-        + np.asarray(ccdid, dtype=np.int64) * 10**9
-        + np.asarray(qid, dtype=np.int64) * 10**8
-        + np.asarray(index, dtype=np.int64)
-    )
+    digits = ((fieldid, 12), (filterid, 11), (ccdid, 9), (qid, 8), (index, 0))
+    return sum(np.asarray(value, dtype=np.int64) * 10**k for value, k in digits)
 
 
 def dr_file_name(fieldid: int, filterid: int, ccdid: int, qid: int, release: int) -> str:
@@ -564,8 +559,12 @@ class _Schedule:
 
     def of_fields(self, field_indices: IntArray) -> _Schedule:
         """The exposures of some fields only."""
-        keep = np.isin(self.field_index, field_indices)
-        return _Schedule(**{f.name: getattr(self, f.name)[keep] for f in dataclasses.fields(self)})
+        return _take(self, np.isin(self.field_index, field_indices))
+
+
+def _take(table: _Objects | _Schedule, rows: npt.ArrayLike) -> _Objects | _Schedule:
+    """The same rows of every array of ``table``."""
+    return type(table)(**{f.name: getattr(table, f.name)[rows] for f in dataclasses.fields(table)})
 
 
 def _uniform_in_cap(
@@ -714,14 +713,10 @@ def _field_schedule(
 
 
 def _draw_schedule(config: SkyConfig, fields: _Fields) -> _Schedule:
+    radec = zip(fields.ra_deg.tolist(), fields.dec_deg.tolist(), strict=True)
     parts = [
-        _field_schedule(
-            np.random.default_rng([config.seed, _STREAM_SCHEDULE, k]),
-            config,
-            float(fields.ra_deg[k]),
-            float(fields.dec_deg[k]),
-        )
-        for k in range(fields.n)
+        _field_schedule(np.random.default_rng([config.seed, _STREAM_SCHEDULE, k]), config, ra, dec)
+        for k, (ra, dec) in enumerate(radec)
     ]
     field_index = np.concatenate(
         [np.full(p["mjd"].size, k, dtype=np.int32) for k, p in enumerate(parts)]
@@ -760,11 +755,7 @@ class _UnitTask:
     field_index: int
     ix: int  # quadrant grid cell in the field
     iy: int
-    # The unit's objects, by truth id:
-    truth_id: IntArray
-    xyz: FloatArray
-    class_index: npt.NDArray[np.int16]
-    mean_g_mag: FloatArray
+    objects: _Objects  # the unit's objects, by truth id
     owned: npt.NDArray[np.bool_]  # this unit reports the object's truth row
     object_fields: list[IntArray]  # every field whose footprint holds the object
 
@@ -789,15 +780,16 @@ def _object_model(
     Seeded by (seed, truth id) and evaluated on all the object's epochs, so every unit that holds
     the object gets the same light curve.
     """
-    config, mean_g_mag = task.config, float(task.mean_g_mag[k])
-    rng = np.random.default_rng([config.seed, _STREAM_OBJECT, int(task.truth_id[k])])
+    config, objects = task.config, task.objects
+    mean_g_mag = float(objects.mean_g_mag[k])
+    rng = np.random.default_rng([config.seed, _STREAM_OBJECT, int(objects.truth_id[k])])
     channel = (band - Band.g).astype(np.int8)
     n_pad = max(0, _MIN_MODEL_EPOCHS - t.size)
     if n_pad:
         last = t[-1] if t.size else config.survey_start_mjd
         t = np.concatenate([t, last + np.arange(1.0, n_pad + 1.0)])
         channel = np.concatenate([channel, np.zeros(n_pad, dtype=np.int8)])
-    draw = object_variability(CLASS_NAMES[task.class_index[k]], rng, t, channel)
+    draw = object_variability(CLASS_NAMES[objects.class_index[k]], rng, t, channel)
     colour_gr = rng.uniform(*draw.colour_gr_mag)
     colour_ri = colour_gr * rng.uniform(0.3, 0.6)
     levels = np.array([mean_g_mag, mean_g_mag - colour_gr, mean_g_mag - colour_gr - colour_ri])
@@ -837,7 +829,8 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     exposure_pos[rows_f] = np.arange(n_exp)
 
     # Light curves: every object at every epoch of this field.
-    n_obj = task.truth_id.size
+    truth_id, xyz = task.objects.truth_id, task.objects.xyz
+    n_obj = truth_id.size
     levels = np.empty((n_obj, len(Band)))
     period, amplitude = np.empty(n_obj), np.empty(n_obj)
     pair_obj, pair_exp, pair_model = [], [], []
@@ -878,14 +871,13 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     clrcoeff = (clrcoeff + rng.normal(0.0, 0.02, n_exp)).astype(np.float32)
 
     detected = mag <= sched.limiting_mag[rows]
-    det_xyz = _offset(task.xyz[obj[detected]], *offsets_arcsec[:, detected])
+    det_xyz = _offset(xyz[obj[detected]], *offsets_arcsec[:, detected])
     xpos, ypos = _pixels(task, plane, det_xyz)
     order = np.lexsort((ypos, exp[detected]))
     det = np.flatnonzero(detected)[order]
     det_xyz, xpos, ypos = det_xyz[order], xpos[order], ypos[order]
     d_obj, d_exp, d_rows = obj[det], exp[det], rows[det]
     d_mag, d_magerr, d_flags = mag[det].astype(np.float32), magerr[det], flags[det]
-    d_chi, d_sharp = chi[det], sharp[det]
     d_ra, d_dec = _xyz_to_radec(det_xyz)
     catflags = np.where(psfcat_quality(d_flags, sched.infobits[d_rows]), 0, DR_CATFLAGS_BAD)
 
@@ -895,6 +887,21 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     pid = _SCIENCE_PID_BASE + 100 * sched.exposure_id[rows_f] + rcid
     flux = 10.0 ** (-0.4 * (d_mag - zero_point[d_exp]))
     sigflux = flux * d_magerr / _MAGERR_PER_FLUX_ERR
+    columns = {
+        PsfcatColumn.SOURCEID: sourceid,
+        PsfcatColumn.XPOS: xpos,
+        PsfcatColumn.YPOS: ypos,
+        PsfcatColumn.RA: d_ra,
+        PsfcatColumn.DEC: d_dec,
+        PsfcatColumn.FLUX: flux,
+        PsfcatColumn.SIGFLUX: sigflux,
+        PsfcatColumn.MAG: d_mag,
+        PsfcatColumn.SIGMAG: d_magerr,
+        PsfcatColumn.SNR: flux / sigflux,
+        PsfcatColumn.CHI: chi[det],
+        PsfcatColumn.SHARP: sharp[det],
+        PsfcatColumn.FLAGS: d_flags,
+    }
     psfcat_names = []
     out = task.output
     for e in range(n_exp):
@@ -906,21 +913,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         s = slice(starts[e], starts[e + 1])
         write_psfcat(
             out / SkyLayout.PSFCAT / name,
-            {
-                PsfcatColumn.SOURCEID: sourceid[s],
-                PsfcatColumn.XPOS: xpos[s],
-                PsfcatColumn.YPOS: ypos[s],
-                PsfcatColumn.RA: d_ra[s],
-                PsfcatColumn.DEC: d_dec[s],
-                PsfcatColumn.FLUX: flux[s],
-                PsfcatColumn.SIGFLUX: sigflux[s],
-                PsfcatColumn.MAG: d_mag[s],
-                PsfcatColumn.SIGMAG: d_magerr[s],
-                PsfcatColumn.SNR: flux[s] / sigflux[s],
-                PsfcatColumn.CHI: d_chi[s],
-                PsfcatColumn.SHARP: d_sharp[s],
-                PsfcatColumn.FLAGS: d_flags[s],
-            },
+            {column: values[s] for column, values in columns.items()},
             {
                 PsfcatHeader.FIELDID: fieldid,
                 PsfcatHeader.CCDID: ccdid,
@@ -951,7 +944,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         SkyLayout.TRUTH_DETECTIONS: pa.Table.from_arrays(
             [
                 d_detid,
-                task.truth_id[d_obj],
+                truth_id[d_obj],
                 pa.array(np.array(psfcat_names, dtype=object)[d_exp] if n_det else [], pa.string()),
                 sourceid,
                 model[det],
@@ -968,7 +961,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
         filterid = int(filterid)
         ref_pid = _REFERENCE_PID_BASE + 1000 * fieldid + 10 * rcid + filterid
         n_frames = int(rng.integers(15, 41))
-        ref_xyz = _offset(task.xyz, *rng.normal(0.0, config.reference_sigma_arcsec, (2, n_obj)))
+        ref_xyz = _offset(xyz, *rng.normal(0.0, config.reference_sigma_arcsec, (2, n_obj)))
         ref_x, ref_y = _pixels(task, plane, ref_xyz)
         o = np.lexsort((ref_x, ref_y))  # the catalog's rows: sources in y order
         ref_sourceid = np.empty(n_obj, dtype=np.int32)
@@ -1013,7 +1006,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
             pa.Table.from_arrays(
                 [
                     make_detid(ref_pid, ref_sourceid[o]),
-                    task.truth_id[o],
+                    truth_id[o],
                     pa.repeat(pa.scalar(ref_name), n_obj),
                     ref_sourceid[o],
                     *(np.full(n_obj, v) for v in (fieldid, rcid, filterid)),
@@ -1066,7 +1059,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
             pa.Table.from_arrays(
                 [
                     objectid,
-                    task.truth_id[k_obj],
+                    truth_id[k_obj],
                     pa.repeat(pa.scalar(dr_name), n_rows),
                     np.arange(n_rows),
                     *(np.full(n_rows, v) for v in (fieldid, rcid, filterid)),
@@ -1084,7 +1077,7 @@ def _simulate_unit(task: _UnitTask) -> _UnitResult:
     owned = np.flatnonzero(task.owned)
     truth[SkyLayout.TRUTH_OBJECTS] = pa.table(
         {
-            TruthColumn.TRUTH_ID: task.truth_id[owned],
+            TruthColumn.TRUTH_ID: truth_id[owned],
             TruthColumn.PERIOD_DAYS: period[owned],
             TruthColumn.AMPLITUDE_MAG: amplitude[owned],
             **{mean_mag_column(b.name): levels[owned, b - Band.g] for b in Band},
@@ -1151,10 +1144,7 @@ def _plan(config: SkyConfig, output: Path) -> _Plan:
                 field_index=k,
                 ix=ix,
                 iy=iy,
-                truth_id=objects.truth_id[rows],
-                xyz=objects.xyz[rows],
-                class_index=objects.class_index[rows],
-                mean_g_mag=objects.mean_g_mag[rows],
+                objects=_take(objects, rows),
                 owned=owner[lo:hi],
                 object_fields=[object_fields[r] for r in rows],
             )
