@@ -233,8 +233,7 @@ def _synthetic_cadence(
     first = nights[observed] + rng.uniform(0.15, 0.45, observed.sum())  # time of night
     n = first.size
     first_band = rng.integers(_G, _R + 1, n)
-    times = [first]
-    chans = [first_band]
+    times, chans = [first], [first_band]
     both = rng.random(n) < rng.uniform(0.3, 0.9)  # second band 30-60 min later
     times.append(first[both] + rng.uniform(30.0, 60.0, both.sum()) / _MINUTES_PER_DAY)
     chans.append(1 - first_band[both])

@@ -689,8 +689,7 @@ def _field_schedule(
     with_i = rng.random(n) < rng.uniform(0.04, 0.15)
     times.append(first[with_i] + rng.uniform(0.06, 0.1, with_i.sum()))
     bands.append(np.full(with_i.sum(), Band.i, dtype=np.int8))
-    mjd = np.concatenate(times)
-    filterid = np.concatenate(bands)
+    mjd, filterid = np.concatenate(times), np.concatenate(bands)
     order = np.argsort(mjd, kind="stable")
     mjd, filterid = mjd[order], filterid[order]
     # An exposure and its read-out take a minute: drop any exposure the schedule put sooner.
