@@ -28,7 +28,6 @@ JOBS: dict[str, tuple[str, str]] = {
     ),
 }
 
-
 #: Exit status of a user mistake (argparse's too).
 USAGE_ERROR = 2
 
@@ -75,12 +74,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="job", required=True, metavar="JOB")
     common = _common_options()
     for name, (module_name, help_text) in JOBS.items():
-        job_parser = sub.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            parents=[common],
-        )
+        job_parser = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         if only is None or only == name:
             importlib.import_module(module_name).add_arguments(job_parser)
     return parser

@@ -105,32 +105,27 @@ class IngestSummary:
         lines.append(f"  input       {self.n_files:,} {self.input_format} file(s)")
         lines.append(f"  rows read   {self.rows_in:,} detections / epochs")
         if self.reference_sources:
-            lines.append(
-                f"  references  {self.reference_sources:,} sources merged into "
-                f"{self.reference_objects:,} sky objects"
-            )
             unseen = self.reference_objects - self.objects_out
-            lines.append(
+            lines += [
+                f"  references  {self.reference_sources:,} sources merged into "
+                f"{self.reference_objects:,} sky objects",
                 f"                {self.objects_out:,} with good detections within "
                 f"{self.radius_arcsec:g} arcsec, written; {unseen:,} without one, so without a "
-                "light curve (any flagged detections of theirs are in the rejects)"
-            )
+                "light curve (any flagged detections of theirs are in the rejects)",
+            ]
         lines.append(f"  rejected    {self.rows_rejected:,} -> {self.rejects}")
         for reason, n in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"                {reason:<28} {n:,}")
-        lines.append(
-            f"  written     {self.objects_out:,} objects with {self.rows_out:,} epochs in "
-            f"{self.output_tiles:,} HEALPix tiles -> {self.output}"
-        )
         balance = "ok" if self.rows_in == self.rows_out + self.rows_rejected else "MISMATCH"
-        lines.append(
+        stages = " | ".join(f"{k} {v:.1f} s" for k, v in self.stage_s.items())
+        lines += [
+            f"  written     {self.objects_out:,} objects with {self.rows_out:,} epochs in "
+            f"{self.output_tiles:,} HEALPix tiles -> {self.output}",
             f"  rows in = in light curves + rejected: {self.rows_in:,} = {self.rows_out:,} + "
-            f"{self.rows_rejected:,} ({balance})"
-        )
-        lines.append(f"  work tiles  {self.work_tiles:,}")
-        lines.append(
-            "  time        " + " | ".join(f"{k} {v:.1f} s" for k, v in self.stage_s.items())
-        )
+            f"{self.rows_rejected:,} ({balance})",
+            f"  work tiles  {self.work_tiles:,}",
+            f"  time        {stages}",
+        ]
         return "\n".join(lines)
 
 
@@ -197,12 +192,8 @@ def _read_files(spark, files: list[str], read_file, schema: pa.Schema):
 
     def read(batches):
         for batch in batches:
-            for index, path in zip(
-                batch.column("file_index").to_pylist(),
-                batch.column("path").to_pylist(),
-                strict=True,
-            ):
-                yield from read_file(path, index).to_batches()
+            for row in batch.to_pylist():
+                yield from read_file(row["path"], row["file_index"]).to_batches()
 
     return frame.repartition(n, "file_index").mapInArrow(read, _spark_schema(schema))
 
@@ -250,10 +241,8 @@ def read_detections(spark, config: IngestConfig):
             for batch in batches:
                 yield from from_dr_rows(batch).to_batches()
 
-        df = read_dr_dataframe(spark, files).mapInArrow(
-            flatten, _spark_schema(INGEST_DETECTION_SCHEMA)
-        )
-        return df, len(files)
+        schema = _spark_schema(INGEST_DETECTION_SCHEMA)
+        return read_dr_dataframe(spark, files).mapInArrow(flatten, schema), len(files)
     if fmt == "hats":
         files = [f for f in expand_files(config.inputs) if "Npix=" in f]
 
@@ -315,11 +304,9 @@ def with_tiles(df, tiles: Tiles, margin_arcsec: float | None):
     def add(batches):
         for batch in batches:
             hp = batch.column(HEALPIX_COLUMN).to_numpy(zero_copy_only=False)
-            own = tiles.tile_index(hp)
-            out = batch.append_column(TILE, pa.array(own)).append_column(
+            yield batch.append_column(TILE, pa.array(tiles.tile_index(hp))).append_column(
                 IS_MARGIN, pa.array(np.zeros(batch.num_rows, dtype=bool))
             )
-            yield out
             if margin_arcsec:
                 rows, other = tiles.margin_tile_indices(hp, margin_arcsec)
                 if rows.size:
@@ -500,10 +487,9 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         sources = (
             good.select(SOURCE_ID, CATALOG, "ra", "dec", HEALPIX_COLUMN).dropDuplicates([SOURCE_ID])
         ).persist()
-        n_sources = sources.count()
         members = link_by_tile(sources, tiles, config.radius_arcsec, None).persist()
         cached += [sources, members]
-        _check_membership(members, n_sources, "DR objectids")
+        _check_membership(members, sources.count(), "DR objectids")
         epochs = good.drop(OBJECTID).join(
             members.select(SOURCE_ID, OBJECTID), on=SOURCE_ID, how="inner"
         )

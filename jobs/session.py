@@ -27,7 +27,6 @@ LOCAL_CONF: dict[str, str] = {
     "spark.driver.bindAddress": "127.0.0.1",
 }
 
-
 #: varsky's quiet Spark log configuration (WARN), used unless --verbose; spark-submit.sh too.
 LOG4J_CONF = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
 LOG4J_OPTION = f"-Dlog4j2.configurationFile={LOG4J_CONF.as_uri()}"
@@ -54,19 +53,11 @@ def build_spark_session(
     conf: dict[str, str] | None = None,
     log_level: str = "WARN",
 ):
-    """Return a SparkSession configured for varsky.
+    """Return a SparkSession configured for varsky, named ``app_name`` in the Spark UI and logs.
 
-    Parameters
-    ----------
-    app_name : str
-        Name shown in the Spark UI and logs.
-    master : str, optional
-        Spark master URL. Ignored under spark-submit, which has set it already; otherwise
-        ``local[*]`` when not given.
-    conf : dict, optional
-        Extra Spark settings, applied last.
-    log_level : str
-        Spark log level for the driver.
+    ``master`` (a Spark master URL) is ignored under spark-submit, which has set it already;
+    otherwise it is ``local[*]`` when not given. ``conf`` holds extra Spark settings, applied
+    last; ``log_level`` is the driver's Spark log level.
     """
     # pyspark 4.3 warns on pandas 3; varsky exchanges Arrow batches, not pandas frames.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")

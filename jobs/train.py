@@ -193,13 +193,12 @@ def _fine_tune(model, data: _TrainingData, arrays, labels, sim_train, val, confi
     card, classes, real_table, real_meta = data.card, data.classes, data.real_table, data.real_meta
     t0 = time.perf_counter()
     r_arrays = model_input_arrays(real_table, card)
-    r_ids = real_table.column(DRColumn.OBJECTID).to_numpy()
     r_labels = real_table.column(LABEL).to_pylist()
     r_split = real_table.column(SPLIT).to_numpy()
     r_original = real_table.column(VARIANT).to_numpy() == 0
     r_train, r_val = r_split == TRAIN, (r_split == VALIDATION) & r_original
     where = {int(o): k for k, o in enumerate(real_meta["objectid"])}
-    r_row = np.array([where[int(o)] for o in r_ids])
+    r_row = np.array([where[int(o)] for o in real_table.column(DRColumn.OBJECTID).to_numpy()])
     r_set, r_group = real_meta["set"][r_row], real_meta["label_orig"][r_row]
     r_targets = multi_hot_targets(r_labels, classes)
     log(

@@ -66,14 +66,12 @@ def simulated_lightcurve_table(config: TrainConfig) -> tuple[pa.Table, str]:
         ],
         fields=list(LIGHTCURVE_STRUCT),
     )
-    table = pa.table(
-        {
-            DRColumn.OBJECTID: pa.array(np.arange(sim.n_lightcurves, dtype=np.int64)),
-            LABEL: pa.array([CLASS_NAMES[k] for k in sim.labels], pa.string()),
-            LIGHTCURVE: lightcurve,
-        }
-    )
-    return table, _data_description(config)
+    columns = {
+        DRColumn.OBJECTID: pa.array(np.arange(sim.n_lightcurves, dtype=np.int64)),
+        LABEL: pa.array([CLASS_NAMES[k] for k in sim.labels], pa.string()),
+        LIGHTCURVE: lightcurve,
+    }
+    return pa.table(columns), _data_description(config)
 
 
 def read_labels(path: Path) -> pa.Table:
@@ -104,8 +102,7 @@ def read_labels(path: Path) -> pa.Table:
         nulls = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))
         if nulls.size:
             raise InputError(str(path), "null value", column=column, row=int(nulls[0]))
-    names = labels.to_pylist()
-    for row, name in enumerate(names):
+    for row, name in enumerate(labels.to_pylist()):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise InputError(
                 str(path),
@@ -146,20 +143,10 @@ def split_table(ids: np.ndarray, classes: np.ndarray, config: TrainConfig) -> np
 def make_training_set(spark, lightcurves, card: ModelCard, config: TrainConfig):
     """Model inputs of every labelled light curve and its band-dropped copies, made with Spark.
 
-    Parameters
-    ----------
-    spark : SparkSession
-    lightcurves : DataFrame
-        ``objectid``, ``label``, ``split`` and ``lightcurve`` per object.
-    card : ModelCard
-        Says which inputs to make.
-    config : TrainConfig
-
-    Returns
-    -------
-    pyarrow.Table
-        ``objectid``, ``label``, ``split``, ``variant`` (0 original, 1 band-dropped copy) and one
-        column per model input, sorted by objectid then variant.
+    ``lightcurves`` (a DataFrame) has ``objectid``, ``label``, ``split`` and ``lightcurve`` per
+    object; ``card`` says which inputs to make. Returns an Arrow table of ``objectid``,
+    ``label``, ``split``, ``variant`` (0 original, 1 band-dropped copy) and one column per model
+    input, sorted by objectid then variant.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -324,9 +311,8 @@ def _dr_twins(config: TrainConfig, schema: pa.Schema):
         _as_twins(base, noise_twins(flat, REALISTIC, rng), DR_TWIN_ID_OFFSET * (draw + 1), name)
         for draw in range(DR_TWIN_DRAWS)
     )
-    objectid = cut.column(DRColumn.OBJECTID).to_numpy()
-    split = np.tile(np.where(dr_half(objectid) == 0, TRAIN, VALIDATION), DR_TWIN_DRAWS)
-    split = split.astype(np.int8)
+    half = dr_half(cut.column(DRColumn.OBJECTID).to_numpy())
+    split = np.tile(np.where(half == 0, TRAIN, VALIDATION), DR_TWIN_DRAWS).astype(np.int8)
     entry = {
         "name": name,
         "twins_of": portable_path(Path(config.cadence_sample)),
@@ -358,17 +344,12 @@ def real_lightcurves(spark, config: TrainConfig, workdir: Path, log):
             config.real_split_seed,
         )
         enough = set_split != TOO_SPARSE
-        sets.append(
-            {
-                "name": name,
-                "detections": portable_path(Path(f"{prefix}_detections.parquet")),
-                "detections_sha256": file_sha256(Path(f"{prefix}_detections.parquet")),
-                "labels": portable_path(Path(f"{prefix}_labels.parquet")),
-                "labels_sha256": file_sha256(Path(f"{prefix}_labels.parquet")),
-                "objects": table.num_rows,
-                "too_few_epochs": int((~enough).sum()),
-            }
-        )
+        entry = {"name": name}
+        for part in ("detections", "labels"):
+            path = Path(f"{prefix}_{part}.parquet")
+            entry[part], entry[f"{part}_sha256"] = portable_path(path), file_sha256(path)
+        entry.update(objects=table.num_rows, too_few_epochs=int((~enough).sum()))
+        sets.append(entry)
         tables.append(table.filter(pa.array(enough)))
         splits.append(set_split[enough])
     if config.twins:
