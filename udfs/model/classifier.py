@@ -336,6 +336,7 @@ class ModelCard:
         grid = data["grid"]
         training = data.get("training")
         metrics = data.get("test_metrics")
+        periodogram = data.get("periodogram")
         return cls(
             name=str(data["name"]),
             varsky_version=str(data.get("varsky_version", "unknown")),
@@ -346,9 +347,7 @@ class ModelCard:
             norm=str(data["norm"]),
             bands=tuple(str(b) for b in data["bands"]),
             input_shape=tuple(int(n) for n in data["input_shape"]),
-            periodogram=PeriodogramGrid.from_dict(data["periodogram"])
-            if data.get("periodogram")
-            else None,
+            periodogram=PeriodogramGrid.from_dict(periodogram) if periodogram else None,
             features=tuple(str(f) for f in data.get("features") or ()),
             training=_record_from_dict(training, source) if training else None,
             test_metrics=TestMetrics.from_dict(metrics) if metrics else None,

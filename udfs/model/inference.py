@@ -109,11 +109,13 @@ def classify_batch(
         times.predict_s += t3 - t2
         times.n_objects += n
         times.n_settled += int(settled.sum())
+
+    def nullable(column):  # float32, NaN as null
+        return pa.array(column, pa.float32(), mask=np.isnan(column))
+
     schema = output_schema(classes, batch.schema)
     arrays = [batch.column(c) for c in CARRIED_COLUMNS]
-    for k in range(len(classes)):
-        column = probabilities[:, k]
-        arrays.append(pa.array(column, pa.float32(), mask=np.isnan(column)))
+    arrays += [nullable(probabilities[:, k]) for k in range(len(classes))]
     arrays.append(pa.array(np.asarray(classes, dtype=object)[best], pa.string()))
     arrays.append(pa.array(probabilities[np.arange(n), best], pa.float32()))
     arrays.append(
@@ -121,9 +123,7 @@ def classify_batch(
     )
     arrays.append(pa.array(settled, pa.bool_()))
     medians = band_median_mags(flat.mag, flat.channel, flat.offsets, len(BAND_NAMES))
-    for k in range(len(BAND_NAMES)):
-        column = medians[:, k].astype(np.float32)
-        arrays.append(pa.array(column, pa.float32(), mask=np.isnan(column)))
+    arrays += [nullable(medians[:, k].astype(np.float32)) for k in range(len(BAND_NAMES))]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -163,15 +163,13 @@ def model_input_batch(
         values = np.ascontiguousarray(inputs[name])
         n = values.shape[0]
         size = int(np.prod(values.shape[1:]))
-        offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * size).tobytes())
+        offsets = np.arange(n + 1, dtype=np.int32) * size
         if name == DMDT_INPUT:
-            data = pa.py_buffer(values.tobytes())
-            arrays.append(pa.BinaryArray.from_buffers(pa.binary(), n, [None, offsets, data]))
+            buffers = [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(values.tobytes())]
+            arrays.append(pa.BinaryArray.from_buffers(pa.binary(), n, buffers))
         else:
             flat = pa.array(values.astype(np.float32).reshape(-1))
-            arrays.append(
-                pa.ListArray.from_arrays(pa.array(np.arange(n + 1) * size, pa.int32()), flat)
-            )
+            arrays.append(pa.ListArray.from_arrays(pa.array(offsets), flat))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

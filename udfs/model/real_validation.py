@@ -11,6 +11,7 @@ put beside the paper's own recall.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -77,14 +78,7 @@ def labelled_scores(
         if present
         else float("nan"),
         "per_class": {
-            c: {
-                "precision": s.precision,
-                "recall": s.recall,
-                "f1": s.f1,
-                "support": s.support,
-            }
-            for c, s in metrics.per_class.items()
-            if s.support or s.precision
+            c: asdict(s) for c, s in metrics.per_class.items() if s.support or s.precision
         },
         "per_label": {
             g: {"n": r.n, "recall": r.recall, "predicted": r.predicted}

@@ -85,7 +85,6 @@ def real_split(
         rng = np.random.default_rng([seed, int.from_bytes(digest[:4], "little")])
         n_val = max(1, int(round(val_fraction * members.size)))
         split[rng.permutation(members)[:n_val]] = VALIDATION
-
     return split
 
 
@@ -260,10 +259,7 @@ def expected_calibration_error(
         Whether each prediction is right.
     """
     confidence = np.asarray(probabilities).max(axis=1)
-    return _ece(confidence, np.asarray(correct, bool), n_bins)
-
-
-def _ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
+    correct = np.asarray(correct, bool)
     if confidence.size == 0:
         return float("nan")
     bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
@@ -407,6 +403,14 @@ def first_per_class(
     return np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
 
 
+def _real_and_simulated(real_inputs, real_targets, real_rows, sim_inputs, sim_labels, sim_rows, n):
+    """(x, y, picked): the real rows (multi-hot), then the first ``n`` per class of ``sim_rows``."""
+    pick = first_per_class(sim_labels, sim_rows, n)
+    one_hot = np.eye(real_targets.shape[1], dtype=np.float32)[sim_labels[pick]]
+    x = concat_inputs([take(real_inputs, real_rows), take(sim_inputs, pick)])
+    return x, np.concatenate([real_targets[real_rows], one_hot]), pick
+
+
 # --- the fine-tuning and calibration steps of `varsky train` -------------------------------------
 
 
@@ -435,10 +439,9 @@ def finetune(
     (int, int)
         Real and simulated rows trained on.
     """
-    pick = first_per_class(sim_labels, sim_train, sim_per_class)
-    one_hot = np.eye(real_targets.shape[1], dtype=np.float32)[sim_labels[pick]]
-    x = concat_inputs([take(real_inputs, real_train), take(sim_inputs, pick)])
-    y = np.concatenate([real_targets[real_train], one_hot])
+    x, y, pick = _real_and_simulated(
+        real_inputs, real_targets, real_train, sim_inputs, sim_labels, sim_train, sim_per_class
+    )
     fit(
         model,
         x,
@@ -483,10 +486,8 @@ def calibrate(
     (classes without real examples need positives). ``predict(inputs) -> probabilities`` runs
     the model. The expected calibration error and reliability curves are of the real rows.
     """
-    pick = first_per_class(sim_labels, sim_val, sim_per_class)
-    x = concat_inputs([take(real_inputs, real_val), take(sim_inputs, pick)])
-    y = np.concatenate(
-        [real_targets[real_val], np.eye(real_targets.shape[1], dtype=np.float32)[sim_labels[pick]]]
+    x, y, pick = _real_and_simulated(
+        real_inputs, real_targets, real_val, sim_inputs, sim_labels, sim_val, sim_per_class
     )
     p = predict(x)
     scaling = fit_platt(p, y)
@@ -502,12 +503,10 @@ def calibrate(
         ("before calibration", before, right_before),
         ("after calibration", after, right_after),
     ):
-        conf, acc, count = reliability_curve(probs, right)
-        reliability[f"real validation, {tag}"] = {
-            "confidence": conf.tolist(),
-            "accuracy": acc.tolist(),
-            "count": count.tolist(),
-        }
+        curve = zip(
+            ("confidence", "accuracy", "count"), reliability_curve(probs, right), strict=True
+        )
+        reliability[f"real validation, {tag}"] = {k: v.tolist() for k, v in curve}
     return Calibration(
         scaling,
         n_real,

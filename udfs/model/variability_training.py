@@ -71,8 +71,8 @@ def dr_cut_table(path: str | Path, min_epochs: int) -> pa.Table:
     table = pq.read_table(path)
     table = table.append_column(SOURCE_FILE, pa.array([str(path)] * table.num_rows))
     table = table.append_column(SOURCE_ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    cut = pa.Table.from_batches([cut_partition(table.combine_chunks().to_batches()[0], "dr",
-                                               min_epochs)])  # fmt: skip
+    batch = table.combine_chunks().to_batches()[0]
+    cut = pa.Table.from_batches([cut_partition(batch, "dr", min_epochs)])
     return cut.filter(pc.is_null(cut.column(REJECT_REASON)))
 
 
@@ -109,12 +109,8 @@ def stage_samples(
         if variable:
             statistics = variability_statistics(lc, n_channels)
             samples.append(StageSample(name, statistics, True, sets_threshold=name in real))
-        twins = noise_twins(lc, noise, rng)
-        samples.append(
-            StageSample(
-                f"{name} twins ({noise.name})", variability_statistics(twins, n_channels), False
-            )  # fmt: skip
-        )
+        twins = variability_statistics(noise_twins(lc, noise, rng), n_channels)
+        samples.append(StageSample(f"{name} twins ({noise.name})", twins, False))
     return samples
 
 
@@ -146,8 +142,8 @@ def fit_variability_stage(
         )
     groups[f"{Path(dr_path).name} (train half)"] = (dr_lightcurves(dr_path, min_epochs, 0), False)
     for name, (lc, variable) in groups.items():
-        log(f"[variability] {name}: {lc.n_lightcurves:,} light curves"
-            + (" and their twins" if variable else " as twins"))  # fmt: skip
+        kind = "and their twins" if variable else "as twins"
+        log(f"[variability] {name}: {lc.n_lightcurves:,} light curves {kind}")
     real = {Path(prefix).name for prefix, _ in real_sets}
     samples = stage_samples(groups, n_channels, real, seed)
     calibration = {
