@@ -24,28 +24,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.dr_lightcurves import read_dr_rows, source_file_uri
-from catalogs.schema import (
-    KEPT_COLUMNS,
-    LIGHTCURVE,
-    PREDICTED_CLASS,
-    REJECT_REASON,
-    ROW_ORIGIN_COLUMNS,
-    SOURCE_FILE,
-    SOURCE_ROW,
-    DRColumn,
-    InputKind,
-)
+from catalogs.schema import PREDICTED_CLASS, SOURCE_FILE, SOURCE_ROW, DRColumn, InputKind
 from jobs.classify_plan import (
-    CUT_COUNTS,
     CheckedInputs,
     ClassifyConfig,
     ClassifySummary,
     check_repeats,
     run_plan,
+)
+from udfs.kernels.lightcurve_cuts import (
+    counts_of_cut,
+    cut_partition,
+    kept_objectids,
+    kept_table,
+    rejected_table,
+    rows_of_objects,
+    table_without_repeats,
 )
 
 #: Name of the rejects table's one file (Spark names its part file after the write's id).
@@ -55,8 +52,6 @@ REJECTS_FILE = "part-00000.parquet"
 # --- Tasks (module functions, so workers import them by name) ---
 def read_cut_file(path: str, kind: str, min_epochs: int) -> pa.Table:
     """One input file read and cut: one cut row per input row."""
-    from udfs.kernels.lightcurve_cuts import cut_partition
-
     if InputKind(kind) is InputKind.DR:
         table = read_dr_rows(path)
     else:
@@ -67,29 +62,6 @@ def read_cut_file(path: str, kind: str, min_epochs: int) -> pa.Table:
     batches = table.combine_chunks().to_batches()
     batches = batches or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     return pa.Table.from_batches([cut_partition(b, kind, min_epochs) for b in batches])
-
-
-def counts_of_cut(cut: pa.Table) -> list[dict]:
-    """Rows and epochs of a cut table by reject reason (None for kept rows)."""
-    counted = list(CUT_COUNTS[1:])
-    frame = cut.select([REJECT_REASON, *counted]).to_pandas()
-    frame[REJECT_REASON] = frame[REJECT_REASON].astype(object).fillna("")
-    grouped = frame.groupby(REJECT_REASON, sort=True)
-    counts = grouped.sum().join(grouped.size().rename("rows"))
-    return [
-        {k: int(v) for k, v in row.items()} | {REJECT_REASON: reason or None}
-        for reason, row in counts.iterrows()
-    ]
-
-
-def rejected_table(cut: pa.Table) -> pa.Table:
-    """The rejected rows, without light curves."""
-    return cut.filter(pc.is_valid(cut.column(REJECT_REASON))).drop_columns([LIGHTCURVE])
-
-
-def kept_table(cut: pa.Table, columns=KEPT_COLUMNS) -> pa.Table:
-    """The kept rows' ``columns`` (default: carried columns and the light curve)."""
-    return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select(list(columns))
 
 
 def kept_exposure_counts(kept: pa.Table):
@@ -113,25 +85,6 @@ def table_without_bad_exposures(kept: pa.Table, flagged, min_epochs: int) -> tup
         out.append(cut)
         removed += n
     return (pa.Table.from_batches(out, kept.schema) if out else kept), removed
-
-
-def kept_objectids(cut: pa.Table) -> np.ndarray:
-    """Objectids of the kept rows."""
-    return kept_table(cut, [DRColumn.OBJECTID]).column(0).to_numpy()
-
-
-def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
-    """(objectid, source_file, source_row) of the kept rows of these objectids."""
-    kept = kept_table(cut, ROW_ORIGIN_COLUMNS)
-    return kept.filter(pc.is_in(kept.column(DRColumn.OBJECTID), pa.array(objectids)))
-
-
-def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
-    """:func:`udfs.kernels.lightcurve_cuts.reject_repeated_objects` on a table."""
-    from udfs.kernels.lightcurve_cuts import reject_repeated_objects
-
-    batches = [reject_repeated_objects(b, first_of) for b in cut.combine_chunks().to_batches()]
-    return pa.Table.from_batches(batches, cut.schema)
 
 
 def count_classes(table: pa.Table) -> dict[str, int]:

@@ -404,10 +404,6 @@ def check_repeats(n_rows: int) -> None:
         )
 
 
-#: The counts an engine's ``cut_counts`` gives per reject reason (None: kept rows).
-CUT_COUNTS = ("rows", "n_epochs_in", N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED)
-
-
 class ClassifyEngine(Protocol):
     """What the plan asks of an engine; ``Rows`` are the engine's own handles on its data.
 
@@ -442,7 +438,7 @@ class ClassifyEngine(Protocol):
         """``udfs.kernels.lightcurve_cuts.reject_repeated_objects`` on every partition."""
 
     def cut_counts(self, cut) -> list[dict]:
-        """Dicts of :data:`CUT_COUNTS` and ``reject_reason``; a reason may come more than once."""
+        """Dicts of ``CUT_COUNTS`` and ``reject_reason`` (None: kept); a reason may recur."""
 
     def write_rejects(self, cut, path: str) -> None:
         """The rejected rows, without light curves, as one Parquet file in ``path``."""

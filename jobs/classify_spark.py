@@ -27,7 +27,8 @@ from catalogs.schema import (
     DRColumn,
     InputKind,
 )
-from jobs.classify_plan import CUT_COUNTS, CheckedInputs, check_repeats
+from jobs.classify_plan import CheckedInputs, check_repeats
+from udfs.kernels.lightcurve_cuts import CUT_COUNTS
 
 
 def model_ref(spark, model_path: Path, sha256: str, card_json: str):

@@ -31,6 +31,7 @@ from catalogs.schema import (
     CATFLAGS_GOOD,
     DEC,
     HEALPIX_COLUMN,
+    KEPT_COLUMNS,
     LIGHTCURVE,
     LIGHTCURVE_STRUCT,
     N_DUPLICATE,
@@ -40,6 +41,7 @@ from catalogs.schema import (
     N_THINNED,
     RA,
     REJECT_REASON,
+    ROW_ORIGIN_COLUMNS,
     SOURCE_FILE,
     SOURCE_ROW,
     Band,
@@ -50,6 +52,8 @@ from catalogs.schema import (
 )
 
 N_EPOCHS_IN = "n_epochs_in"
+#: What the plan sums per reject reason: rows, then the epoch counts of :data:`CUT_SCHEMA`.
+CUT_COUNTS = ("rows", N_EPOCHS_IN, N_GOOD, N_FLAGGED, N_NONFINITE, N_DUPLICATE, N_THINNED)
 #: Most epochs a light curve keeps: its dm-dt image then costs ~5 x 10^7 pairs and its
 #: periodogram ~1.5 x 10^9 terms (about 2 s), and int32 dm-dt cell counts cannot overflow.
 MAX_EPOCHS = 10_000
@@ -389,3 +393,44 @@ def cut_partition(batch: pa.RecordBatch, kind: InputKind | str, min_epochs: int)
         batches = rows.combine_chunks().to_batches()
         batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=rows.schema)
     return apply_quality_cuts(batch, min_epochs)
+
+
+# --- Whole tables of cut rows (for an engine that holds Arrow tables, as Dask does) ---
+def counts_of_cut(cut: pa.Table) -> list[dict]:
+    """Rows and epochs of a cut table by reject reason (None for kept rows)."""
+    counted = CUT_COUNTS[1:]
+    grouped = cut.group_by(REJECT_REASON).aggregate(
+        [([], "count_all"), *[(c, "sum") for c in counted]]
+    )
+    return [
+        {"rows": row["count_all"], **{c: row[f"{c}_sum"] for c in counted}}
+        | {REJECT_REASON: row[REJECT_REASON]}
+        for row in grouped.to_pylist()
+    ]
+
+
+def rejected_table(cut: pa.Table) -> pa.Table:
+    """The rejected rows, without light curves."""
+    return cut.filter(pc.is_valid(cut.column(REJECT_REASON))).drop_columns([LIGHTCURVE])
+
+
+def kept_table(cut: pa.Table, columns=KEPT_COLUMNS) -> pa.Table:
+    """The kept rows' ``columns`` (default: carried columns and the light curve)."""
+    return cut.filter(pc.is_null(cut.column(REJECT_REASON))).select(list(columns))
+
+
+def kept_objectids(cut: pa.Table) -> np.ndarray:
+    """Objectids of the kept rows."""
+    return kept_table(cut, [DRColumn.OBJECTID]).column(0).to_numpy()
+
+
+def rows_of_objects(cut: pa.Table, objectids: np.ndarray) -> pa.Table:
+    """(objectid, source_file, source_row) of the kept rows of these objectids."""
+    kept = kept_table(cut, ROW_ORIGIN_COLUMNS)
+    return kept.filter(pc.is_in(kept.column(DRColumn.OBJECTID), pa.array(objectids)))
+
+
+def table_without_repeats(cut: pa.Table, first_of) -> pa.Table:
+    """:func:`reject_repeated_objects` on a table."""
+    batches = [reject_repeated_objects(b, first_of) for b in cut.combine_chunks().to_batches()]
+    return pa.Table.from_batches(batches, cut.schema)
