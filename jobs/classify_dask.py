@@ -210,6 +210,7 @@ class DaskEngine:
     def classify(self, kept: _Kept, classes, batch_size: int, provenance, stage, log):
         """Chunks of equal size, one task each (the model loaded once per worker)."""
         from udfs.engines.dask_inference import classify_table
+        from udfs.pipeline import TASK_SECONDS
 
         client, chunk = self.client, kept.chunk_rows
         sizes = client.gather([client.submit(attrgetter("num_rows"), k) for k in kept.tables])
@@ -225,8 +226,7 @@ class DaskEngine:
         _progress(pairs, "inputs + network", log)
         classified = [client.submit(itemgetter(0), p) for p in pairs]
         seconds = client.gather([client.submit(itemgetter(1), p) for p in pairs])
-        keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
-        total = {k: sum(s[k] for s in seconds) for k in keys}
+        total = {k: sum(s[k] for s in seconds) for k in TASK_SECONDS}
         class_counts: dict[str, int] = {}
         for counts in client.gather([client.submit(count_classes, c) for c in classified]):
             for name, n in counts.items():

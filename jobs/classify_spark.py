@@ -257,10 +257,9 @@ class SparkEngine:
 
         from udfs.engines.spark_inference import classify_partitions
         from udfs.kernels.lightcurve_cuts import CUT_SCHEMA
-        from udfs.pipeline import classified_schema
+        from udfs.pipeline import TASK_SECONDS, classified_schema
 
-        keys = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
-        acc = {k: self.spark.sparkContext.accumulator(0.0) for k in keys}
+        acc = {k: self.spark.sparkContext.accumulator(0.0) for k in TASK_SECONDS}
         carried = pa.schema([CUT_SCHEMA.field(c) for c in KEPT_COLUMNS])
         schema = from_arrow_schema(classified_schema(classes, carried))
         classified = (

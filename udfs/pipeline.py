@@ -104,6 +104,10 @@ def classify_partition(
     return rows if provenance is None else with_provenance(rows, provenance)
 
 
+#: The per-task numbers :func:`classify_task` reports, summed by the engines for the summary.
+TASK_SECONDS = ("load_s", "variability_s", "inputs_s", "predict_s", "task_s", "settled")
+
+
 def classify_task(
     batches, classifier_of, threads: int, provenance, batch_size: int, stage, seconds
 ):
