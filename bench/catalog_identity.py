@@ -1,10 +1,11 @@
 """Are the catalogs this tree writes byte-identical to another commit's? On Spark and on Dask.
 
-For a refactor that must not change a single output byte (issue 24). Builds two inputs once:
+For a refactor that must not change a single output byte (issue 24). Two inputs:
 
 - the demo's input, the bundled ZTF DR5 quadrant (data/sample, with the exposure-level cut);
-- a simulated sky (``varsky simulate``, 300 objects) through ``varsky ingest``, classified with
-  small tiles (``--max-rows-per-pixel 60``) so that a margin cache is written too;
+- a simulated sky (``varsky simulate``, 300 objects, made once) through each code's ``varsky
+  ingest`` (whose Parquet files are compared too), classified with small tiles
+  (``--max-rows-per-pixel 60``) so that a margin cache is written too;
 
 then runs ``varsky classify`` on each, with ``--engine spark`` and ``--engine dask``, for this
 tree and for ``--baseline REF`` (a git worktree, same interpreter, same run), all with one
@@ -85,13 +86,22 @@ def main() -> int:
         sky = tmp / "sky"
         varsky(REPO, "simulate", "--output", str(sky), "--objects", "300", "--seed", "11",
                "--ccds-per-side", "1", "--survey-days", "300", "--workers", "2")  # fmt: skip
-        lightcurves = tmp / "lightcurves"
-        varsky(REPO, "ingest", "--format", "psfcat", "--input", str(sky / "psfcat"),
-               "--reference", str(sky / "refpsfcat"), "--output", str(lightcurves))  # fmt: skip
-        inputs = {"dr5 sample": [str(SAMPLE)], "simulated sky": [str(lightcurves)]}
         extra = {"dr5 sample": [], "simulated sky": ["--max-rows-per-pixel", "60"]}
         hashes: dict[tuple[str, str, str], dict[str, str]] = {}
+        ingested: dict[str, dict[str, str]] = {}
         for label, code in codes.items():
+            # Each code ingests the sky itself, so the light-curve catalog is compared too; at one
+            # path, which the classified rows and rejects name.
+            lightcurves = tmp / "lightcurves"
+            varsky(code, "ingest", "--format", "psfcat", "--input", str(sky / "psfcat"),
+                   "--reference", str(sky / "refpsfcat"), "--output", str(lightcurves),
+                   "--overwrite")  # fmt: skip
+            ingested[label] = {
+                str(f.relative_to(lightcurves)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(lightcurves.rglob("*"))
+                if f.is_file() and (f.suffix == ".parquet" or f.name.startswith("_"))
+            }
+            inputs = {"dr5 sample": [str(SAMPLE)], "simulated sky": [str(lightcurves)]}
             for name, paths in inputs.items():
                 for engine in ("spark", "dask"):
                     out = tmp / "out" / f"{len(hashes)}" / "classified"
@@ -100,7 +110,12 @@ def main() -> int:
                     hashes[label, name, engine] = data_files(out)
                     print(f"{label:>12} {name:<14} {engine:<6} {len(hashes[label, name, engine])}"
                           " data files", flush=True)  # fmt: skip
-        differ = 0
+        reference = ingested[args.baseline]
+        differ = sum(files != reference for files in ingested.values())
+        print(f"\ningested sky: {len(reference)} Parquet files")
+        for label, files in ingested.items():
+            same = "identical" if files == reference else "DIFFERENT"
+            print(f"  {label:>12} vs {args.baseline}: {same}")
         for name in inputs:
             reference = hashes[args.baseline, name, "spark"]
             margin = sum("arcs/" in k for k in reference)
