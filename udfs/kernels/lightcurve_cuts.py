@@ -20,6 +20,7 @@ and Spark's batches are Arrow already.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -109,16 +110,67 @@ def _list_parts(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
-def duplicate_epochs(row: np.ndarray, *values: np.ndarray) -> np.ndarray:
-    """True for each epoch equal in ``row`` and every value to an earlier epoch (the repeats)."""
-    order = np.lexsort((*values[::-1], row))
-    same = np.ones(order.size - 1 if order.size else 0, dtype=bool)
-    for v in (row, *values):
-        sorted_v = v[order]
-        same &= sorted_v[1:] == sorted_v[:-1]
-    duplicate = np.zeros(row.size, dtype=bool)
-    duplicate[order[1:][same]] = True
-    return duplicate
+@nb.njit(cache=True, nogil=True)
+def _time_order(row, t):
+    n = row.size
+    order = np.empty(n, np.int64)
+    start = 0
+    while start < n:
+        end = start + 1
+        in_order = True
+        while end < n and row[end] == row[start]:
+            in_order &= t[end] >= t[end - 1]
+            end += 1
+        if in_order:  # DR light curves mostly are: no sort at all
+            for i in range(start, end):
+                order[i] = i
+        else:
+            by_time = np.argsort(t[start:end], kind="mergesort")
+            for i in range(end - start):
+                order[start + i] = start + by_time[i]
+        start = end
+    return order
+
+
+def time_order(row: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``np.lexsort((t, row))`` for ``row`` in runs (non-decreasing): a stable sort by time per run.
+
+    One pass per light curve, and a sort only of those whose times are out of order (the
+    lexsort of every epoch was most of the cuts' time on 290-epoch light curves).
+    """
+    if row.size > 1 and np.any(row[1:] < row[:-1]):
+        raise ValueError("time_order: row must be non-decreasing")
+    return _time_order(row, np.ascontiguousarray(t, dtype=np.float64))
+
+
+@nb.njit(cache=True, nogil=True)
+def _repeats(row, t, mag, magerr, order):
+    repeat = np.zeros(row.size, np.bool_)
+    k = 0
+    while k < row.size:
+        end = k + 1
+        while end < row.size and row[order[end]] == row[order[k]] and t[order[end]] == t[order[k]]:
+            end += 1
+        # order[k:end] share row and time, in input order: each repeats an earlier one or not.
+        for a in range(k + 1, end):
+            for b in range(k, a):
+                if mag[order[a]] == mag[order[b]] and magerr[order[a]] == magerr[order[b]]:
+                    repeat[order[a]] = True
+                    break
+        k = end
+    return repeat
+
+
+def duplicate_epochs(
+    row: np.ndarray, t: np.ndarray, mag: np.ndarray, magerr: np.ndarray
+) -> np.ndarray:
+    """True for each epoch equal in ``row``, ``t``, ``mag`` and ``magerr`` to an earlier one.
+
+    ``row`` in runs (non-decreasing); ``t``, ``mag``, ``magerr`` finite. "Earlier" is input order,
+    so the first of identical epochs stays.
+    """
+    as_f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    return _repeats(row, as_f64(t), as_f64(mag), as_f64(magerr), time_order(row, t))
 
 
 def thinned_epochs(counts: np.ndarray, max_epochs: int = MAX_EPOCHS) -> np.ndarray:
@@ -209,7 +261,7 @@ def apply_quality_cuts(batch: pa.RecordBatch, min_epochs: int) -> pa.RecordBatch
 
     # Good epochs of kept rows, time-ordered within each row.
     take = good & kept[epoch_row]
-    order = np.lexsort((t_days[take], epoch_row[take]))
+    order = time_order(epoch_row[take], t_days[take])
     counts = np.where(kept, n_good, 0)
     n_thinned = np.maximum(counts - MAX_EPOCHS, 0).astype(np.int32)
     if n_thinned.any():
