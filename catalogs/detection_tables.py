@@ -137,6 +137,68 @@ def from_psfcat(table: pa.Table) -> pa.Table:
     )
 
 
+#: A non-detection's detid: -(round(mjd / _LIMIT_TIME_STEP) * 4 + fid), negative, so never a candid.
+_LIMIT_TIME_STEP = 1e-6
+
+
+def from_alerts(table: pa.Table, path: str) -> pa.Table:
+    """Detections of ZTF alert packets (:func:`catalogs.ztf_alerts.read_alert_file` rows).
+
+    detid is the alert's candid; a non-detection gets a negative one from its time and band, so
+    that the same epoch repeated by a later packet has the same detid. The objectid is the ZTF
+    name's (:func:`catalogs.ztf_alerts.ztf_name_to_objectid`). Times become heliocentric MJD.
+    Magnitudes are the difference image's (magpsf, sigmapsf). Rejected: non-detections (mag then
+    holds diffmaglim, magerr is NaN) and detections fainter than the reference (isdiffpos false),
+    whose magnitude is of a negative flux and cannot join a magnitude light curve.
+    """
+    from catalogs.ztf_alerts import objectids
+
+    n = table.num_rows
+    objectid = objectids(table.column("objectId"), path)
+    candid = table.column("candid")
+    detected = _numpy(pc.is_valid(candid), bool)
+    ra, dec = _numpy(table.column("ra"), np.float64), _numpy(table.column("dec"), np.float64)
+    mjd = _numpy(table.column("jd"), np.float64) - 2_400_000.5
+    fid = _numpy(pc.fill_null(table.column("fid"), 0), np.int64)
+    mag = np.where(
+        detected,
+        _numpy(table.column("magpsf"), np.float64),
+        _numpy(table.column("diffmaglim"), np.float64),
+    )
+    magerr = np.where(detected, _numpy(table.column("sigmapsf"), np.float64), np.nan)
+    finite = _finite(ra, dec, mjd, mag) & (~detected | np.isfinite(magerr))
+    band = fid - 1
+    band_ok = (band >= 0) & (band < len(Band))
+    limit_id = -(np.round(np.where(finite, mjd, 0) / _LIMIT_TIME_STEP).astype(np.int64) * 4 + fid)
+    detid = np.where(detected, _numpy(pc.fill_null(candid, 0), np.int64), limit_id)
+    negative = detected & ~_numpy(pc.fill_null(table.column("isdiffpos"), True), bool)
+    hmjd = np.where(
+        finite, heliocentric_mjd(mjd, np.where(finite, ra, 0), np.where(finite, dec, 0)), mjd
+    )
+    reason = _reasons(np.zeros(n, bool), finite, band_ok)
+    reason[np.equal(reason, None) & negative] = DetectionRejectReason.NEGATIVE_DIFFERENCE
+    reason[np.equal(reason, None) & ~detected] = DetectionRejectReason.NON_DETECTION
+    return _table(
+        {
+            DetColumn.DETID: detid,
+            DetColumn.OBJECTID: objectid,
+            SOURCE_ID: objectid,
+            CATALOG: np.where(finite, mjd, 0).view(np.int64),
+            DetColumn.RA: ra,
+            DetColumn.DEC: dec,
+            HEALPIX_COLUMN: _healpix(ra, dec, finite),
+            HMJD: hmjd,
+            DetColumn.BAND: np.where(band_ok, band, -1).astype(np.int8),
+            DetColumn.MAG: mag.astype(np.float32),
+            DetColumn.MAGERR: magerr.astype(np.float32),
+            DetColumn.FLAGS: np.zeros(n, np.int32),
+            DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
+            DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
+            REJECT_REASON: reason,
+        }
+    )
+
+
 def sources_from_refpsfcat(table: pa.Table) -> pa.Table:
     """Reference sources (:func:`catalogs.ztf_psfcat.read_refpsfcat`) to group into objects."""
     ref = _numpy(table.column("refid"), np.int64)

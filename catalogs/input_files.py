@@ -22,6 +22,7 @@ from catalogs.schema import LIGHTCURVE, InputKind
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fits.fz")
+ALERT_SUFFIXES = (".avro",)
 #: A column only a `varsky ingest` light-curve catalog has (IRSA's HATS catalogs do not).
 _INGEST_CATALOG_COLUMN = "n_epochs"
 

@@ -214,6 +214,8 @@ class DetectionRejectReason:
     BAND_DROPPED = "band_dropped"  # the band map says not to use this band
     NO_OBJECT = "no_reference_within_radius"
     DUPLICATE = "duplicate_epoch"  # same detid, or same object, band, time and mag, as a kept one
+    NON_DETECTION = "non_detection"  # an alert's upper limit: mag holds diffmaglim, no magerr
+    NEGATIVE_DIFFERENCE = "negative_difference"  # an alert fainter than its reference image
 
 
 # --- The class taxonomy ---

@@ -21,7 +21,7 @@ from catalogs.detection_tables import CATALOG, INGEST_DETECTION_SCHEMA, SOURCE_I
 from catalogs.errors import InputError
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
-from catalogs.input_files import FITS_SUFFIXES, PARQUET_SUFFIXES, expand_files
+from catalogs.input_files import ALERT_SUFFIXES, FITS_SUFFIXES, PARQUET_SUFFIXES, expand_files
 from catalogs.parquet_output import (
     is_local_path,
     local_path,
@@ -39,7 +39,7 @@ from catalogs.schema import (
     Property,
 )
 
-FORMATS = ("psfcat", "dr-parquet", "detections", "hats")
+FORMATS = ("psfcat", "dr-parquet", "detections", "hats", "alerts")
 DEFAULT_MAX_ROWS_PER_PIXEL = 50_000
 DEFAULT_WORK_ROWS = 1_000_000
 DEFAULT_HISTOGRAM_ORDER = 9
@@ -253,6 +253,15 @@ def read_detections(spark, config: IngestConfig):
 
             return from_dr_rows(dr_rows_of_hats_file(pq.read_table(path), path))
 
+    elif fmt == "alerts":
+        files = expand_files(config.inputs, ALERT_SUFFIXES)
+
+        def read_file(path, index):
+            from catalogs.detection_tables import from_alerts
+            from catalogs.ztf_alerts import read_alert_file
+
+            return from_alerts(read_alert_file(path), path)
+
     elif fmt == "psfcat":
         files = expand_files(config.inputs, FITS_SUFFIXES)
 
@@ -272,6 +281,31 @@ def read_detections(spark, config: IngestConfig):
             return from_generic(pq.read_table(path), path, index, band_map)
 
     return _read_files(spark, files, read_file, INGEST_DETECTION_SCHEMA), len(files)
+
+
+def repeated_history(dets):
+    """Alert epochs that an earlier packet of the object held too, rejected as duplicates.
+
+    A packet repeats the 30-day history of the object's earlier packets: the same detid (the
+    candid, or a non-detection's time and band) of the same object counts once, in the first
+    file and row that has it, whatever its own reason.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first = Window.partitionBy(DetColumn.OBJECTID, DetColumn.DETID).orderBy(
+        DetColumn.SOURCE_FILE, DetColumn.SOURCE_ROW
+    )
+    return (
+        dets.withColumn("_copy", F.row_number().over(first))
+        .withColumn(
+            REJECT_REASON,
+            F.when(F.col("_copy") > 1, F.lit(DetectionRejectReason.DUPLICATE)).otherwise(
+                F.col(REJECT_REASON)
+            ),
+        )
+        .drop("_copy")
+    )
 
 
 def read_reference_sources(spark, paths: tuple[str, ...]):
@@ -449,6 +483,8 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     prepare_output_dir(config.output, config.overwrite)
     prepare_output_dir(config.rejects, config.overwrite)
     dets, summary.n_files = read_detections(spark, config)
+    if config.input_format == "alerts":
+        dets = repeated_history(dets)
     dets = dets.persist(StorageLevel.MEMORY_AND_DISK)
     cached = [dets]
     by_reason = {
@@ -601,7 +637,9 @@ def run(args: argparse.Namespace) -> int:
 
 def check_before_start(config: IngestConfig) -> None:
     """Check that the inputs exist and the outputs may be written, before Spark starts."""
-    suffixes = FITS_SUFFIXES if config.input_format == "psfcat" else PARQUET_SUFFIXES
+    suffixes = {"psfcat": FITS_SUFFIXES, "alerts": ALERT_SUFFIXES}.get(
+        config.input_format, PARQUET_SUFFIXES
+    )
     expand_files(config.inputs, suffixes)
     if config.references:
         expand_files(config.references, FITS_SUFFIXES)
