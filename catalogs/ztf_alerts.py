@@ -116,6 +116,24 @@ def read_alert_file(path: str) -> pa.Table:
     )
 
 
+def check_alert_files(paths: list[str]) -> int:
+    """Fail on the first file that is not a complete Avro container; return the alerts counted.
+
+    Walks each file's blocks without decoding a record (about 0.5 ms a packet), so that a
+    truncated or foreign file stops the job before any Spark work with one line naming it.
+    """
+    import fastavro
+
+    n = 0
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                n += sum(block.num_records for block in fastavro.block_reader(handle))
+        except (ValueError, EOFError, OSError) as error:
+            raise InputError(path, f"not a readable ZTF alert packet (Avro): {error}") from None
+    return n
+
+
 def objectids(names: pa.Array | pa.ChunkedArray, path: str) -> np.ndarray:
     """:func:`ztf_name_to_objectid` of every name; an InputError names the first bad row."""
     out = np.empty(len(names), np.int64)

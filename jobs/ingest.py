@@ -640,7 +640,11 @@ def check_before_start(config: IngestConfig) -> None:
     suffixes = {"psfcat": FITS_SUFFIXES, "alerts": ALERT_SUFFIXES}.get(
         config.input_format, PARQUET_SUFFIXES
     )
-    expand_files(config.inputs, suffixes)
+    files = expand_files(config.inputs, suffixes)
+    if config.input_format == "alerts":
+        from catalogs.ztf_alerts import check_alert_files
+
+        check_alert_files(files)
     if config.references:
         expand_files(config.references, FITS_SUFFIXES)
     for path in (config.output, config.rejects):

@@ -75,11 +75,18 @@ def test_ztf_names_round_trip():
 
 
 @pytest.mark.parametrize("content", [b"", b"not avro at all\n", "truncated"])
-def test_bad_packets_name_the_file(tmp_path, content):
+def test_bad_packets_name_the_file(tmp_path, capsys, content):
     path = tmp_path / "bad.avro"
     path.write_bytes(PACKETS[0].read_bytes()[:-5000] if content == "truncated" else content)
     with pytest.raises(InputError, match=r"bad\.avro: not a readable ZTF alert packet"):
         read_alert_file(str(path))
+    # The command line stops before Spark starts, with one line naming the file.
+    from jobs.cli import main
+
+    argv = ["ingest", "--format", "alerts", "--input", str(ALERTS), str(path)]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr().err
+    assert f"varsky ingest: error: {path}: not a readable ZTF alert packet" in said
 
 
 @pytest.fixture(scope="module")
