@@ -178,6 +178,17 @@ def from_alerts(table: pa.Table, path: str) -> pa.Table:
     reason = _reasons(np.zeros(n, bool), finite, band_ok)
     reason[np.equal(reason, None) & negative] = DetectionRejectReason.NEGATIVE_DIFFERENCE
     reason[np.equal(reason, None) & ~detected] = DetectionRejectReason.NON_DETECTION
+    flags = np.zeros(n, np.int32)
+    return _file_rows(
+        path, detid, objectid, ra, dec, mjd, hmjd, band, band_ok, mag, magerr, flags, finite, reason
+    )
+
+
+def _file_rows(
+    path, detid, objectid, ra, dec, mjd, hmjd, band, band_ok, mag, magerr, flags, finite, reason
+) -> pa.Table:
+    """Detections of one input file, row by row; the catalog of a detection is its exposure time."""
+    n = len(detid)
     return _table(
         {
             DetColumn.DETID: detid,
@@ -191,7 +202,7 @@ def from_alerts(table: pa.Table, path: str) -> pa.Table:
             DetColumn.BAND: np.where(band_ok, band, -1).astype(np.int8),
             DetColumn.MAG: mag.astype(np.float32),
             DetColumn.MAGERR: magerr.astype(np.float32),
-            DetColumn.FLAGS: np.zeros(n, np.int32),
+            DetColumn.FLAGS: flags.astype(np.int32),
             DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
             DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
             REJECT_REASON: reason,
@@ -354,22 +365,8 @@ def from_generic(
         if "objectid" in table.column_names
         else pa.nulls(n, pa.int64())
     )
-    return _table(
-        {
-            DetColumn.DETID: (np.int64(file_index) << 40) | np.arange(n, dtype=np.int64),
-            DetColumn.OBJECTID: objectid,
-            SOURCE_ID: objectid,
-            CATALOG: np.where(finite, mjd, 0).view(np.int64),
-            DetColumn.RA: ra,
-            DetColumn.DEC: dec,
-            HEALPIX_COLUMN: _healpix(ra, dec, finite),
-            HMJD: mjd,
-            DetColumn.BAND: np.where(band_ok, band, -1).astype(np.int8),
-            DetColumn.MAG: mag.astype(np.float32),
-            DetColumn.MAGERR: magerr.astype(np.float32),
-            DetColumn.FLAGS: flags.astype(np.int32),
-            DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
-            DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
-            REJECT_REASON: _reasons(flags != 0, finite, band_ok | dropped, dropped),
-        }
+    detid = (np.int64(file_index) << 40) | np.arange(n, dtype=np.int64)
+    reason = _reasons(flags != 0, finite, band_ok | dropped, dropped)
+    return _file_rows(
+        path, detid, objectid, ra, dec, mjd, mjd, band, band_ok, mag, magerr, flags, finite, reason
     )
