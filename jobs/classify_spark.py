@@ -266,6 +266,7 @@ class SparkEngine:
         schema = from_arrow_schema(classified_schema(classes, carried))
         run = classify_partitions(self.ref, batch_size, acc, provenance, stage)
         steps = tuple(self.before_classify)
+        self.before_classify.clear()  # this job's; a later classify starts without them
 
         # One mapInArrow, not one per step: each runs in a Python worker of its own, and the
         # network's worker was then often a fresh process that imported TensorFlow again
