@@ -60,7 +60,8 @@ demo: setup
 # Pretrain on the simulator, fine-tune on the bundled real labelled sets, calibrate (README).
 model: setup
 	$(VENV)/bin/varsky train --output models/varsky_dmdt_cnn --band-map crts \
-	    --real data/real_labelled/crts_train --real data/real_labelled/tdss_quasars
+	    --real data/real_labelled/crts_train --real data/real_labelled/tdss_quasars \
+	    --transients data/real_labelled/ztf_bts
 
 clean:
 	rm -rf demo_output build .numba_cache .pytest_cache

@@ -107,6 +107,7 @@ def median_mag_column(band: str) -> str:
 
 
 P_VARIABLE = "p_variable"  # the variability stage's probability that the object varies
+P_TRANSIENT = "p_transient"  # the transient head's probability that the light curve is a transient
 SETTLED = "settled_as_constant"  # the variability stage wrote it constant; the network did not run
 VARSKY_VERSION_COLUMN = "varsky_version"
 MODEL_NAME_COLUMN = "model_name"
@@ -118,7 +119,7 @@ PROCESSING_TIME = "processing_time_utc"  # timestamp[us, UTC]
 
 #: Version of the classification catalog's columns (property ``varsky_schema_version``): bumped
 #: whenever a column is added, removed, renamed or changes type.
-CLASSIFICATION_SCHEMA_VERSION = "2"
+CLASSIFICATION_SCHEMA_VERSION = "3"
 
 
 class RejectReason:
@@ -242,6 +243,25 @@ class VariabilityClass(StrEnum):
 #: Class names in model output order.
 CLASS_NAMES: tuple[str, ...] = tuple(c.value for c in VariabilityClass)
 
+
+class TransientClass(StrEnum):
+    """The transient classes of a model with a transient head, after the variability classes.
+
+    Novae are not among them: a nova is a cataclysmic variable, so the head's nova probability
+    goes to ``p_cv`` (see :mod:`udfs.model.transients`).
+    """
+
+    sn_ia = "sn_ia"  # thermonuclear supernova (Ia, with 91T, 91bg, Iax, CSM)
+    sn_ii = "sn_ii"  # hydrogen-rich core collapse (II, IIP, IIn, IIb)
+    sn_ibc = "sn_ibc"  # stripped-envelope core collapse (Ib, Ic, Ic-BL, Ibn, Icn)
+    slsn = "slsn"  # superluminous supernova (I and II)
+    tde = "tde"  # tidal disruption event
+    transient_other = "transient_other"  # a transient of none of these kinds (ILRT, LRN, LBV, ...)
+
+
+#: Transient class names, in output order (after :data:`CLASS_NAMES`).
+TRANSIENT_CLASS_NAMES: tuple[str, ...] = tuple(c.value for c in TransientClass)
+
 #: Classes that are not astrophysical variability (the census counts the others as variable).
 NON_VARIABLE_CLASSES = frozenset({VariabilityClass.constant.value, VariabilityClass.bogus.value})
 
@@ -317,7 +337,8 @@ def classification_schema(classes, carried: pa.Schema, provenance: bool = True) 
     The :data:`CARRIED_COLUMNS` (typed as in ``carried``), one float32 probability per class
     (null where the network did not run: objects settled as constant), the predicted class and
     its score, the variability stage's ``p_variable`` (null for a model without the stage),
-    whether it settled the object, and each band's median magnitude (mag, null where the band
+    whether it settled the object, the transient head's ``p_transient`` (null for a model without
+    a head and for settled objects), and each band's median magnitude (mag, null where the band
     has no epoch); then, with ``provenance``, :func:`provenance_schema`.
     """
     schema = pa.schema(
@@ -325,6 +346,7 @@ def classification_schema(classes, carried: pa.Schema, provenance: bool = True) 
         + [pa.field(probability_column(c), pa.float32()) for c in classes]
         + [pa.field(PREDICTED_CLASS, pa.string()), pa.field(PREDICTED_SCORE, pa.float32())]
         + [pa.field(P_VARIABLE, pa.float32()), pa.field(SETTLED, pa.bool_())]
+        + [pa.field(P_TRANSIENT, pa.float32())]
         + [pa.field(median_mag_column(b), pa.float32()) for b in BAND_NAMES]
     )
     return provenance_schema(schema) if provenance else schema

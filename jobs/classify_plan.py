@@ -308,7 +308,7 @@ def classification_properties(config: ClassifyConfig, card, model_sha256: str, i
         Property.MODEL_SHA256: model_sha256,
         Property.MODEL_DIR: str(Path(config.model_dir).resolve()),
         Property.DMDT_GRID: card.grid.name,
-        Property.CLASSES: ",".join(card.classes),
+        Property.CLASSES: ",".join(card.output_classes),
         Property.INPUT_CATALOGS: ",".join(sorted(set(inputs.values()))),
         Property.INPUTS: ",".join(str(Path(p).resolve()) for p in config.inputs),
         Property.PROCESSING_TIME: when.isoformat(),
@@ -602,7 +602,7 @@ def run_plan(
     provenance = Provenance(card.name, sha256, card.grid.name, when, catalog_of_file)
     stage = stage_of_config(config, card)
     classified, summary.class_counts, seconds = engine.classify(
-        kept, card.classes, config.batch_size, provenance, stage, log
+        kept, card.output_classes, config.batch_size, provenance, stage, log
     )
     if state is not None:
         for path in state.kept_files(config.catalog_dir):

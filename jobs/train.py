@@ -357,10 +357,14 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
     output.mkdir(parents=True, exist_ok=True)
     exported = network()
     exported.set_weights(model.get_weights())
+    transients = None
+    if config.transient_set:
+        t0 = time.perf_counter()
+        fitted = fit_transients(config, log)
+        seconds["transients"] = time.perf_counter() - t0
+        exported, transients = attach_transients(exported, fitted), fitted.entry
     model_path = output / MODEL_FILE
-    partial = output / f".{MODEL_FILE}.partial.keras"
-    exported.save(partial)
-    os.replace(partial, model_path)
+    save_model(exported, model_path)
 
     record = TrainingRecord(
         description=data.description,
@@ -387,6 +391,7 @@ def train(spark, config: TrainConfig, log: Callable[[str], None] = print) -> Tra
         fine_tuning=fine_tuning,
         calibration=calibration,
         real_validation=real_validation,
+        transients=transients,
     )
     # Score the written file, not the in-memory model: the card describes what is on disk.
     classifier = Classifier.load(model_path, card)
@@ -472,6 +477,68 @@ def format_summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
+def save_model(model, path: Path) -> None:
+    """Write ``model`` to ``path`` through a partial file (a reader never sees half a model)."""
+    partial = path.parent / f".{path.name}.partial.keras"
+    model.save(partial)
+    os.replace(partial, path)
+
+
+def fit_transients(config: TrainConfig, log=print):
+    """The transient head fitted on ``config.transient_set`` (and its non-transients)."""
+    if not config.real_sets or config.cadence_sample is None:
+        raise ValueError(
+            "train --transients: the head's non-transients are the --real sets and the "
+            "--cadence-sample DR file; give both"
+        )
+    from udfs.model.transient_training import fit_transient_head
+
+    return fit_transient_head(
+        config.transient_set,
+        [(prefix, config.band_map) for prefix in config.real_sets],
+        config.cadence_sample,
+        config.band_map,
+        config.min_epochs,
+        config.real_val_fraction,
+        config.real_split_seed,
+        config.seed,
+        log=log,
+    )
+
+
+def attach_transients(cnn, fitted):
+    """One model of the CNN and the fitted head (:func:`udfs.model.transients.attach_head`)."""
+    from udfs.model.transients import attach_head
+
+    return attach_head(cnn, fitted.head)
+
+
+def refit_transients(config: TrainConfig) -> int:
+    """``--transients-only``: fit the head of the model in ``config.output``; rewrite it."""
+    from udfs.model.tensorflow_import import quiet_import
+
+    start = time.perf_counter()
+    if not config.transient_set:
+        raise ValueError("train --transients-only: give the --transients set to fit the head on")
+    configure_tensorflow_threads(config.threads)
+    quiet_import()
+    card = ModelCard.read(config.output)
+    cnn = Classifier.load(config.output / MODEL_FILE, card).model  # the CNN alone
+    fitted = fit_transients(config)
+    save_model(attach_transients(cnn, fitted), config.output / MODEL_FILE)
+    sha256 = file_sha256(config.output / MODEL_FILE)
+    path = replace(card, transients=fitted.entry, model_sha256=sha256).write(config.output)
+    scores = fitted.entry["validation"]["all"]
+    print(
+        f"varsky train --transients-only: done in {time.perf_counter() - start:.1f} s\n"
+        f"  head         {len(fitted.entry['outputs'])} outputs; validation SN macro-F1 "
+        f"{scores['macro_f1_sn']:.3f} over {scores['objects']} transients\n"
+        f"  model        {config.output / MODEL_FILE} (sha256 {sha256[:16]})\n"
+        f"  card         {path}"
+    )
+    return 0
+
+
 def fit_variability(config: TrainConfig, n_channels: int, log=print):
     """The variability stage fitted on the config's real sets and cadence sample, or None."""
     if not config.real_sets or config.cadence_sample is None:
@@ -515,4 +582,6 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig.from_args(args)
     if config.variability_only:
         return refit_variability(config)
+    if config.transients_only:
+        return refit_transients(config)
     return run_spark_job("varsky-train", config.master, lambda spark: train(spark, config))

@@ -88,6 +88,11 @@ class TrainConfig:
     calibration_sim_per_class : int
         Simulated validation objects per class beside the real ones when fitting the
         calibration (classes without real examples need positives).
+    transient_set : str or None
+        A real labelled set of transients (``DIR/NAME``, e.g. the ZTF BTS) to train the transient
+        head on (:mod:`udfs.model.transients`); None for a model without transient classes.
+    transients_only : bool
+        Only (re)fit the transient head of the model already in ``output``.
     """
 
     output: Path
@@ -120,6 +125,8 @@ class TrainConfig:
     calibration_sim_per_class: int = 300
     variability_only: bool = False
     twins: bool = True
+    transient_set: str | None = None
+    transients_only: bool = False
 
     def __post_init__(self) -> None:
         if self.objects_per_class < 3:
@@ -178,6 +185,8 @@ class TrainConfig:
             finetune_epochs=args.finetune_epochs,
             variability_only=args.variability_only,
             twins=not args.no_twins,
+            transient_set=args.transients,
+            transients_only=args.transients_only,
         )
 
 
@@ -238,6 +247,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only (re)fit the variability stage (udfs/model/variability.py) of the model already "
         "in --output, from the --real sets and the --cadence-sample DR file, and rewrite its card "
         "(about a minute, no Spark)",
+    )
+    parser.add_argument(
+        "--transients",
+        metavar="DIR/NAME",
+        help="a real labelled set of transients (e.g. data/real_labelled/ztf_bts) to train the "
+        "transient head on: supernova types, TDE, novae (udfs/model/transients.py); its "
+        "non-transients are the --real sets and the --cadence-sample DR file",
+    )
+    parser.add_argument(
+        "--transients-only",
+        action="store_true",
+        help="only (re)fit the transient head of the model already in --output, from --transients, "
+        "the --real sets and the --cadence-sample DR file; rewrites the model file and its card "
+        "(a few minutes, no Spark)",
     )
     parser.add_argument(
         "--no-twins",

@@ -29,6 +29,7 @@ from catalogs.healpix import healpix_29
 from catalogs.schema import (
     DEC,
     HEALPIX_COLUMN,
+    P_TRANSIENT,
     P_VARIABLE,
     PREDICTED_CLASS,
     PREDICTED_SCORE,
@@ -151,5 +152,5 @@ def catalog_classes(df: pd.DataFrame) -> tuple[str, ...]:
     return tuple(
         c[len(PROBABILITY_PREFIX) :]
         for c in df.columns
-        if c.startswith(PROBABILITY_PREFIX) and c != P_VARIABLE
+        if c.startswith(PROBABILITY_PREFIX) and c not in (P_VARIABLE, P_TRANSIENT)
     )

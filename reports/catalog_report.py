@@ -238,8 +238,8 @@ def _card_figures(
     from udfs.model.classifier import MODEL_FILE
 
     classes = catalog_classes(df)
-    if tuple(card.classes) != classes:
-        notes.append(f"the model in {model} has classes {list(card.classes)}, the catalog "
+    if tuple(card.output_classes) != classes:
+        notes.append(f"the model in {model} has classes {list(card.output_classes)}, the catalog "
                      f"{list(classes)}")  # fmt: skip
     catalog_sha = set(df[MODEL_SHA256].dropna()) if MODEL_SHA256 in df.columns else set()
     model_file = model / MODEL_FILE
@@ -303,14 +303,21 @@ def _example_figures(
     if not len(examples):
         return {}, {}
     found = found.take(pa.array([row_of[oid] for oid in examples[DRColumn.OBJECTID]]))
-    model_inputs = card.model_inputs(flat_lightcurves(found.column(LIGHTCURVE)))
+    flat = flat_lightcurves(found.column(LIGHTCURVE))
+    model_inputs = card.model_inputs(flat)
     images = model_inputs[DMDT_INPUT]
     lightcurves = found.column(LIGHTCURVE).to_pylist()
     classifier = Classifier.load(model, card)
-    columns = [f"{PROBABILITY_PREFIX}{c}" for c in classifier.classes]
+    columns = [f"{PROBABILITY_PREFIX}{c}" for c in classifier.output_classes]
     if set(columns) <= set(examples.columns):
         expected = examples[columns].to_numpy(dtype=np.float64)
-        worst = float(np.max(np.abs(classifier.predict(model_inputs) - expected)))
+        remade = classifier.predict(model_inputs)
+        if classifier.has_transients:
+            from udfs.model.transients import combine, head_features
+
+            p_head = classifier.predict_transients(head_features(flat))
+            remade = combine(remade, classifier.classes, p_head)[0]
+        worst = float(np.max(np.abs(remade - expected)))
         if worst > SCORE_TOLERANCE:
             notes.append(
                 f"probabilities remade from the light curves differ from the catalog's "
@@ -329,6 +336,8 @@ def _example_figures(
 
     firsts = ~examples.duplicated(PREDICTED_CLASS).to_numpy()
     firsts &= ~examples[PREDICTED_CLASS].isin(SALIENCY_SKIPPED_CLASSES).to_numpy()
+    # A transient class is the head's, which does not read the image.
+    firsts &= examples[PREDICTED_CLASS].isin(classifier.classes).to_numpy()
     counts = examples[PREDICTED_CLASS].map(df[PREDICTED_CLASS].value_counts())
     rows = np.flatnonzero(firsts)
     rows = np.sort(rows[np.argsort(-counts.to_numpy()[rows], kind="stable")][:N_SALIENCY])

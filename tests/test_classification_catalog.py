@@ -105,6 +105,7 @@ def test_column_types_are_fixed(table):
     schema = table.schema
     expected = {"objectid": pa.int64(), "_healpix_29": pa.int64(), "ra": pa.float64(),
                 "dec": pa.float64(), "n_good": pa.int32(), "p_rrab": pa.float32(),
+                "p_sn_ia": pa.float32(), "p_transient": pa.float32(),
                 "predicted_class": pa.string(), "predicted_score": pa.float32(),
                 "model_sha256": pa.string(), "input_catalog": pa.string(),
                 "processing_time_utc": pa.timestamp("us", tz="UTC")}  # fmt: skip

@@ -16,7 +16,7 @@ from catalogs.errors import InputError
 from catalogs.healpix import healpix_29
 from catalogs.input_files import hats_partition_files
 from catalogs.provenance import VARSKY_VERSION, file_sha256
-from catalogs.schema import CLASS_NAMES
+from catalogs.schema import CLASS_NAMES, TRANSIENT_CLASS_NAMES
 from jobs.classify import ClassifyConfig, run_classify
 from jobs.cli import build_parser, main
 from udfs.model.classifier import ModelCard
@@ -84,6 +84,12 @@ def test_the_rest_is_in_the_rejects_with_a_reason(local_run, sample_file):
     assert "exposures flagged bad" in summary.format()
 
 
+def calm_has_no_transient(table) -> bool:
+    """Objects the first stage settled never met the transient head."""
+    settled = table.filter(table.column("settled_as_constant"))
+    return settled.column("p_transient").null_count == settled.num_rows
+
+
 def test_output_schema_probabilities_and_provenance(local_run, model_dir):
     _, _, table = local_run
     schema = table.schema
@@ -97,11 +103,20 @@ def test_output_schema_probabilities_and_provenance(local_run, model_dir):
     settled = table.column("settled_as_constant").to_numpy(zero_copy_only=False)
     assert 0.5 * table.num_rows < settled.sum() < table.num_rows
     net = table.filter(pa.array(~settled))
-    probs = np.column_stack([net.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
+    classes = ModelCard.read(model_dir).output_classes
+    assert classes[: len(CLASS_NAMES)] == CLASS_NAMES
+    probs = np.column_stack([net.column(f"p_{c}").to_numpy() for c in classes])
     assert np.all((probs >= 0) & (probs <= 1))
-    predicted = np.asarray(CLASS_NAMES)[probs.argmax(axis=1)]
-    assert predicted.tolist() == net.column("predicted_class").to_pylist()
-    np.testing.assert_array_equal(net.column("predicted_score").to_numpy(), probs.max(axis=1))
+    # A variability class unless the transient head says transient (then one of its classes).
+    p_transient = net.column("p_transient").to_numpy()
+    assert calm_has_no_transient(table) and np.all((p_transient >= 0) & (p_transient <= 1))
+    called = np.asarray(net.column("predicted_class").to_pylist())
+    variable = p_transient < 0.5
+    best = np.asarray(CLASS_NAMES)[probs[:, : len(CLASS_NAMES)].argmax(axis=1)]
+    assert called[variable].tolist() == best[variable].tolist()
+    assert set(called[~variable]) <= {*TRANSIENT_CLASS_NAMES, "cv"}
+    score = probs[np.arange(net.num_rows), [classes.index(c) for c in called]]
+    np.testing.assert_array_equal(net.column("predicted_score").to_numpy(), score)
     calm = table.filter(pa.array(settled))
     assert set(calm.column("predicted_class").to_pylist()) == {"constant"}
     np.testing.assert_allclose(

@@ -17,6 +17,7 @@ from udfs.model.inference import (
     model_input_arrays,
     model_input_batch,
 )
+from udfs.model.transients import combine, head_features
 from udfs.model.variability import stage_of
 from udfs.simulators.noise_twins import REALISTIC, noise_twins
 
@@ -64,12 +65,16 @@ def test_classify_batch_equals_inputs_then_model(kept_batch, classifier):
     )
     np.testing.assert_array_equal(inputs["dmdt_image"], images)
     expected = classifier.predict(inputs, batch_size=64)
-    got = np.column_stack([out.column(f"p_{c}").to_numpy() for c in CLASS_NAMES])
+    best = expected.argmax(axis=1)
+    if classifier.has_transients:  # the CNN's probabilities, beside the transient head's
+        p_head = classifier.predict_transients(head_features(flat), batch_size=64)
+        expected, p_transient, best = combine(expected, CLASS_NAMES, p_head)
+        np.testing.assert_array_equal(out.column("p_transient").to_numpy(), p_transient)
+    classes = classifier.output_classes
+    got = np.column_stack([out.column(f"p_{c}").to_numpy() for c in classes])
     np.testing.assert_array_equal(got, expected)
     assert out.column("objectid").equals(kept_batch.column("objectid"))
-    assert out.column("predicted_class").to_pylist() == [
-        CLASS_NAMES[k] for k in expected.argmax(axis=1)
-    ]
+    assert out.column("predicted_class").to_pylist() == [classes[k] for k in best]
 
 
 def test_predictions_do_not_depend_on_batch_composition(kept_batch, classifier):

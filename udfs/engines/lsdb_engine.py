@@ -125,7 +125,7 @@ def classify_catalog(
     files = {_partition_name(pixel): name for pixel in catalog.get_healpix_pixels()}
     provenance = Provenance(card.name, sha256, card.grid.name, when, files)
     carried = pa.schema([CUT_SCHEMA.field(c) for c in (*CARRIED_COLUMNS, LIGHTCURVE)])
-    schema = classified_schema(card.classes, carried)
+    schema = classified_schema(card.output_classes, carried)
     meta = schema.empty_table().rename_columns([_input_name(c) for c in schema.names])
     classified = catalog.map_partitions(
         classify_frame, str(model_path), sha256, provenance, min_epochs, batch_size, stage,

@@ -224,6 +224,9 @@ class ModelCard:
     variability : udfs.model.variability.VariabilityStage or None
         The fitted variability stage that settles non-variable objects before the periodogram
         and the network; None for a model without one (every object goes to the network).
+    transients : dict or None
+        The transient head (:mod:`udfs.model.transients`) inside the model file: its outputs,
+        features, what it was fitted on and its validation scores; None for a model without one.
     """
 
     name: str
@@ -245,6 +248,7 @@ class ModelCard:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     model_sha256: str | None = None
     variability: Any = None
+    transients: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         n_dm, n_dt = len(self.dm_edges_mag) - 1, len(self.dt_edges_days) - 1
@@ -260,6 +264,15 @@ class ModelCard:
                 f"model card features {list(self.features)} are not this varsky's "
                 f"{list(FEATURE_NAMES)}"
             )
+
+    @property
+    def output_classes(self) -> tuple[str, ...]:
+        """The catalog's classes: the CNN's, then the transient classes for a model with a head."""
+        if not self.transients:
+            return self.classes
+        from udfs.model.transients import output_classes
+
+        return output_classes(self.classes)
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -322,6 +335,7 @@ class ModelCard:
             "created": self.created,
             "model_sha256": self.model_sha256,
             "variability": self.variability.to_dict() if self.variability else None,
+            "transients": self.transients,
         }
 
     @classmethod
@@ -357,6 +371,7 @@ class ModelCard:
             created=str(data.get("created", "")),
             model_sha256=data.get("model_sha256"),
             variability=_stage_from_dict(data.get("variability"), source),
+            transients=data.get("transients"),
         )
 
     def write(self, model_dir: str | Path) -> Path:
@@ -546,6 +561,22 @@ class Classifier:
     """
 
     def __init__(self, model: keras.Model, card: ModelCard) -> None:
+        from udfs.model.transients import CNN_MODEL, HEAD_MODEL, HEAD_OUTPUTS
+
+        self._head = None
+        names = {layer.name for layer in model.layers}
+        if CNN_MODEL in names and HEAD_MODEL in names:
+            if not card.transients or list(card.transients.get("outputs", [])) != list(
+                HEAD_OUTPUTS
+            ):
+                raise ValueError(
+                    f"the model has a transient head with outputs {list(HEAD_OUTPUTS)}; the "
+                    "card's 'transients' entry is missing or names other outputs"
+                )
+            self._head = model.get_layer(HEAD_MODEL)
+            model = model.get_layer(CNN_MODEL)
+        elif card.transients:
+            raise ValueError("the card describes a transient head the model file does not hold")
         expected = card.input_shapes
         found = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in model.inputs}
         if found != expected:
@@ -594,8 +625,36 @@ class Classifier:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        """Class of each output column."""
+        """Class of each output column of the CNN (:meth:`predict`)."""
         return self._card.classes
+
+    @property
+    def output_classes(self) -> tuple[str, ...]:
+        """The catalog's classes (``ModelCard.output_classes``)."""
+        return self._card.output_classes
+
+    @property
+    def has_transients(self) -> bool:
+        """Whether the model holds a transient head."""
+        return self._head is not None
+
+    def predict_transients(self, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The head's softmax probabilities (n, len(HEAD_OUTPUTS)) of its feature rows.
+
+        Padded to whole batches like :meth:`predict`, so an object's probabilities do not depend
+        on the other objects of its batch.
+        """
+        if self._head is None:
+            raise ValueError("Classifier.predict_transients: the model has no transient head")
+        features = np.asarray(features, np.float32)
+        out = np.empty((features.shape[0], self._head.output_shape[-1]), np.float32)
+        for lo in range(0, features.shape[0], batch_size):
+            part = features[lo : lo + batch_size]
+            n = part.shape[0]
+            if n < batch_size:
+                part = np.concatenate([part, np.zeros((batch_size - n, part.shape[1]), np.float32)])
+            out[lo : lo + n] = np.asarray(self._head.predict_on_batch(part))[:n]
+        return out
 
     @property
     def model(self) -> keras.Model:

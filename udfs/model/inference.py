@@ -73,9 +73,11 @@ def classify_batch(
     -------
     pyarrow.RecordBatch
         The carried columns, one float32 probability per class, the predicted class and its
-        score, ``p_variable``, ``settled_as_constant`` and ``median_mag_<band>``.
+        score, ``p_variable``, ``settled_as_constant``, ``p_transient`` (null without a transient
+        head, and for settled objects) and ``median_mag_<band>``.
     """
-    classes = list(classifier.classes)
+    cnn_classes = list(classifier.classes)
+    classes = list(classifier.output_classes)
     n = batch.num_rows
     t0 = time.perf_counter()
     flat = flat_lightcurves(batch.column(LIGHTCURVE))
@@ -88,17 +90,23 @@ def classify_batch(
     t1 = time.perf_counter()
     rest = np.flatnonzero(~settled)
     probabilities = np.full((n, len(classes)), np.nan, np.float32)
-    if rest.size:
-        inputs = classifier.card.model_inputs(flat if rest.size == n else flat.take(rest))
-        t2 = time.perf_counter()
-        predicted = classifier.predict(inputs, batch_size=batch_size)
-        probabilities[rest] = np.asarray(predicted, np.float32)
-    else:
-        t2 = t1
-    t3 = time.perf_counter()
+    p_transient = np.full(n, np.nan, np.float32)
     best = np.zeros(n, np.int64)
+    t2 = t1
     if rest.size:
-        best[rest] = probabilities[rest].argmax(axis=1)
+        candidates = flat if rest.size == n else flat.take(rest)
+        inputs = classifier.card.model_inputs(candidates)
+        t2 = time.perf_counter()
+        predicted = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
+        if classifier.has_transients:
+            from udfs.model.transients import combine, head_features
+
+            p_head = classifier.predict_transients(head_features(candidates), batch_size)
+            predicted, p_transient[rest], best[rest] = combine(predicted, cnn_classes, p_head)
+        else:
+            best[rest] = predicted.argmax(axis=1)
+        probabilities[rest] = predicted
+    t3 = time.perf_counter()
     if settled.any():
         constant = classes.index(VariabilityClass.constant.value)
         probabilities[settled, constant] = 1.0 - p_variable[settled]
@@ -122,6 +130,7 @@ def classify_batch(
         pa.nulls(n, pa.float32()) if p_variable is None else pa.array(p_variable, pa.float32())
     )
     arrays.append(pa.array(settled, pa.bool_()))
+    arrays.append(nullable(p_transient))
     medians = band_median_mags(flat.mag, flat.channel, flat.offsets, len(BAND_NAMES))
     arrays += [nullable(medians[:, k].astype(np.float32)) for k in range(len(BAND_NAMES))]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -37,6 +37,7 @@ def labelled_scores(
     labels: Sequence[str],
     groups: Sequence[str],
     classes: Sequence[str],
+    predicted: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Scores of real labelled objects (JSON-ready).
 
@@ -50,6 +51,10 @@ def labelled_scores(
         The source's own label of each object (e.g. CRTS ``RRd``).
     classes : sequence of str
         Class of each probability column.
+    predicted : int array, optional
+        The predicted class of each object (index into ``classes``), as the catalog's
+        ``predicted_class`` says; default the argmax of ``probabilities`` (they differ for a
+        model with a transient head, and for objects the variability stage settled).
 
     Returns
     -------
@@ -62,7 +67,12 @@ def labelled_scores(
     """
     probabilities = np.asarray(probabilities)
     classes = list(classes)
-    predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
+    if predicted is not None:
+        predicted = np.asarray(predicted, np.int64)
+    elif len(probabilities):
+        predicted = probabilities.argmax(axis=1)
+    else:
+        predicted = np.zeros(0, np.int64)
     accepted = accepted_mask(labels, classes)
     right = accepted[np.arange(predicted.size), predicted]
     first = accepted.argmax(axis=1)

@@ -1,0 +1,204 @@
+"""The transient head: its features, the probability rule, the model file, the shipped card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalogs.band_map import BandMap
+from catalogs.labelled_sets import read_labelled_set
+from catalogs.schema import (
+    CARRIED_COLUMNS,
+    CLASS_NAMES,
+    CLASSIFICATION_SCHEMA_VERSION,
+    TRANSIENT_CLASS_NAMES,
+)
+from udfs.kernels.lightcurve_cuts import apply_quality_cuts
+from udfs.kernels.model_inputs import flat_lightcurves
+from udfs.kernels.transient_features import (
+    N_TRANSIENT_FEATURES,
+    TRANSIENT_FEATURE_NAMES,
+    transient_features,
+)
+from udfs.model.classifier import MODEL_FILE, Classifier, ModelCard, build_model
+from udfs.model.inference import classify_batch
+from udfs.model.transients import (
+    HEAD_OUTPUTS,
+    attach_head,
+    build_head,
+    combine,
+    first_detections,
+    head_features,
+    output_classes,
+)
+
+keras = pytest.importorskip("keras")
+F = {name: k for k, name in enumerate(TRANSIENT_FEATURE_NAMES)}
+
+
+def _supernova(colour=0.3, rise=15.0, fall=0.05, step=2.0):
+    """A g and r light curve: linear rise by 2 mag over ``rise`` days, then ``fall`` mag/day."""
+    t = np.arange(0.0, 120.0, step) + 59000.0
+    shape = np.where(t - 59000 < rise, 2.0 * (1 - (t - 59000) / rise), fall * (t - 59000 - rise))
+    r = 18.0 + shape
+    t_all = np.concatenate([t, t + 0.1])
+    mag = np.concatenate([r + colour, r])
+    channel = np.concatenate([np.zeros(t.size), np.ones(t.size)]).astype(np.int8)
+    order = np.argsort(t_all, kind="stable")
+    return t_all[order], mag[order], channel[order]
+
+
+def test_features_read_rise_fall_and_colour():
+    t, mag, channel = _supernova(colour=0.3, rise=16.0, fall=0.05)
+    f = transient_features(t, mag, channel, np.array([0, t.size]))[0]
+    assert f.shape == (N_TRANSIENT_FEATURES,) and len(set(TRANSIENT_FEATURE_NAMES)) == f.size
+    assert f[F["has_g"]] == f[F["has_r"]] == 1
+    assert f[F["rise_days_r"]] == pytest.approx(16.0, abs=0.01)
+    assert f[F["fall_rate_0_20_r"]] == pytest.approx(0.05, abs=1e-4)
+    assert f[F["has_fall_rate_60_r"]] == 1 and f[F["fall_rate_60_r"]] == pytest.approx(0.05, 1e-3)
+    assert f[F["amplitude_r_mag"]] == pytest.approx(0.05 * (118.0 - 16.0), abs=0.01)
+    assert f[F["colour_peak_mag"]] == pytest.approx(0.3, abs=1e-5) and f[F["has_colour_peak"]]
+    assert f[F["colour_gr_p20"]] == pytest.approx(0.305, abs=1e-5)  # r is 0.1 d later
+    # 1 mag fainter than the peak 20 days after it (0.05 mag/day).
+    assert f[F["dmag_r_p20"]] == pytest.approx(1.0, abs=0.01) and f[F["has_dmag_r_p20"]] == 1
+    assert f[F["von_neumann_r"]] < 0.1  # a smooth flare, not noise
+    # A fast-rising, fast-fading, redder one reads differently.
+    t2, mag2, ch2 = _supernova(colour=0.8, rise=6.0, fall=0.12)
+    g = transient_features(t2, mag2, ch2, np.array([0, t2.size]))[0]
+    assert g[F["rise_days_r"]] < f[F["rise_days_r"]]
+    assert g[F["fall_rate_0_20_r"]] > f[F["fall_rate_0_20_r"]]
+
+
+def test_features_of_sparse_and_empty_light_curves():
+    t, mag, channel = _supernova()
+    offsets = np.array([0, 0, 1, 3, t.size])
+    f = transient_features(t, mag, channel, offsets)
+    assert np.all(f[0] == 0)  # empty
+    assert f[1][F["log_epochs"]] == pytest.approx(np.log10(2)) and f[1][F["rise_days_g"]] == 0
+    assert np.isfinite(f).all()
+    # Bands other than g and r are left out.
+    other = transient_features(t, mag, np.full(t.size, 2, np.int8), np.array([0, t.size]))
+    assert np.all(other == 0)
+    with pytest.raises(ValueError, match="finite"):
+        transient_features(t, np.where(t > 59010, np.nan, mag), channel, np.array([0, t.size]))
+
+
+def test_first_detections_cut_every_light_curve():
+    t, mag, channel = _supernova()
+    flat = flat_lightcurves(
+        pa.array(
+            [{"hmjd": t, "mag": mag, "magerr": np.full(t.size, 0.05), "band": channel}] * 2,
+            pa.struct([("hmjd", pa.list_(pa.float64())), ("mag", pa.list_(pa.float32())),
+                       ("magerr", pa.list_(pa.float32())), ("band", pa.list_(pa.int8()))]),
+        )
+    )  # fmt: skip
+    cut = first_detections(flat, 5)
+    assert cut.n_lightcurves == 2 and list(np.diff(cut.offsets)) == [5, 5]
+    np.testing.assert_array_equal(cut.t_days[:5], t[:5])
+    assert head_features(cut).shape == (2, N_TRANSIENT_FEATURES)
+
+
+def test_combine_follows_the_rule():
+    cnn_classes = list(CLASS_NAMES)
+    p_cnn = np.zeros((3, len(cnn_classes)))
+    p_cnn[:, cnn_classes.index("rrab")] = 0.9
+    p_cnn[:, cnn_classes.index("cv")] = 0.2
+    p_head = np.zeros((3, len(HEAD_OUTPUTS)))
+    p_head[0, [0, 1]] = [0.9, 0.1]  # not a transient: the CNN's class
+    p_head[1, [0, 1, 2]] = [0.2, 0.7, 0.1]  # a SN Ia
+    p_head[2, [0, HEAD_OUTPUTS.index("nova")]] = [0.4, 0.6]  # a nova: cv
+    probabilities, p_transient, best = combine(p_cnn, cnn_classes, p_head)
+    classes = output_classes(cnn_classes)
+    assert classes[: len(CLASS_NAMES)] == CLASS_NAMES
+    assert classes[len(CLASS_NAMES) :] == TRANSIENT_CLASS_NAMES
+    np.testing.assert_allclose(p_transient, [0.1, 0.8, 0.6], rtol=1e-6)
+    assert [classes[k] for k in best] == ["rrab", "sn_ia", "cv"]
+    rrab, cv, ia = (classes.index(c) for c in ("rrab", "cv", "sn_ia"))
+    np.testing.assert_allclose(probabilities[:, rrab], 0.9 * (1 - p_transient), rtol=1e-6)
+    np.testing.assert_allclose(probabilities[2, cv], 0.2 * 0.4 + 0.6 * 0.6, rtol=1e-6)
+    np.testing.assert_allclose(probabilities[1, ia], 0.8 * 0.7, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_model_with_head(tmp_path_factory, model_dir):
+    """A model directory: an untrained CNN of the shipped card's inputs and an untrained head."""
+    keras.utils.set_random_seed(5)
+    shipped = ModelCard.read(model_dir)
+    n_features = shipped.input_shapes["features"][0]
+    cnn = build_model(
+        shipped.input_shapes, len(CLASS_NAMES), feature_mean=np.zeros(n_features),
+        feature_variance=np.ones(n_features),
+    )  # fmt: skip
+    head = build_head(np.zeros(N_TRANSIENT_FEATURES), np.ones(N_TRANSIENT_FEATURES))
+    path = tmp_path_factory.mktemp("with_head")
+    attach_head(cnn, head).save(path / MODEL_FILE)
+    card = ModelCard(**{**shipped.__dict__, "transients": {"outputs": list(HEAD_OUTPUTS)}})
+    card.write(path)
+    return path, card
+
+
+def test_a_model_with_a_head_loads_in_safe_mode_and_fills_the_transient_columns(
+    small_model_with_head, sample_file
+):
+    path, card = small_model_with_head
+    classifier = Classifier.load(path / MODEL_FILE, card)
+    assert classifier.has_transients and classifier.classes == CLASS_NAMES
+    assert classifier.output_classes == CLASS_NAMES + TRANSIENT_CLASS_NAMES
+    table = pq.read_table(sample_file).slice(0, 60)
+    table = table.append_column("source_file", pa.array(["f"] * table.num_rows))
+    table = table.append_column("source_row", pa.array(np.arange(table.num_rows)))
+    cut = pa.Table.from_batches([apply_quality_cuts(table.combine_chunks().to_batches()[0], 20)])
+    kept = cut.filter(cut.column("reject_reason").is_null())
+    batch = kept.select([*CARRIED_COLUMNS, "lightcurve"]).combine_chunks().to_batches()[0]
+    out = classify_batch(batch, classifier, batch_size=16)
+    flat = flat_lightcurves(batch.column("lightcurve"))
+    p_head = classifier.predict_transients(head_features(flat), 16)
+    expected, p_transient, best = combine(
+        classifier.predict(card.model_inputs(flat), 16), CLASS_NAMES, p_head
+    )
+    np.testing.assert_array_equal(out.column("p_transient").to_numpy(), p_transient)
+    for k, name in enumerate(classifier.output_classes):
+        np.testing.assert_array_equal(out.column(f"p_{name}").to_numpy(), expected[:, k])
+    assert out.column("predicted_class").to_pylist() == [
+        classifier.output_classes[k] for k in best
+    ]
+    # The head alone does not depend on its batch's other rows.
+    np.testing.assert_array_equal(
+        classifier.predict_transients(head_features(flat)[3:5], 16), p_head[3:5]
+    )
+
+
+def test_a_card_and_a_model_that_disagree_on_the_head_are_refused(small_model_with_head):
+    path, card = small_model_with_head
+    with pytest.raises(ValueError, match="transients"):
+        Classifier.load(path / MODEL_FILE, ModelCard(**{**card.__dict__, "transients": None}))
+
+
+def test_the_shipped_model_knows_transients(model_dir):
+    card = ModelCard.read(model_dir)
+    assert CLASSIFICATION_SCHEMA_VERSION == "3"
+    assert card.transients["outputs"] == list(HEAD_OUTPUTS)
+    assert card.transients["nova_class"] == "cv"
+    assert card.output_classes == CLASS_NAMES + TRANSIENT_CLASS_NAMES
+    assert card.transients["features"] == list(TRANSIENT_FEATURE_NAMES)
+    scores = card.transients["validation"]
+    assert {"all", "first_3", "first_5", "first_10"} <= set(scores)
+    assert scores["all"]["per_class"]["sn_ia"]["recall"] > 0.8
+
+
+def test_bts_light_curves_read_as_transients(model_dir):
+    """Real BTS transients of the validation split, through the shipped head."""
+    from udfs.model.training import VALIDATION, labelled_set_split
+
+    table = read_labelled_set("data/real_labelled/ztf_bts", BandMap.parse("ztf"))
+    split = labelled_set_split(
+        "ztf_bts", table.column("objectid").to_numpy(), table.column("label_orig").to_pylist(),
+        table.column("n_epochs").to_numpy(), 3, 0.2, 2026,
+    )  # fmt: skip
+    val = table.filter(pa.array(split == VALIDATION))
+    classifier = Classifier.load(model_dir / MODEL_FILE)
+    p = classifier.predict_transients(head_features(flat_lightcurves(val.column("lightcurve"))))
+    assert val.num_rows > 300
+    assert np.mean(p[:, 0] < 0.5) > 0.97  # called transients
