@@ -313,10 +313,11 @@ def _example_figures(
         expected = examples[columns].to_numpy(dtype=np.float64)
         remade = classifier.predict(model_inputs)
         if classifier.has_transients:
-            from udfs.model.transients import combine, head_features
+            from udfs.model.transients import combine, head_features, row_offsets
 
             p_head = classifier.predict_transients(head_features(flat))
-            remade = combine(remade, classifier.classes, p_head)[0]
+            offsets = row_offsets(classifier.type_log_offsets, np.diff(flat.offsets))
+            remade = combine(remade, classifier.classes, p_head, offsets)[0]
         worst = float(np.max(np.abs(remade - expected)))
         if worst > SCORE_TOLERANCE:
             notes.append(

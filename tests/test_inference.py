@@ -17,7 +17,7 @@ from udfs.model.inference import (
     model_input_arrays,
     model_input_batch,
 )
-from udfs.model.transients import combine, head_features
+from udfs.model.transients import combine, head_features, row_offsets
 from udfs.model.variability import stage_of
 from udfs.simulators.noise_twins import REALISTIC, noise_twins
 
@@ -68,7 +68,8 @@ def test_classify_batch_equals_inputs_then_model(kept_batch, classifier):
     best = expected.argmax(axis=1)
     if classifier.has_transients:  # the CNN's probabilities, beside the transient head's
         p_head = classifier.predict_transients(head_features(flat), batch_size=64)
-        expected, p_transient, best = combine(expected, CLASS_NAMES, p_head)
+        offsets = row_offsets(classifier.type_log_offsets, np.diff(flat.offsets))
+        expected, p_transient, best = combine(expected, CLASS_NAMES, p_head, offsets)
         np.testing.assert_array_equal(out.column("p_transient").to_numpy(), p_transient)
     classes = classifier.output_classes
     got = np.column_stack([out.column(f"p_{c}").to_numpy() for c in classes])

@@ -32,6 +32,8 @@ from udfs.model.transients import (
     first_detections,
     head_features,
     output_classes,
+    row_offsets,
+    type_probabilities,
 )
 
 keras = pytest.importorskip("keras")
@@ -117,8 +119,30 @@ def test_combine_follows_the_rule():
     assert [classes[k] for k in best] == ["rrab", "sn_ia", "cv"]
     rrab, cv, ia = (classes.index(c) for c in ("rrab", "cv", "sn_ia"))
     np.testing.assert_allclose(probabilities[:, rrab], 0.9 * (1 - p_transient), rtol=1e-6)
-    np.testing.assert_allclose(probabilities[2, cv], 0.2 * 0.4 + 0.6 * 0.6, rtol=1e-6)
-    np.testing.assert_allclose(probabilities[1, ia], 0.8 * 0.7, rtol=1e-6)
+    # p(type | transient) is the head's types renormalised: all of row 2's is nova.
+    np.testing.assert_allclose(probabilities[2, cv], 0.2 * 0.4 + 0.6 * 1.0, rtol=1e-6)
+    np.testing.assert_allclose(probabilities[1, ia], 0.8 * (0.7 / 0.8), rtol=1e-6)
+
+
+def test_type_offsets_move_the_type_never_p_transient():
+    p_head = np.zeros((2, len(HEAD_OUTPUTS)))
+    p_head[:, [0, 1, 3]] = [0.2, 0.5, 0.3]  # sn_ia ahead of sn_ibc
+    regimes = [
+        {"min_epochs": 0, "max_epochs": 5, "offsets": [0.0] * len(HEAD_OUTPUTS)},
+        {"min_epochs": 6, "max_epochs": 10**9, "offsets": [0, 0, 0, 1.0, 0, 0, 0, 0]},
+    ]
+    offsets = row_offsets(regimes, [4, 30])
+    assert offsets.shape == (2, len(HEAD_OUTPUTS)) and offsets[0].sum() == 0
+    types = type_probabilities(p_head, offsets)
+    np.testing.assert_allclose(types.sum(axis=1), 1.0)
+    np.testing.assert_allclose(types[0, :3], [0.625, 0, 0.375])
+    expected = 0.3 * np.e / (0.5 + 0.3 * np.e)  # sn_ibc's share after the offset
+    np.testing.assert_allclose(types[1, 2], expected)
+    probabilities, p_transient, best = combine(np.zeros((2, 15)), CLASS_NAMES, p_head, offsets)
+    np.testing.assert_allclose(p_transient, [0.8, 0.8], rtol=1e-6)
+    classes = output_classes(CLASS_NAMES)
+    assert [classes[k] for k in best] == ["sn_ia", "sn_ibc"]
+    assert row_offsets(None, [3]) is None
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +185,7 @@ def test_a_model_with_a_head_loads_in_safe_mode_and_fills_the_transient_columns(
     np.testing.assert_array_equal(out.column("p_transient").to_numpy(), p_transient)
     for k, name in enumerate(classifier.output_classes):
         np.testing.assert_array_equal(out.column(f"p_{name}").to_numpy(), expected[:, k])
-    assert out.column("predicted_class").to_pylist() == [
-        classifier.output_classes[k] for k in best
-    ]
+    assert out.column("predicted_class").to_pylist() == [classifier.output_classes[k] for k in best]
     # The head alone does not depend on its batch's other rows.
     np.testing.assert_array_equal(
         classifier.predict_transients(head_features(flat)[3:5], 16), p_head[3:5]
@@ -186,6 +208,9 @@ def test_the_shipped_model_knows_transients(model_dir):
     scores = card.transients["validation"]
     assert {"all", "first_3", "first_5", "first_10"} <= set(scores)
     assert scores["all"]["per_class"]["sn_ia"]["recall"] > 0.8
+    regimes = card.transients["type_log_offsets"]
+    assert [(r["min_epochs"], r["max_epochs"]) for r in regimes] == [(0, 5), (6, 10), (11, 10**9)]
+    assert all(len(r["offsets"]) == len(HEAD_OUTPUTS) for r in regimes)
 
 
 def test_bts_light_curves_read_as_transients(model_dir):

@@ -634,6 +634,11 @@ class Classifier:
         return self._card.output_classes
 
     @property
+    def type_log_offsets(self) -> list[dict] | None:
+        """The card's fitted type offsets per epoch regime (``udfs.model.transients``)."""
+        return (self._card.transients or {}).get("type_log_offsets")
+
+    @property
     def has_transients(self) -> bool:
         """Whether the model holds a transient head."""
         return self._head is not None

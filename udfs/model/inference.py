@@ -99,10 +99,13 @@ def classify_batch(
         t2 = time.perf_counter()
         predicted = np.asarray(classifier.predict(inputs, batch_size=batch_size), np.float32)
         if classifier.has_transients:
-            from udfs.model.transients import combine, head_features
+            from udfs.model.transients import combine, head_features, row_offsets
 
             p_head = classifier.predict_transients(head_features(candidates), batch_size)
-            predicted, p_transient[rest], best[rest] = combine(predicted, cnn_classes, p_head)
+            offsets = row_offsets(classifier.type_log_offsets, np.diff(candidates.offsets))
+            predicted, p_transient[rest], best[rest] = combine(
+                predicted, cnn_classes, p_head, offsets
+            )
         else:
             best[rest] = predicted.argmax(axis=1)
         probabilities[rest] = predicted

@@ -19,7 +19,8 @@ quasars and ZTF stars, so that "transient" is learned from the flare, not from t
 
 Its outputs (:data:`HEAD_OUTPUTS`) are softmax probabilities. :func:`combine` puts them beside the
 CNN's: ``p_transient = 1 - p(not_transient)``; each variability class gets ``(1 - p_transient)``
-times the CNN's probability, each transient class ``p_transient`` times the head's; a nova is a
+times the CNN's probability, each transient class ``p_transient`` times the head's p(type |
+transient) (:func:`type_probabilities`, with the card's fitted type offsets); a nova is a
 cataclysmic variable, so the head's nova probability adds to ``p_cv``. The predicted class is the
 head's most probable transient type (nova -> cv) when ``p_transient >= 0.5``, else the most
 probable variability class (the CNN's, with ``p_cv`` holding the nova share).
@@ -86,8 +87,50 @@ def output_classes(cnn_classes: Sequence[str]) -> tuple[str, ...]:
     return (*cnn_classes, *TRANSIENT_CLASS_NAMES)
 
 
+#: Detection-count regimes with their own type offsets (inclusive ranges): early light curves
+#: need other priors than whole ones.
+EPOCH_REGIMES = ((0, 5), (6, 10), (11, 10**9))
+
+
+def row_offsets(regimes: Sequence[dict] | None, n_epochs: npt.ArrayLike) -> np.ndarray | None:
+    """Each light curve's type log-offsets, shape (n, len(HEAD_OUTPUTS)), from its epoch count.
+
+    ``regimes``: the card's ``type_log_offsets``, a list of ``{"min_epochs", "max_epochs",
+    "offsets"}``; None gives None (no offsets).
+    """
+    if not regimes:
+        return None
+    n_epochs = np.asarray(n_epochs)
+    out = np.zeros((n_epochs.size, len(HEAD_OUTPUTS)))
+    for regime in regimes:
+        inside = (n_epochs >= regime["min_epochs"]) & (n_epochs <= regime["max_epochs"])
+        out[inside] = np.asarray(regime["offsets"], np.float64)
+    return out
+
+
+def type_probabilities(
+    p_head: npt.NDArray[np.floating], log_offsets: npt.ArrayLike | None = None
+) -> npt.NDArray[np.float64]:
+    """The head's transient types given a transient: p(type | transient), shape (n, types).
+
+    ``log_offsets`` (per head output, the first, not_transient's, unused; one row for all or one
+    per object, :func:`row_offsets`) move the types' log-probabilities before they are
+    normalised. They are fitted per :data:`EPOCH_REGIMES` on the train split's out-of-fold
+    predictions (:mod:`udfs.model.transient_training`) and change which type a transient gets,
+    never ``p_transient``.
+    """
+    types = np.asarray(p_head, np.float64)[:, 1:]
+    if log_offsets is not None:
+        types = types * np.exp(np.asarray(log_offsets, np.float64)[..., 1:])
+    total = types.sum(axis=1, keepdims=True)
+    return np.divide(types, total, out=np.full_like(types, 1.0 / types.shape[1]), where=total > 0)
+
+
 def combine(
-    p_cnn: npt.NDArray[np.floating], cnn_classes: Sequence[str], p_head: npt.NDArray[np.floating]
+    p_cnn: npt.NDArray[np.floating],
+    cnn_classes: Sequence[str],
+    p_head: npt.NDArray[np.floating],
+    log_offsets: npt.ArrayLike | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """The catalog's probabilities, ``p_transient`` and the predicted class index of each object.
 
@@ -98,6 +141,8 @@ def combine(
     cnn_classes : sequence of str
     p_head : array, shape (n, len(HEAD_OUTPUTS))
         The head's softmax probabilities.
+    log_offsets : array, optional
+        Type log-offsets, (len(HEAD_OUTPUTS),) or per object (:func:`row_offsets`).
 
     Returns
     -------
@@ -110,13 +155,13 @@ def combine(
     p_cnn = np.asarray(p_cnn, np.float64)
     p_head = np.asarray(p_head, np.float64)
     p_transient = 1.0 - p_head[:, NOT_TRANSIENT]
+    types = type_probabilities(p_head, log_offsets)
     out = np.zeros((p_cnn.shape[0], len(classes)))
     out[:, : len(cnn_classes)] = p_cnn * (1.0 - p_transient)[:, None]
-    for k, name in enumerate(HEAD_OUTPUTS):
-        if k != NOT_TRANSIENT:
-            out[:, classes.index(HEAD_TO_CLASS[name])] += p_transient * p_head[:, k]
+    for k, name in enumerate(HEAD_OUTPUTS[1:]):
+        out[:, classes.index(HEAD_TO_CLASS[name])] += p_transient * types[:, k]
     best = out[:, : len(cnn_classes)].argmax(axis=1)
-    head_best = p_head[:, 1:].argmax(axis=1) + 1
+    head_best = types.argmax(axis=1) + 1
     head_class = np.array([classes.index(HEAD_TO_CLASS[HEAD_OUTPUTS[k]]) for k in head_best])
     transient = p_transient >= 0.5
     best = np.where(transient, head_class, best).astype(np.int64)
@@ -277,18 +322,24 @@ def _redshifted(piece, z, rng, z_grid, mu_grid):
 
 def positive_parts(
     lc: FlatLightCurves, heads: Sequence[str], z_of: Sequence[float], rng
-) -> tuple[list[tuple[np.ndarray, ...]], list[int]]:
-    """The augmented positives of transients ``lc`` with head labels ``heads``."""
+) -> tuple[list[tuple[np.ndarray, ...]], list[int], list[int], list[bool]]:
+    """The augmented positives of transients ``lc`` with head labels ``heads``.
+
+    Returns the light curves, their head labels, the transient each came from (its index in
+    ``lc``) and whether it is real: the whole light curve or an early cut of it, not a copy with
+    a band dropped or at another redshift.
+    """
     from astropy.cosmology import Planck18
 
     z_grid = np.geomspace(1e-3, 1.5, 4000)
     mu_grid = Planck18.distmod(z_grid).value
-    parts, labels = [], []
+    parts, labels, origin, real = [], [], [], []
     for k in range(lc.n_lightcurves):
         piece = _pieces(lc, k)
         label = HEAD_OUTPUTS.index(heads[k])
         n = piece[0].size
         variants = [piece] + [tuple(a[:m] for a in piece) for m in EARLY_DETECTIONS if m < n]
+        n_real = len(variants)
         for channel in (0, 1):
             one = piece[3] == channel
             if 3 <= one.sum() < n:
@@ -305,7 +356,9 @@ def positive_parts(
                     variants.append(tuple(a[:m] for a in copy))
         parts += variants
         labels += [label] * len(variants)
-    return parts, labels
+        origin += [k] * len(variants)
+        real += [True] * n_real + [False] * (len(variants) - n_real)
+    return parts, labels, origin, real
 
 
 def negative_parts(lcs: Sequence[FlatLightCurves], windows: int, rng) -> list[tuple]:
