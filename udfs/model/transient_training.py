@@ -55,20 +55,10 @@ class HeadFit:
 
 
 def _split_set(prefix, band_map, min_epochs, val_fraction, seed):
-    from catalogs.labelled_sets import LABEL_ORIG, N_EPOCHS, read_labelled_set
     from udfs.kernels.model_inputs import flat_lightcurves
-    from udfs.model.training import labelled_set_split
+    from udfs.model.variability_training import labelled_split
 
-    table = read_labelled_set(prefix, band_map)
-    split = labelled_set_split(
-        Path(prefix).name,
-        table.column(DRColumn.OBJECTID).to_numpy(),
-        table.column(LABEL_ORIG).to_pylist(),
-        table.column(N_EPOCHS).to_numpy(),
-        min_epochs,
-        val_fraction,
-        seed,
-    )
+    table, split = labelled_split(prefix, band_map, min_epochs, val_fraction, seed)
     return table, split, flat_lightcurves(table.column("lightcurve"))
 
 

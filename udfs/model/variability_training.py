@@ -36,15 +36,15 @@ from udfs.model.variability import StageSample, VariabilityStage, fit_stage, var
 from udfs.simulators.noise_twins import REALISTIC, NoiseModel, noise_twins
 
 
-def labelled_lightcurves(
-    prefix: str | Path, band_map, min_epochs: int, val_fraction: float, seed: int, split: int
-) -> FlatLightCurves:
-    """The light curves of one split (``TRAIN`` or ``VALIDATION``) of a real labelled set."""
+def labelled_split(
+    prefix: str | Path, band_map, min_epochs: int, val_fraction: float, seed: int
+) -> tuple[pa.Table, np.ndarray]:
+    """A real labelled set's table and each object's split (udfs.model.training's codes)."""
     from catalogs.labelled_sets import LABEL_ORIG, N_EPOCHS, read_labelled_set
     from udfs.model.training import labelled_set_split
 
     table = read_labelled_set(prefix, band_map)
-    which = labelled_set_split(
+    split = labelled_set_split(
         Path(prefix).name,
         table.column(DRColumn.OBJECTID).to_numpy(),
         table.column(LABEL_ORIG).to_pylist(),
@@ -53,6 +53,14 @@ def labelled_lightcurves(
         val_fraction,
         seed,
     )
+    return table, split
+
+
+def labelled_lightcurves(
+    prefix: str | Path, band_map, min_epochs: int, val_fraction: float, seed: int, split: int
+) -> FlatLightCurves:
+    """The light curves of one split (``TRAIN`` or ``VALIDATION``) of a real labelled set."""
+    table, which = labelled_split(prefix, band_map, min_epochs, val_fraction, seed)
     return flat_lightcurves(table.filter(pa.array(which == split)).column(LIGHTCURVE))
 
 
