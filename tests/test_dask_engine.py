@@ -21,6 +21,7 @@ from jobs.classify import ClassifyConfig, run_classify
 from jobs.classify_dask import run_classify_dask
 from jobs.cli import main
 from jobs.ingest import IngestConfig, run_ingest
+from udfs.model.classifier import ModelCard
 from udfs.simulators.sky_simulator import SkyConfig, simulate_sky
 
 NAME = "varsky_classification"
@@ -165,7 +166,8 @@ def test_lsdb_api_classifies_irsa_hats_lightcurves_lazily(
     assert frame["objectid"].tolist() == expected["objectid"].to_pylist()
     assert frame["predicted_class"].tolist() == expected["predicted_class"].to_pylist()
     p_columns = [c for c in expected.column_names if c.startswith("p_")]
-    assert len(p_columns) == 16  # 15 classes and p_variable
+    classes = ModelCard.read(model_dir).output_classes
+    assert len(p_columns) == len(classes) + 2 == 23  # 15 + 6 classes, p_variable, p_transient
     for column in p_columns:  # bit-equal probabilities (null where the network did not run)
         got = frame[column].to_numpy(dtype=np.float32, na_value=np.nan)
         want = expected[column].to_numpy(zero_copy_only=False)
