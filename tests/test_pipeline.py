@@ -87,7 +87,7 @@ def test_the_partition_chain_gives_the_spark_catalog(spark_catalog, sample_file,
     stage = stage_of(card)  # the job runs the card's variability stage by default
     rows = classify_partition(kept, classifier, provenance, config.batch_size, stage=stage)
     carried = pa.schema([CUT_SCHEMA.field(c) for c in CARRIED_COLUMNS])
-    assert rows.schema == classified_schema(card.classes, carried)
+    assert rows.schema == classified_schema(card.output_classes, carried)
     ours = pa.Table.from_batches([rows]).sort_by(DRColumn.OBJECTID)
     # Same objects, same classes, bit-equal probabilities, same provenance.
     assert ours.num_rows == spark_table.num_rows == summary.rows_out

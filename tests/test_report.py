@@ -17,8 +17,8 @@ from catalogs.hats_properties import catalog_properties, parse_properties
 from catalogs.hats_writer import partition_relative_path
 from catalogs.healpix import tile_of
 from catalogs.provenance import VARSKY_VERSION, file_sha256
-from catalogs.schema import BAND_NAMES, CARRIED_COLUMNS, DEFAULT_MIN_EPOCHS
-from reports.catalog_reading import catalog_files, read_classification_catalog
+from catalogs.schema import BAND_NAMES, CARRIED_COLUMNS, DEFAULT_MIN_EPOCHS, TRANSIENT_CLASS_NAMES
+from reports.catalog_reading import catalog_classes, catalog_files, read_classification_catalog
 from reports.catalog_report import make_report
 from reports.report_lightcurves import fetch_lightcurves
 from reports.report_tables import CLASS_TABLE, EPOCH_TABLE, SCORE_TABLE, TILE_TABLE, summary_tables
@@ -28,6 +28,7 @@ from udfs.kernels.model_inputs import flat_lightcurves
 from udfs.model.classifier import CLASS_NAMES, Classifier, ModelCard
 from udfs.model.inference import classify_batch
 from udfs.model.saliency import finite_difference_saliency
+from udfs.model.transients import combine, head_features, row_offsets
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -147,14 +148,16 @@ def test_a_directory_without_parquet_is_named_in_the_error(tmp_path):
 def test_summary_tables_count_every_object(catalog):
     base, rows, order = catalog
     df = read_classification_catalog(base)
-    tables = summary_tables(df, CLASS_NAMES)
+    names = catalog_classes(df)
+    assert names == CLASS_NAMES + TRANSIENT_CLASS_NAMES  # the shipped model's 21
+    tables = summary_tables(df, names)
     expected = Counter(rows.column("predicted_class").to_pylist())
 
     classes = tables[CLASS_TABLE]
-    assert list(classes["class"]) == list(CLASS_NAMES)
+    assert list(classes["class"]) == list(names)
     assert classes["objects"].sum() == rows.num_rows
     assert dict(zip(classes["class"], classes["objects"], strict=True)) == {
-        c: expected.get(c, 0) for c in CLASS_NAMES
+        c: expected.get(c, 0) for c in names
     }
     assert classes["fraction"].sum() == pytest.approx(1.0)
 
@@ -224,11 +227,18 @@ def test_remade_inputs_give_the_catalog_probabilities(catalog, sample_file, mode
     found = fetch_lightcurves(ids, [sample_file])
     assert found.column("objectid").to_pylist() == sorted(ids)  # file order
     classifier = Classifier.load(model_dir)
-    inputs = classifier.card.model_inputs(flat_lightcurves(found.column("lightcurve")))
-    remade = classifier.predict(inputs)
+    flat = flat_lightcurves(found.column("lightcurve"))
+    remade = classifier.predict(classifier.card.model_inputs(flat))
+    if classifier.has_transients:  # the catalog holds the CNN's and the head's, combined
+        p_head = classifier.predict_transients(head_features(flat))
+        offsets = row_offsets(classifier.type_log_offsets, np.diff(flat.offsets))
+        remade = combine(remade, classifier.classes, p_head, offsets)[0]
     by_id = {oid: k for k, oid in enumerate(rows.column("objectid").to_pylist())}
     expected = np.column_stack(
-        [rows.column(f"p_{c}").to_numpy()[[by_id[i] for i in sorted(ids)]] for c in CLASS_NAMES]
+        [
+            rows.column(f"p_{c}").to_numpy()[[by_id[i] for i in sorted(ids)]]
+            for c in classifier.output_classes
+        ]
     )
     np.testing.assert_allclose(remade, expected, atol=1e-6)
 
