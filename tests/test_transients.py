@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalogs.band_map import BandMap
-from catalogs.labelled_sets import read_labelled_set
 from catalogs.schema import (
     CARRIED_COLUMNS,
     CLASS_NAMES,
@@ -215,13 +214,10 @@ def test_the_shipped_model_knows_transients(model_dir):
 
 def test_bts_light_curves_read_as_transients(model_dir):
     """Real BTS transients of the validation split, through the shipped head."""
-    from udfs.model.training import VALIDATION, labelled_set_split
+    from udfs.model.training import VALIDATION
+    from udfs.model.variability_training import labelled_split
 
-    table = read_labelled_set("data/real_labelled/ztf_bts", BandMap.parse("ztf"))
-    split = labelled_set_split(
-        "ztf_bts", table.column("objectid").to_numpy(), table.column("label_orig").to_pylist(),
-        table.column("n_epochs").to_numpy(), 3, 0.2, 2026,
-    )  # fmt: skip
+    table, split = labelled_split("data/real_labelled/ztf_bts", BandMap.parse("ztf"), 3, 0.2, 2026)
     val = table.filter(pa.array(split == VALIDATION))
     classifier = Classifier.load(model_dir / MODEL_FILE)
     p = classifier.predict_transients(head_features(flat_lightcurves(val.column("lightcurve"))))

@@ -55,7 +55,6 @@ HEAD_OUTPUTS: tuple[str, ...] = (
     "transient_other",
 )
 NOT_TRANSIENT = 0
-NOVA = HEAD_OUTPUTS.index("nova")
 #: Where each head output goes among the catalog's classes (nova -> cv).
 HEAD_TO_CLASS = {name: name for name in TRANSIENT_CLASS_NAMES} | {"nova": VariabilityClass.cv.value}
 #: A labelled set's ``classes`` -> head output (``cv`` in the BTS set means a nova).
@@ -273,7 +272,15 @@ def flat_of(parts: Sequence[tuple[np.ndarray, ...]]) -> FlatLightCurves:
 
 def first_detections(lc: FlatLightCurves, n: int) -> FlatLightCurves:
     """Every light curve cut to its first ``n`` epochs (time order, all bands)."""
-    return flat_of([tuple(a[:n] for a in _pieces(lc, k)) for k in range(lc.n_lightcurves)])
+    from udfs.kernels.lightcurve_cuts import epoch_index
+
+    lengths = np.minimum(np.diff(lc.offsets), n)
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    epochs = epoch_index(lc.offsets[:-1], lengths)
+    return FlatLightCurves(
+        lc.t_days[epochs], lc.mag[epochs], lc.magerr[epochs], lc.channel[epochs], offsets
+    )
 
 
 def _window(piece, rng):
