@@ -523,7 +523,13 @@ def refit_transients(config: TrainConfig) -> int:
     configure_tensorflow_threads(config.threads)
     quiet_import()
     card = ModelCard.read(config.output)
-    cnn = Classifier.load(config.output / MODEL_FILE, card).model  # the CNN alone
+    # The head is about to be replaced, so one fitted on older features may load here.
+    current = card
+    if card.transients:
+        from udfs.model.transients import HEAD_FEATURE_NAMES
+
+        current = replace(card, transients=card.transients | {"features": list(HEAD_FEATURE_NAMES)})
+    cnn = Classifier.load(config.output / MODEL_FILE, current).model  # the CNN alone
     fitted = fit_transients(config)
     save_model(attach_transients(cnn, fitted), config.output / MODEL_FILE)
     sha256 = file_sha256(config.output / MODEL_FILE)

@@ -14,6 +14,7 @@ from catalogs.schema import (
     CLASSIFICATION_SCHEMA_VERSION,
     TRANSIENT_CLASS_NAMES,
 )
+from udfs.kernels.bazin import BAZIN_FEATURE_NAMES, bazin_features
 from udfs.kernels.lightcurve_cuts import apply_quality_cuts
 from udfs.kernels.model_inputs import flat_lightcurves
 from udfs.kernels.transient_features import (
@@ -24,7 +25,9 @@ from udfs.kernels.transient_features import (
 from udfs.model.classifier import MODEL_FILE, Classifier, ModelCard, build_model
 from udfs.model.inference import classify_batch
 from udfs.model.transients import (
+    HEAD_FEATURE_NAMES,
     HEAD_OUTPUTS,
+    N_HEAD_FEATURES,
     attach_head,
     build_head,
     combine,
@@ -86,6 +89,38 @@ def test_features_of_sparse_and_empty_light_curves():
         transient_features(t, np.where(t > 59010, np.nan, mag), channel, np.array([0, t.size]))
 
 
+B = {name: k for k, name in enumerate(BAZIN_FEATURE_NAMES)}
+
+
+def _bazin_flare(t, rise, fall, t0, baseline=0.02):
+    """Magnitudes of a Bazin flare in flux (peak flux about 1 at mag 18)."""
+    flux = np.exp(-(t - t0) / fall) / (1 + np.exp(-(t - t0) / rise)) + baseline
+    return 18.0 - 2.5 * np.log10(flux)
+
+
+def test_bazin_fit_recovers_rise_and_fall_times():
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(59000.0, 59250.0, 80))
+    channel = (np.arange(t.size) % 2).astype(np.int8)
+    slow = _bazin_flare(t, 10.0, 120.0, 59030.0)
+    fast = _bazin_flare(t, 3.0, 25.0, 59020.0)
+    mag = np.where(channel == 0, fast, slow) + rng.normal(0, 0.01, t.size)
+    f = bazin_features(t, mag, np.full(t.size, 0.01), channel, np.array([0, t.size]))[0]
+    assert f.shape == (len(BAZIN_FEATURE_NAMES),)
+    assert f[B["has_bazin_g"]] == f[B["has_bazin_r"]] == 1
+    # The grid's points near the true times (log10 spacing of the grid: 0.27 and 0.21).
+    assert f[B["bazin_log_tau_rise_g"]] == pytest.approx(np.log10(3.0), abs=0.15)
+    assert f[B["bazin_log_tau_fall_g"]] == pytest.approx(np.log10(25.0), abs=0.15)
+    assert f[B["bazin_log_tau_fall_r"]] == pytest.approx(np.log10(120.0), abs=0.15)
+    assert f[B["bazin_gain_g"]] > 0.95 and f[B["bazin_gain_r"]] > 0.95
+    # Noise about a constant: the flare explains little; under four epochs: no fit.
+    flat = 18.0 + rng.normal(0, 0.02, t.size)
+    g = bazin_features(t, flat, np.full(t.size, 0.02), channel, np.array([0, 3, t.size]))
+    assert np.all(g[0] == 0) and g[1][B["bazin_gain_r"]] < 0.5
+    with pytest.raises(ValueError, match="finite"):
+        bazin_features(t, mag, np.full(t.size, np.nan), channel, np.array([0, t.size]))
+
+
 def test_first_detections_cut_every_light_curve():
     t, mag, channel = _supernova()
     flat = flat_lightcurves(
@@ -98,7 +133,7 @@ def test_first_detections_cut_every_light_curve():
     cut = first_detections(flat, 5)
     assert cut.n_lightcurves == 2 and list(np.diff(cut.offsets)) == [5, 5]
     np.testing.assert_array_equal(cut.t_days[:5], t[:5])
-    assert head_features(cut).shape == (2, N_TRANSIENT_FEATURES)
+    assert head_features(cut).shape == (2, N_HEAD_FEATURES)
 
 
 def test_combine_follows_the_rule():
@@ -154,10 +189,11 @@ def small_model_with_head(tmp_path_factory, model_dir):
         shipped.input_shapes, len(CLASS_NAMES), feature_mean=np.zeros(n_features),
         feature_variance=np.ones(n_features),
     )  # fmt: skip
-    head = build_head(np.zeros(N_TRANSIENT_FEATURES), np.ones(N_TRANSIENT_FEATURES))
+    head = build_head(np.zeros(N_HEAD_FEATURES), np.ones(N_HEAD_FEATURES))
     path = tmp_path_factory.mktemp("with_head")
     attach_head(cnn, head).save(path / MODEL_FILE)
-    card = ModelCard(**{**shipped.__dict__, "transients": {"outputs": list(HEAD_OUTPUTS)}})
+    transients = {"outputs": list(HEAD_OUTPUTS), "features": list(HEAD_FEATURE_NAMES)}
+    card = ModelCard(**{**shipped.__dict__, "transients": transients})
     card.write(path)
     return path, card
 
@@ -195,6 +231,10 @@ def test_a_card_and_a_model_that_disagree_on_the_head_are_refused(small_model_wi
     path, card = small_model_with_head
     with pytest.raises(ValueError, match="transients"):
         Classifier.load(path / MODEL_FILE, ModelCard(**{**card.__dict__, "transients": None}))
+    # A head fitted on other features than this varsky computes: refused, with the remedy.
+    older = card.transients | {"features": list(TRANSIENT_FEATURE_NAMES)}
+    with pytest.raises(ValueError, match="--transients-only"):
+        Classifier.load(path / MODEL_FILE, ModelCard(**{**card.__dict__, "transients": older}))
 
 
 def test_the_shipped_model_knows_transients(model_dir):
@@ -203,7 +243,7 @@ def test_the_shipped_model_knows_transients(model_dir):
     assert card.transients["outputs"] == list(HEAD_OUTPUTS)
     assert card.transients["nova_class"] == "cv"
     assert card.output_classes == CLASS_NAMES + TRANSIENT_CLASS_NAMES
-    assert card.transients["features"] == list(TRANSIENT_FEATURE_NAMES)
+    assert card.transients["features"] == list(HEAD_FEATURE_NAMES)
     scores = card.transients["validation"]
     assert {"all", "first_3", "first_5", "first_10"} <= set(scores)
     assert scores["all"]["per_class"]["sn_ia"]["recall"] > 0.8

@@ -561,7 +561,7 @@ class Classifier:
     """
 
     def __init__(self, model: keras.Model, card: ModelCard) -> None:
-        from udfs.model.transients import CNN_MODEL, HEAD_MODEL, HEAD_OUTPUTS
+        from udfs.model.transients import CNN_MODEL, HEAD_FEATURE_NAMES, HEAD_MODEL, HEAD_OUTPUTS
 
         self._head = None
         names = {layer.name for layer in model.layers}
@@ -572,6 +572,13 @@ class Classifier:
                 raise ValueError(
                     f"the model has a transient head with outputs {list(HEAD_OUTPUTS)}; the "
                     "card's 'transients' entry is missing or names other outputs"
+                )
+            if list(card.transients.get("features", [])) != list(HEAD_FEATURE_NAMES):
+                raise ValueError(
+                    "the model's transient head was fitted on other features than this varsky "
+                    f"computes ({len(card.transients.get('features', []))} named in the card, "
+                    f"{len(HEAD_FEATURE_NAMES)} now): refit it with `varsky train "
+                    "--transients-only`"
                 )
             self._head = model.get_layer(HEAD_MODEL)
             model = model.get_layer(CNN_MODEL)

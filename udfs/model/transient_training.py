@@ -18,10 +18,10 @@ import numpy as np
 
 from catalogs.labelled_sets import CLASSES
 from catalogs.schema import DRColumn
-from udfs.kernels.transient_features import TRANSIENT_FEATURE_NAMES
 from udfs.model.training import TRAIN, VALIDATION
 from udfs.model.transients import (
     EPOCH_REGIMES,
+    HEAD_FEATURE_NAMES,
     HEAD_OUTPUTS,
     LABEL_TO_HEAD,
     NOT_TRANSIENT,
@@ -144,6 +144,7 @@ def fit_transient_head(
     :data:`MIN_TRANSIENT_EPOCHS`.
     """
     from udfs.model.variability_training import dr_lightcurves
+    from udfs.simulators.noise_twins import REALISTIC, noise_twins
 
     rng = np.random.default_rng([seed, 25])
     table, split, lc = _split_set(
@@ -165,7 +166,10 @@ def fit_transient_head(
         negatives_val[Path(prefix).name] = vlc.take(np.flatnonzero(s == VALIDATION))
     negatives_train.append(dr_lightcurves(dr_path, min_epochs, 0))
     negatives_val[f"{Path(dr_path).name} (held-out half)"] = dr_lightcurves(dr_path, min_epochs, 1)
-    negatives = negative_parts(negatives_train, 2, rng)
+    # Realistic noise-only twins of every non-transient: a star that does not vary, at these
+    # cadences and depths, with bad exposures and error wings, must not read as a flare.
+    twins = [noise_twins(flat, REALISTIC, rng) for flat in negatives_train]
+    negatives = negative_parts(negatives_train + twins, 2, rng)
     x = head_features(flat_of(parts + negatives))
     y = np.array(labels + [NOT_TRANSIENT] * len(negatives), np.int64)
     counts = np.bincount(y, minlength=len(HEAD_OUTPUTS))
@@ -223,7 +227,7 @@ def fit_transient_head(
         log(f"[transients] validation {name}: SN macro-F1 {scores['macro_f1_sn']:.3f}")
     entry = {
         "outputs": list(HEAD_OUTPUTS),
-        "features": list(TRANSIENT_FEATURE_NAMES),
+        "features": list(HEAD_FEATURE_NAMES),
         "nova_class": "cv",
         "type_log_offsets": regimes,
         "type_offsets_fitted_on": f"out-of-fold predictions of the train split's transients "
@@ -240,6 +244,8 @@ def fit_transient_head(
             "non_transients": [Path(p).name for p, _ in variable_sets]
             + [f"{Path(dr_path).name} (train half)"],
             "non_transient_windows": "each whole and in 2 windows of 20-150 days",
+            "non_transient_twins": "a noise-only twin of each (same times and errors), "
+            f"noise model {REALISTIC.to_dict()}",
             "head_class_counts": dict(zip(HEAD_OUTPUTS, counts.tolist(), strict=True)),
             "sha256": hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(),
         },

@@ -40,8 +40,9 @@ import numpy as np
 import numpy.typing as npt
 
 from catalogs.schema import TRANSIENT_CLASS_NAMES, VariabilityClass
+from udfs.kernels.bazin import BAZIN_FEATURE_NAMES, bazin_features
 from udfs.kernels.model_inputs import FlatLightCurves
-from udfs.kernels.transient_features import N_TRANSIENT_FEATURES, transient_features
+from udfs.kernels.transient_features import TRANSIENT_FEATURE_NAMES, transient_features
 
 #: The head's outputs, in order.
 HEAD_OUTPUTS: tuple[str, ...] = (
@@ -74,11 +75,22 @@ DETECTION_LIMIT_MAG = 20.8
 WINDOW_DAYS = (20.0, 150.0)
 
 
+#: The head's input features, in order: the flare's shape, then its Bazin fit per band.
+HEAD_FEATURE_NAMES: tuple[str, ...] = TRANSIENT_FEATURE_NAMES + BAZIN_FEATURE_NAMES
+N_HEAD_FEATURES = len(HEAD_FEATURE_NAMES)
+
+
 def head_features(lightcurves: FlatLightCurves) -> npt.NDArray[np.float32]:
-    """The head's input: :func:`udfs.kernels.transient_features.transient_features`."""
-    return transient_features(
-        lightcurves.t_days, lightcurves.mag, lightcurves.channel, lightcurves.offsets
-    )
+    """The head's input (:data:`HEAD_FEATURE_NAMES`), shape (n_lc, N_HEAD_FEATURES).
+
+    :func:`udfs.kernels.transient_features.transient_features` beside
+    :func:`udfs.kernels.bazin.bazin_features`.
+    """
+    lc = lightcurves
+    return np.hstack([
+        transient_features(lc.t_days, lc.mag, lc.channel, lc.offsets),
+        bazin_features(lc.t_days, lc.mag, lc.magerr, lc.channel, lc.offsets),
+    ])  # fmt: skip
 
 
 def output_classes(cnn_classes: Sequence[str]) -> tuple[str, ...]:
@@ -182,7 +194,7 @@ def build_head(
     import keras
     from keras import layers
 
-    features = keras.Input(shape=(N_TRANSIENT_FEATURES,), name=HEAD_INPUT)
+    features = keras.Input(shape=(N_HEAD_FEATURES,), name=HEAD_INPUT)
     x = layers.Normalization(
         mean=np.asarray(feature_mean, np.float32).tolist(),
         variance=np.asarray(feature_variance, np.float32).tolist(),
@@ -203,7 +215,7 @@ def attach_head(cnn, head):
     inputs = {t.name.split(":")[0]: keras.Input(shape=t.shape[1:], dtype=t.dtype,
                                                 name=t.name.split(":")[0])
               for t in cnn.inputs}  # fmt: skip
-    features = keras.Input(shape=(N_TRANSIENT_FEATURES,), name=HEAD_INPUT)
+    features = keras.Input(shape=(N_HEAD_FEATURES,), name=HEAD_INPUT)
     cnn_in = [inputs[t.name.split(":")[0]] for t in cnn.inputs]
     outputs = {
         "class_probability": cnn(cnn_in if len(cnn_in) > 1 else cnn_in[0]),
