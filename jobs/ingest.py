@@ -17,7 +17,13 @@ import numpy as np
 import pyarrow as pa
 
 from catalogs.band_map import BUILTIN_PROFILES, BandMap
-from catalogs.detection_tables import CATALOG, INGEST_DETECTION_SCHEMA, SOURCE_ID, SOURCE_SCHEMA
+from catalogs.detection_tables import (
+    CATALOG,
+    HMJD,
+    INGEST_DETECTION_SCHEMA,
+    SOURCE_ID,
+    SOURCE_SCHEMA,
+)
 from catalogs.errors import InputError
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
@@ -371,6 +377,11 @@ def link_by_tile(sources, tiles: Tiles, link_arcsec: float, max_neighbours: int 
     )
 
 
+#: Columns of a detection that its association and its light curve read.
+ASSIGN_COLUMNS = (DetColumn.DETID, SOURCE_ID, DetColumn.RA, DetColumn.DEC, HEALPIX_COLUMN, HMJD,
+                  DetColumn.BAND, DetColumn.MAG, DetColumn.MAGERR, DetColumn.FLAGS)  # fmt: skip
+
+
 def assign_by_tile(detections, objects, tiles: Tiles, radius_arcsec: float):
     """Each detection with its nearest object within the radius (objectid -1 if none)."""
     from pyspark.sql import types as T
@@ -453,9 +464,12 @@ def build_by_bucket(epochs, n_buckets: int):
             pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64())),
         )
 
+    # Only the columns the build reads cross the shuffle (not the file paths and the other
+    # per-detection columns the rejects keep).
     return (
-        epochs.withColumn(BUCKET, F.pmod(F.xxhash64(OBJECTID), F.lit(n_buckets)))
-        .withColumnRenamed(SOURCE_ID, SOURCE_IDS)
+        epochs.withColumnRenamed(SOURCE_ID, SOURCE_IDS)
+        .select(*BUILD_INPUT_COLUMNS)
+        .withColumn(BUCKET, F.pmod(F.xxhash64(OBJECTID), F.lit(n_buckets)))
         .groupBy(BUCKET)
         .applyInArrow(build, out_schema)
     )
@@ -512,9 +526,15 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         objects = members.select(OBJECTID, OBJECT_RA, OBJECT_DEC).dropDuplicates([OBJECTID])
         summary.reference_objects = objects.count()
         _check_membership(members, summary.reference_sources, "reference sources")
-        assigned = assign_by_tile(good, objects, tiles, config.radius_arcsec).persist()
+        # Only what the light curves need crosses the tile shuffle; a detection without an
+        # object is rejected from its full row in `good` (the file path, the row).
+        narrow = good.select(*ASSIGN_COLUMNS)
+        assigned = assign_by_tile(narrow, objects, tiles, config.radius_arcsec).persist()
         cached.append(assigned)
-        unmatched = assigned.where(F.col(OBJECTID) < 0)
+        unmatched = good.join(
+            assigned.where(F.col(OBJECTID) < 0).select(DetColumn.DETID),
+            on=DetColumn.DETID, how="left_semi",
+        )  # fmt: skip
         epochs = assigned.where(F.col(OBJECTID) >= 0).drop(OBJECT_RA, OBJECT_DEC)
         refs_of_object = members.groupBy(OBJECTID).agg(
             F.sort_array(F.collect_list(SOURCE_ID)).alias("refs")
@@ -585,7 +605,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     rejects = dets.where(F.col(REJECT_REASON).isNotNull())
     if unmatched is not None:
         rejects = rejects.unionByName(
-            unmatched.drop(OBJECTID, OBJECT_RA, OBJECT_DEC)
+            unmatched.drop(OBJECTID)
             .withColumn(OBJECTID, F.lit(None).cast("long"))
             .withColumn(REJECT_REASON, F.lit(DetectionRejectReason.NO_OBJECT)),
             allowMissingColumns=True,
