@@ -202,7 +202,7 @@ def main() -> None:
     from jobs.ingest import IngestConfig
     from jobs.session import build_spark_session
 
-    workdir = Path(args.workdir)
+    workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     skies = {n: simulate(workdir, n, args.seed, args.ccds_per_side) for n in args.objects}
     results = []

@@ -377,6 +377,8 @@ def link_by_tile(sources, tiles: Tiles, link_arcsec: float, max_neighbours: int 
     )
 
 
+#: Most rows of a table of ids sent whole to every task (8 bytes each) for a semi-join.
+BROADCAST_MAX_ROWS = 2_000_000
 #: Columns of a detection that its association and its light curve read.
 ASSIGN_COLUMNS = (DetColumn.DETID, SOURCE_ID, DetColumn.RA, DetColumn.DEC, HEALPIX_COLUMN, HMJD,
                   DetColumn.BAND, DetColumn.MAG, DetColumn.MAGERR, DetColumn.FLAGS)  # fmt: skip
@@ -531,10 +533,12 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         narrow = good.select(*ASSIGN_COLUMNS)
         assigned = assign_by_tile(narrow, objects, tiles, config.radius_arcsec).persist()
         cached.append(assigned)
-        unmatched = good.join(
-            assigned.where(F.col(OBJECTID) < 0).select(DetColumn.DETID),
-            on=DetColumn.DETID, how="left_semi",
-        )  # fmt: skip
+        unmatched_ids = assigned.where(F.col(OBJECTID) < 0).select(DetColumn.DETID)
+        # Few detections lack an object: their ids go to every task rather than `good` through
+        # a shuffle (past BROADCAST_MAX_ROWS, a shuffle join).
+        if unmatched_ids.count() <= BROADCAST_MAX_ROWS:
+            unmatched_ids = F.broadcast(unmatched_ids)
+        unmatched = good.join(unmatched_ids, on=DetColumn.DETID, how="left_semi")
         epochs = assigned.where(F.col(OBJECTID) >= 0).drop(OBJECT_RA, OBJECT_DEC)
         refs_of_object = members.groupBy(OBJECTID).agg(
             F.sort_array(F.collect_list(SOURCE_ID)).alias("refs")
