@@ -123,20 +123,15 @@ def transient_table(called: list[str], accepted: list[str], p_ia=None) -> dict:
     """Per transient class recall and purity of the catalog's calls (nova = cv), the SN macro-F1,
     the share of transients called a periodic-variable class, and SN Ia recall at purity 0.90
     when ranked by ``p_ia`` (the catalog's p_sn_ia)."""
-    from udfs.model.transient_training import SN_CLASSES
+    from udfs.model.transient_training import SN_CLASSES, class_scores
 
     truth = [a.split("|")[0] for a in accepted]
-    names = [*TRANSIENT_CLASS_NAMES, "cv"]
-    per_class = {}
-    for c in names:
-        n = sum(t == c for t in truth)
-        n_called = sum(k == c for k in called)
-        hits = sum(t == c and k == c for t, k in zip(truth, called, strict=True))
-        if not n and not n_called:
-            continue
-        recall, purity = hits / max(n, 1), hits / max(n_called, 1)
-        f1 = 2 * recall * purity / (recall + purity) if recall + purity else 0.0
-        per_class[c] = {"n": n, "called": n_called, "recall": recall, "purity": purity, "f1": f1}
+    names = (*TRANSIENT_CLASS_NAMES, "cv")
+
+    def index(classes):  # -1: a class outside the table
+        return np.array([names.index(c) if c in names else -1 for c in classes], np.int64)
+
+    per_class = class_scores(index(truth), index(called), names)
     periodic = sum(k in PERIODIC_CLASSES for k in called)
     ia = {}
     if p_ia is not None:

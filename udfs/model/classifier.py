@@ -658,15 +658,15 @@ class Classifier:
         """
         if self._head is None:
             raise ValueError("Classifier.predict_transients: the model has no transient head")
+        if batch_size < 1:
+            raise ValueError(
+                f"Classifier.predict_transients: batch_size must be >= 1, got {batch_size}"
+            )
         features = np.asarray(features, np.float32)
-        out = np.empty((features.shape[0], self._head.output_shape[-1]), np.float32)
-        for lo in range(0, features.shape[0], batch_size):
-            part = features[lo : lo + batch_size]
-            n = part.shape[0]
-            if n < batch_size:
-                part = np.concatenate([part, np.zeros((batch_size - n, part.shape[1]), np.float32)])
-            out[lo : lo + n] = np.asarray(self._head.predict_on_batch(part))[:n]
-        return out
+        return _padded_predict(
+            self._head, {"features": features}, ["features"], self._head.output_shape[-1],
+            batch_size,
+        )  # fmt: skip
 
     @property
     def model(self) -> keras.Model:
@@ -719,21 +719,33 @@ class Classifier:
             raise ValueError(f"Classifier.predict: inputs differ in length {sorted(sizes)}")
         if batch_size < 1:
             raise ValueError(f"Classifier.predict: batch_size must be >= 1, got {batch_size}")
-        (n_objects,) = sizes
-        out = np.empty((n_objects, len(self.classes)), dtype=np.float32)
-        for lo in range(0, n_objects, batch_size):
-            n = min(batch_size, n_objects - lo)
-            batch = {}
-            for key in self._input_names:
-                part = arrays[key][lo : lo + n]
-                if n < batch_size:
-                    pad = np.zeros((batch_size - n, *part.shape[1:]), dtype=part.dtype)
-                    part = np.concatenate([part, pad])
-                batch[key] = part
-            # A bare array for a one-input model: Keras wants the structure the model has.
-            data = batch if len(batch) > 1 else batch[self._input_names[0]]
-            out[lo : lo + n] = np.asarray(self._model.predict_on_batch(data))[:n]
-        return out
+        return _padded_predict(
+            self._model, arrays, self._input_names, len(self.classes), batch_size
+        )
+
+
+def _padded_predict(model, arrays: Mapping[str, np.ndarray], names, n_outputs: int,
+                    batch_size: int) -> npt.NDArray[np.float32]:  # fmt: skip
+    """``model.predict_on_batch`` over ``arrays`` in batches of ``batch_size``.
+
+    The last batch is padded with zeros (see :meth:`Classifier.predict`); inputs go in the
+    order of ``names``.
+    """
+    n_objects = next(iter(arrays.values())).shape[0]
+    out = np.empty((n_objects, n_outputs), dtype=np.float32)
+    for lo in range(0, n_objects, batch_size):
+        n = min(batch_size, n_objects - lo)
+        batch = {}
+        for key in names:
+            part = arrays[key][lo : lo + n]
+            if n < batch_size:
+                pad = np.zeros((batch_size - n, *part.shape[1:]), dtype=part.dtype)
+                part = np.concatenate([part, pad])
+            batch[key] = part
+        # A bare array for a one-input model: Keras wants the structure the model has.
+        data = batch if len(batch) > 1 else batch[names[0]]
+        out[lo : lo + n] = np.asarray(model.predict_on_batch(data))[:n]
+    return out
 
 
 def checked_model(model_dir: str | Path, grid: str | None = None):
