@@ -79,32 +79,49 @@ def _fit_band(t, mag, magerr, out, base, t0s, rises, falls):
     chi2_flat = 0.0
     for i in range(n):
         chi2_flat += w[i] * (flux[i] - mean) ** 2
+    # The two exponentials factor into a per-epoch part (once per time scale) and a per-t0
+    # scalar: exp(-(t - t0) / tau) = exp(-(t - t_peak) / tau) * exp((t0 - t_peak) / tau). So the
+    # grid's inner loop has no exp, and chi2 comes from the sums (one pass per grid point).
+    fall_part = np.empty((falls.size, n))
+    rise_part = np.empty((rises.size, n))
+    for c_ in range(falls.size):
+        for i in range(n):
+            fall_part[c_, i] = np.exp(min(-(t[i] - t_peak) / falls[c_], 700.0))
+    for b_ in range(rises.size):
+        for i in range(n):
+            rise_part[b_, i] = np.exp(min(-(t[i] - t_peak) / rises[b_], 700.0))
+    swff = 0.0
+    for i in range(n):
+        swff += w[i] * flux[i] * flux[i]
     best = 1e300
     best_a = 0.0
     best_b = 0.0
     best_t0 = 0.0
     best_rise = 0.0
     best_fall = 0.0
-    s = np.empty(n)
     for a_ in range(t0s.size):
         t0 = t_peak + t0s[a_]
         for b_ in range(rises.size):
             rise = rises[b_]
+            rise_scale = np.exp(t0s[a_] / rise)
             for c_ in range(falls.size):
                 fall = falls[c_]
                 if fall <= rise:
                     continue
+                fall_scale = np.exp(t0s[a_] / fall)
                 # Weighted linear least squares of flux = A s + B.
                 sws = 0.0
                 swss = 0.0
                 swsf = 0.0
                 for i in range(n):
-                    x = (t[i] - t0) / rise
-                    # exp(-x) overflows for x << 0, where the rise term is 0 anyway.
-                    s[i] = np.exp(-(t[i] - t0) / fall) / (1.0 + np.exp(-x)) if x > -50.0 else 0.0
-                    sws += w[i] * s[i]
-                    swss += w[i] * s[i] * s[i]
-                    swsf += w[i] * s[i] * flux[i]
+                    # Where (t - t0) / rise < -50 the rise term is 0 (and the parts may be huge).
+                    if t[i] - t0 <= -50.0 * rise:
+                        continue
+                    s = fall_part[c_, i] * fall_scale / (1.0 + rise_part[b_, i] * rise_scale)
+                    ws = w[i] * s
+                    sws += ws
+                    swss += ws * s
+                    swsf += ws * flux[i]
                 det = sw * swss - sws * sws
                 if det <= 1e-12 * sw * swss:
                     continue
@@ -112,13 +129,13 @@ def _fit_band(t, mag, magerr, out, base, t0s, rises, falls):
                 if amp <= 0.0:
                     continue
                 base_ = (swf - amp * sws) / sw
-                chi2 = 0.0
-                for i in range(n):
-                    chi2 += w[i] * (flux[i] - amp * s[i] - base_) ** 2
+                chi2 = (swff - 2.0 * amp * swsf - 2.0 * base_ * swf + amp * amp * swss
+                        + 2.0 * amp * base_ * sws + base_ * base_ * sw)  # fmt: skip
                 if chi2 < best:
                     best, best_a, best_b = chi2, amp, base_
                     best_t0, best_rise, best_fall = t0, rise, fall
-    if best == 1e300:
+    best = max(best, 0.0)
+    if best_a == 0.0:
         return
     out[base + 0] = 1.0
     out[base + 1] = np.log10(best_rise)
