@@ -59,20 +59,44 @@ _SOURCE_COLUMNS = (SOURCE_ID, CATALOG, DetColumn.RA, DetColumn.DEC, HEALPIX_COLU
 SOURCE_SCHEMA = pa.schema([INGEST_DETECTION_SCHEMA.field(c) for c in _SOURCE_COLUMNS])
 
 
+#: Reject reasons by code (int8; -1 is kept), in the order later checks override earlier ones.
+_REASONS = (
+    DetectionRejectReason.FLAGGED,
+    DetectionRejectReason.BAD_BAND,
+    DetectionRejectReason.BAND_DROPPED,
+    DetectionRejectReason.NONFINITE,
+    DetectionRejectReason.NEGATIVE_DIFFERENCE,
+    DetectionRejectReason.NON_DETECTION,
+    "array_length_mismatch",
+)
+_CODE = {reason: code for code, reason in enumerate(_REASONS)}
+_REASON_STRINGS = pa.array(_REASONS)
+
+
 def _reasons(
     flagged: np.ndarray, finite: np.ndarray, band_ok: np.ndarray, dropped: np.ndarray | None = None
 ) -> np.ndarray:
-    reason = np.full(flagged.size, None, dtype=object)
-    reason[flagged] = DetectionRejectReason.FLAGGED
-    reason[~band_ok] = DetectionRejectReason.BAD_BAND
+    """Each row's reject-reason code (-1: kept); :func:`_reason_strings` names them."""
+    code = np.full(flagged.size, -1, dtype=np.int8)
+    code[flagged] = _CODE[DetectionRejectReason.FLAGGED]
+    code[~band_ok] = _CODE[DetectionRejectReason.BAD_BAND]
     if dropped is not None:
-        reason[dropped] = DetectionRejectReason.BAND_DROPPED
-    reason[~finite] = DetectionRejectReason.NONFINITE
-    return reason
+        code[dropped] = _CODE[DetectionRejectReason.BAND_DROPPED]
+    code[~finite] = _CODE[DetectionRejectReason.NONFINITE]
+    return code
+
+
+def _reason_strings(code: np.ndarray) -> pa.Array:
+    # Taking from the reasons (a null index gives null) makes no Python object per row.
+    return _REASON_STRINGS.take(pa.array(code, mask=code < 0))
 
 
 def _table(columns: dict) -> pa.Table:
-    arrays = [pa.array(columns[f.name], f.type) for f in INGEST_DETECTION_SCHEMA]
+    arrays = [
+        c if isinstance(c := columns[f.name], pa.Array | pa.ChunkedArray) and c.type == f.type
+        else pa.array(c, f.type)
+        for f in INGEST_DETECTION_SCHEMA
+    ]  # fmt: skip
     return pa.Table.from_arrays(arrays, schema=INGEST_DETECTION_SCHEMA)
 
 
@@ -132,7 +156,7 @@ def from_psfcat(table: pa.Table) -> pa.Table:
             DetColumn.FLAGS: col(DetColumn.FLAGS, np.int32),
             DetColumn.SOURCE_FILE: table.column(DetColumn.SOURCE_FILE),
             DetColumn.SOURCE_ROW: col(DetColumn.SOURCE_ROW, np.int64),
-            REJECT_REASON: _reasons(~good, finite, band_ok),
+            REJECT_REASON: _reason_strings(_reasons(~good, finite, band_ok)),
         }
     )
 
@@ -176,8 +200,8 @@ def from_alerts(table: pa.Table, path: str) -> pa.Table:
         finite, heliocentric_mjd(mjd, np.where(finite, ra, 0), np.where(finite, dec, 0)), mjd
     )
     reason = _reasons(np.zeros(n, bool), finite, band_ok)
-    reason[np.equal(reason, None) & negative] = DetectionRejectReason.NEGATIVE_DIFFERENCE
-    reason[np.equal(reason, None) & ~detected] = DetectionRejectReason.NON_DETECTION
+    reason[(reason < 0) & negative] = _CODE[DetectionRejectReason.NEGATIVE_DIFFERENCE]
+    reason[(reason < 0) & ~detected] = _CODE[DetectionRejectReason.NON_DETECTION]
     flags = np.zeros(n, np.int32)
     return _file_rows(
         path, detid, objectid, ra, dec, mjd, hmjd, band, band_ok, mag, magerr, flags, finite, reason
@@ -205,7 +229,7 @@ def _file_rows(
             DetColumn.FLAGS: flags.astype(np.int32),
             DetColumn.SOURCE_FILE: pa.array([path] * n, pa.string()),
             DetColumn.SOURCE_ROW: np.arange(n, dtype=np.int64),
-            REJECT_REASON: reason,
+            REJECT_REASON: _reason_strings(reason),
         }
     )
 
@@ -282,7 +306,7 @@ def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     band = filterid.astype(np.int64)[row] - 1
     finite = _finite(ra, dec, hmjd, mag, magerr)
     reason = _reasons(catflags != CATFLAGS_GOOD, finite, (band >= 0) & (band < len(Band)))
-    reason[~same[row]] = "array_length_mismatch"
+    reason[~same[row]] = _CODE["array_length_mismatch"]
     catalog = dr_catalog_key(
         pc.fill_null(col(DRColumn.FIELDID), 0).to_numpy(zero_copy_only=False),
         pc.fill_null(col(DRColumn.RCID), 0).to_numpy(zero_copy_only=False),
@@ -304,7 +328,7 @@ def from_dr_rows(batch: pa.RecordBatch | pa.Table) -> pa.Table:
             DetColumn.FLAGS: catflags.astype(np.int32),
             DetColumn.SOURCE_FILE: pc.take(col("source_file"), pa.array(row)),
             DetColumn.SOURCE_ROW: col("source_row").to_numpy(zero_copy_only=False)[row],
-            REJECT_REASON: reason,
+            REJECT_REASON: _reason_strings(reason),
         }
     )
 

@@ -56,5 +56,9 @@ def heliocentric_mjd(
     ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
     dec = np.radians(np.asarray(dec_deg, dtype=np.float64))
     source = np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+    if mjd.ndim == 1 and mjd.size > 1 and mjd.min() == mjd.max():
+        # One exposure (a psfcat file): the Sun once, the same numbers as row by row.
+        sun, distance_au = sun_unit_vector_and_distance(mjd[:1])
+        return mjd - distance_au * (source @ sun[0]) / C_AU_PER_DAY
     sun, distance_au = sun_unit_vector_and_distance(mjd)
     return mjd - distance_au * np.einsum("ij,ij->i", sun, source) / C_AU_PER_DAY

@@ -50,3 +50,23 @@ def test_tile_is_the_coarse_pixel_containing_the_position():
 def test_tile_order_out_of_range():
     with pytest.raises(ValueError, match="tile order must be in 0..29"):
         tile_of([1], 30)
+
+
+def test_healpix_29_is_bit_for_bit_hats_spatial_index():
+    # The direct one-thread kernel call against hats' own `_healpix_29`, over the whole sphere,
+    # RA far outside [0, 360) and the seams.
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    rng = np.random.default_rng(29)
+    ra = np.concatenate([rng.uniform(-720, 720, 200_000), [0.0, -0.0, 360.0, 1e-300, -1e-12]])
+    dec = np.concatenate(
+        [np.degrees(np.arcsin(rng.uniform(-1, 1, 200_000))), [90.0, -90.0, 0.0, 1e-300, 41.8]]
+    )
+    np.testing.assert_array_equal(healpix_29(ra, dec), compute_spatial_index(ra, dec, 29))
+
+
+def test_healpix_29_refuses_positions_off_the_sky():
+    with pytest.raises(ValueError, match=r"position 1 is not on the sky: ra=nan"):
+        healpix_29([1.0, np.nan], [0.0, 0.0])
+    with pytest.raises(ValueError, match=r"dec=91.0"):
+        healpix_29([1.0], [91.0])

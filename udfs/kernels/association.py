@@ -191,16 +191,36 @@ def assign_nearest(
 
     Returns (index, distance_arcsec); the distance is NaN where there is no object.
     """
+    if np.size(ra_deg) == 0 or np.size(object_ra_deg) == 0:
+        return nearest_in_tree(None, 0, ra_deg, dec_deg, radius_arcsec)
+    tree = cKDTree(unit_vectors(object_ra_deg, object_dec_deg))
+    return nearest_in_tree(tree, np.size(object_ra_deg), ra_deg, dec_deg, radius_arcsec)
+
+
+def object_tree(object_ra_deg: npt.ArrayLike, object_dec_deg: npt.ArrayLike) -> cKDTree | None:
+    """The search tree :func:`nearest_in_tree` takes (None for no objects)."""
+    if np.size(object_ra_deg) == 0:
+        return None
+    return cKDTree(unit_vectors(object_ra_deg, object_dec_deg))
+
+
+def nearest_in_tree(
+    tree: cKDTree | None,
+    n_objects: int,
+    ra_deg: npt.ArrayLike,
+    dec_deg: npt.ArrayLike,
+    radius_arcsec: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """:func:`assign_nearest` against a tree built once (:func:`object_tree`) of ``n_objects``."""
     n = np.size(ra_deg)
     index = np.full(n, -1, dtype=np.int64)
     dist_arcsec = np.full(n, np.nan)
-    if n == 0 or np.size(object_ra_deg) == 0:
+    if n == 0 or tree is None:
         return index, dist_arcsec
-    tree = cKDTree(unit_vectors(object_ra_deg, object_dec_deg))
     chord, idx = tree.query(
         unit_vectors(ra_deg, dec_deg), k=1, distance_upper_bound=chord_of_arcsec(radius_arcsec)
     )
-    found = idx < np.size(object_ra_deg)
+    found = idx < n_objects
     index[found] = idx[found]
     dist_arcsec[found] = arcsec_of_chord(chord[found])
     return index, dist_arcsec

@@ -13,7 +13,12 @@ import pyarrow as pa
 
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
-from udfs.kernels.association import assign_nearest, link_sources, mean_positions
+from udfs.kernels.association import (
+    assign_nearest,
+    link_sources,
+    mean_positions,
+    nearest_in_tree,
+)
 
 SOURCE_ID = "source_id"  # int64 id of a source to group (refid, DR objectid, detid)
 CATALOG = "catalog"  # int64: sources of one catalog never share an object
@@ -109,3 +114,37 @@ def assign_in_tile(
     objectid = np.where(found, _np(objects, OBJECTID, np.int64)[index], -1)
     ra, dec = (np.where(found, values[index], np.nan) for values in (obj_ra, obj_dec))
     return objectid, ra, dec, dist
+
+
+def assign_by_work_tile(
+    ra_deg: np.ndarray,
+    dec_deg: np.ndarray,
+    hp29: np.ndarray,
+    tiles: Tiles,
+    objects_of,
+    radius_arcsec: float,
+) -> np.ndarray:
+    """Objectid of the nearest object within the radius of each position (-1 if none).
+
+    ``objects_of(tile)`` gives ``(objectid, tree)`` of a work tile's objects and its margin
+    copies (every object within ``radius_arcsec`` of the tile; ``tree`` from
+    :func:`udfs.kernels.association.object_tree`), so a position in a tile finds every object
+    near it there. A position in no tile (a pixel without objects) may still lie within the
+    radius of a neighbouring tile's objects: it looks in every tile within the radius.
+    """
+    n = np.size(ra_deg)
+    objectid = np.full(n, -1, dtype=np.int64)
+    best = np.full(n, np.inf)
+    tile = tiles.tile_index(hp29)
+    loose = np.flatnonzero(tile < 0)
+    rows_of = [(t, np.flatnonzero(tile == t)) for t in np.unique(tile[tile >= 0])]
+    if loose.size:
+        near_rows, near_tiles = tiles.margin_tile_indices(hp29[loose], radius_arcsec)
+        rows_of += [(t, loose[near_rows[near_tiles == t]]) for t in np.unique(near_tiles)]
+    for t, rows in rows_of:
+        ids, tree = objects_of(int(t))
+        index, dist = nearest_in_tree(tree, ids.size, ra_deg[rows], dec_deg[rows], radius_arcsec)
+        closer = (index >= 0) & (dist < best[rows])
+        objectid[rows[closer]] = ids[index[closer]]
+        best[rows[closer]] = dist[closer]
+    return objectid
