@@ -180,3 +180,15 @@ def light_curve_inputs(paths) -> LightCurveInputs:
         for key in (path, absolute, "file:" + absolute, "file://" + absolute):
             catalog_of_file[key] = name
     return LightCurveInputs(kind, list(names), catalog_of_file)
+
+
+def total_bytes(files: list[str]) -> int:
+    """Sum of the sizes of ``files`` in bytes (0 for any the file system gives no size)."""
+    by_fs: dict[str, tuple[pafs.FileSystem, list[str]]] = {}
+    for path in files:
+        key = "/".join(path.split("/")[:3]) if "://" in path else ""  # scheme and bucket
+        if key not in by_fs:
+            by_fs[key] = (filesystem(path)[0], [])
+        # The path within the file system: a URI's without its scheme.
+        by_fs[key][1].append(path.split("://", 1)[1] if key else path)
+    return sum(i.size or 0 for fs, paths in by_fs.values() for i in fs.get_file_info(paths))

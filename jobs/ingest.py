@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +21,6 @@ import pyarrow as pa
 from catalogs.band_map import BUILTIN_PROFILES, BandMap
 from catalogs.detection_tables import (
     CATALOG,
-    HMJD,
     INGEST_DETECTION_SCHEMA,
     SOURCE_ID,
     SOURCE_SCHEMA,
@@ -149,7 +150,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows-per-pixel", type=int, default=DEFAULT_MAX_ROWS_PER_PIXEL,
                         help="objects per output HEALPix pixel at most")  # fmt: skip
     parser.add_argument("--work-rows", type=int, default=DEFAULT_WORK_ROWS,
-                        help="detections per association task at most, roughly")  # fmt: skip
+                        help="rows per association task at most, roughly: reference sources "
+                        "(psfcat with --reference), else detections; the read and light-curve "
+                        "tasks take about this many detections")  # fmt: skip
     parser.add_argument("--band-map", metavar="MAP",
                         help="how the bands of --format detections map onto varsky's g, r, i: "
                         "NAME=BAND pairs (V=g,u=g,z=i; BAND may be 'drop'), a profile "
@@ -188,9 +191,27 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _read_files(spark, files: list[str], read_file, schema: pa.Schema):
+#: Input bytes per detection row the read's partitions are sized by (a psfcat row is about 64
+#: bytes of FITS; denser formats only get more, smaller partitions).
+INPUT_BYTES_PER_ROW = 64
+
+
+def read_partitions(n_files: int, n_bytes: int, cores: int, work_rows: int) -> int:
+    """Spark partitions of the read: about ``work_rows`` rows each, at least 4 per core.
+
+    Sized by bytes, not files: 10^8 detections in 8 partitions of 10^7 rows each ran the JVM out
+    of heap while caching them. Never more partitions than files.
+    """
+    by_rows = -(-n_bytes // (work_rows * INPUT_BYTES_PER_ROW))
+    return max(1, min(n_files, max(4 * cores, by_rows)))
+
+
+def _read_files(spark, files: list[str], read_file, schema: pa.Schema, work_rows: int):
     """The Arrow tables ``read_file(path, file_index)`` of every file, read in Spark tasks."""
-    n = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
+    from catalogs.input_files import total_bytes
+
+    cores = spark.sparkContext.defaultParallelism
+    n = read_partitions(len(files), total_bytes(files), cores, work_rows)
     # Paths travel inside the tasks: slices of 2,000 (about 150 KiB) keep every task small.
     slices = max(n, -(-len(files) // 2_000))
     paths = spark.sparkContext.parallelize(list(enumerate(files)), slices)
@@ -232,8 +253,13 @@ def check_generic_tables(files: list[str], band_map: BandMap) -> None:
         generic_band_channels(bands, path, band_map)
 
 
-def read_detections(spark, config: IngestConfig):
-    """The detections (or DR epochs) of every input file, INGEST_DETECTION_SCHEMA rows."""
+def read_detections(spark, config: IngestConfig, objects: tuple | None = None):
+    """The detections (or DR epochs) of every input file, INGEST_DETECTION_SCHEMA rows.
+
+    With ``objects`` = (store, tiles, radius_arcsec) (psfcat with references), each read task
+    also gives every kept detection its nearest stored object
+    (:func:`udfs.kernels.tile_association.assign_stored_objects`).
+    """
     from catalogs.detection_tables import from_dr_rows, from_generic, from_psfcat
 
     fmt = config.input_format
@@ -274,7 +300,12 @@ def read_detections(spark, config: IngestConfig):
         def read_file(path, index):
             from catalogs.ztf_psfcat import read_psfcat
 
-            return from_psfcat(read_psfcat(path))
+            dets = from_psfcat(read_psfcat(path))
+            if objects is None:
+                return dets
+            from udfs.kernels.tile_association import assign_stored_objects
+
+            return assign_stored_objects(dets, *objects)
 
     else:
         files = expand_files(config.inputs)
@@ -286,7 +317,8 @@ def read_detections(spark, config: IngestConfig):
 
             return from_generic(pq.read_table(path), path, index, band_map)
 
-    return _read_files(spark, files, read_file, INGEST_DETECTION_SCHEMA), len(files)
+    schema = INGEST_DETECTION_SCHEMA
+    return _read_files(spark, files, read_file, schema, config.work_rows), len(files)
 
 
 def repeated_history(dets):
@@ -314,7 +346,7 @@ def repeated_history(dets):
     )
 
 
-def read_reference_sources(spark, paths: tuple[str, ...]):
+def read_reference_sources(spark, paths: tuple[str, ...], work_rows: int):
     """Reference sources of refpsfcat files, SOURCE_SCHEMA rows."""
     from catalogs.detection_tables import sources_from_refpsfcat
 
@@ -323,7 +355,8 @@ def read_reference_sources(spark, paths: tuple[str, ...]):
 
         return sources_from_refpsfcat(read_refpsfcat(path))
 
-    return _read_files(spark, expand_files(paths, FITS_SUFFIXES), read_file, SOURCE_SCHEMA)
+    files = expand_files(paths, FITS_SUFFIXES)
+    return _read_files(spark, files, read_file, SOURCE_SCHEMA, work_rows)
 
 
 # --- tiles -------------------------------------------------------------------------------------
@@ -358,6 +391,28 @@ def with_tiles(df, tiles: Tiles, margin_arcsec: float | None):
     return df.mapInArrow(add, schema)
 
 
+# --- the objects' store between the passes ---------------------------------------------------
+
+#: Suffix of the folder beside the output that holds the ingest's intermediate files.
+WORK_SUFFIX = ".varsky-work"
+
+
+def work_dir(output: str) -> str:
+    """The folder of the ingest's intermediate files (removed when the job ends)."""
+    return output.rstrip("/") + WORK_SUFFIX
+
+
+def remove_work_dir(path: str) -> None:
+    """Delete the intermediate files (local paths; elsewhere the file system's own rules)."""
+    if is_local_path(path):
+        shutil.rmtree(local_path(path), ignore_errors=True)
+    else:
+        from catalogs.input_files import filesystem
+
+        fs, fs_path = filesystem(path)
+        fs.delete_dir(fs_path)
+
+
 # --- association -------------------------------------------------------------------------------
 
 
@@ -377,44 +432,22 @@ def link_by_tile(sources, tiles: Tiles, link_arcsec: float, max_neighbours: int 
     )
 
 
-#: Most rows of a table of ids sent whole to every task (8 bytes each) for a semi-join.
-BROADCAST_MAX_ROWS = 2_000_000
-#: Columns of a detection that its association and its light curve read.
-ASSIGN_COLUMNS = (DetColumn.DETID, SOURCE_ID, DetColumn.RA, DetColumn.DEC, HEALPIX_COLUMN, HMJD,
-                  DetColumn.BAND, DetColumn.MAG, DetColumn.MAGERR, DetColumn.FLAGS)  # fmt: skip
+def store_objects_by_tile(objects, tiles: Tiles, radius_arcsec: float, store: str) -> None:
+    """Write each object into its tile, and a copy into every tile within the radius of it.
 
-
-def assign_by_tile(detections, objects, tiles: Tiles, radius_arcsec: float):
-    """Each detection with its nearest object within the radius (objectid -1 if none)."""
-    from pyspark.sql import types as T
-
-    from udfs.kernels.tile_association import assign_in_tile
-
-    out_schema = T.StructType(
-        [f for f in detections.schema.fields if f.name != OBJECTID]
-        + [
-            T.StructField(OBJECTID, T.LongType()),
-            T.StructField(OBJECT_RA, T.DoubleType()),
-            T.StructField(OBJECT_DEC, T.DoubleType()),
-        ]
-    )
-    names = [f.name for f in out_schema.fields]
+    The layout of ``catalogs.object_tiles`` (``store/tile=N/``), one file per tile. A detection
+    then finds, in its own tile's objects, every object within the radius of it.
+    """
     obj_pos = objects.select(OBJECTID, OBJECT_RA, OBJECT_DEC).withColumn(
         HEALPIX_COLUMN, _healpix_expr(OBJECT_RA, OBJECT_DEC)
     )
-
-    def assign(key, dets, objs):
-        objectid, ra, dec, _ = assign_in_tile(dets, objs, radius_arcsec)
-        out = dets.drop_columns([c for c in (OBJECTID, TILE, IS_MARGIN) if c in dets.column_names])
-        out = out.append_column(OBJECTID, pa.array(objectid))
-        out = out.append_column(OBJECT_RA, pa.array(ra)).append_column(OBJECT_DEC, pa.array(dec))
-        return out.select(names)
-
-    return (
-        with_tiles(detections, tiles, None)
-        .groupBy(TILE)
-        .cogroup(with_tiles(obj_pos, tiles, radius_arcsec).groupBy(TILE))
-        .applyInArrow(assign, out_schema)
+    (
+        with_tiles(obj_pos, tiles, radius_arcsec)
+        .select(OBJECTID, OBJECT_RA, OBJECT_DEC, TILE)
+        .repartition(TILE)
+        .write.partitionBy(TILE)
+        .mode("overwrite")
+        .parquet(store)
     )
 
 
@@ -495,14 +528,43 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         radius_arcsec=config.radius_arcsec,
     )
     stage_s = summary.stage_s
+    cached = []
     t = time.perf_counter()
     prepare_output_dir(config.output, config.overwrite)
     prepare_output_dir(config.rejects, config.overwrite)
-    dets, summary.n_files = read_detections(spark, config)
+    with_references = config.input_format == "psfcat" and bool(config.references)
+    objects_store = None
+    if with_references:
+        # References first: their objects go to a store per work tile, and every read task
+        # gives its detections their objects (no shuffle of detections to meet them).
+        refs = read_reference_sources(spark, config.references, config.work_rows).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        cached.append(refs)
+        summary.reference_sources = refs.count()
+        tiles = spark_tiles(refs, config.histogram_order, config.work_rows)
+        summary.work_tiles = len(tiles)
+        summary.tiles = tiles
+        members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
+        cached.append(members)
+        objects = members.select(OBJECTID, OBJECT_RA, OBJECT_DEC).dropDuplicates([OBJECTID])
+        summary.reference_objects = objects.count()
+        _check_membership(members, summary.reference_sources, "reference sources")
+        work = work_dir(config.output)
+        prepare_output_dir(work, overwrite=True)
+        store = f"{work}/objects-{uuid.uuid4().hex}"
+        store_objects_by_tile(objects, tiles, config.radius_arcsec, store)
+        objects_store = (store, tiles, config.radius_arcsec)
+        refs_of_object = members.groupBy(OBJECTID).agg(
+            F.sort_array(F.collect_list(SOURCE_ID)).alias("refs")
+        )
+        stage_s["references"] = time.perf_counter() - t
+        t = time.perf_counter()
+    dets, summary.n_files = read_detections(spark, config, objects_store)
     if config.input_format == "alerts":
         dets = repeated_history(dets)
     dets = dets.persist(StorageLevel.MEMORY_AND_DISK)
-    cached = [dets]
+    cached.append(dets)
     by_reason = {
         r[REJECT_REASON]: r["count"] for r in dets.groupBy(REJECT_REASON).count().collect()
     }
@@ -513,36 +575,12 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     log(f"varsky ingest: {summary.n_files:,} file(s), {summary.rows_in:,} rows, {n_good:,} good")
 
     t = time.perf_counter()
-    tiles = spark_tiles(good, config.histogram_order, config.work_rows)
-    summary.work_tiles = len(tiles)
-    summary.tiles = tiles
-    unmatched = None
-    if config.input_format == "psfcat" and config.references:
-        refs = read_reference_sources(spark, config.references).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        cached.append(refs)
-        summary.reference_sources = refs.count()
-        members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
-        cached.append(members)
-        objects = members.select(OBJECTID, OBJECT_RA, OBJECT_DEC).dropDuplicates([OBJECTID])
-        summary.reference_objects = objects.count()
-        _check_membership(members, summary.reference_sources, "reference sources")
-        # Only what the light curves need crosses the tile shuffle; a detection without an
-        # object is rejected from its full row in `good` (the file path, the row).
-        narrow = good.select(*ASSIGN_COLUMNS)
-        assigned = assign_by_tile(narrow, objects, tiles, config.radius_arcsec).persist()
-        cached.append(assigned)
-        unmatched_ids = assigned.where(F.col(OBJECTID) < 0).select(DetColumn.DETID)
-        # Few detections lack an object: their ids go to every task rather than `good` through
-        # a shuffle (past BROADCAST_MAX_ROWS, a shuffle join).
-        if unmatched_ids.count() <= BROADCAST_MAX_ROWS:
-            unmatched_ids = F.broadcast(unmatched_ids)
-        unmatched = good.join(unmatched_ids, on=DetColumn.DETID, how="left_semi")
-        epochs = assigned.where(F.col(OBJECTID) >= 0).drop(OBJECT_RA, OBJECT_DEC)
-        refs_of_object = members.groupBy(OBJECTID).agg(
-            F.sort_array(F.collect_list(SOURCE_ID)).alias("refs")
-        )
+    if not with_references:
+        tiles = spark_tiles(good, config.histogram_order, config.work_rows)
+        summary.work_tiles = len(tiles)
+        summary.tiles = tiles
+    if with_references:
+        epochs = good  # each with its objectid from the read
     elif config.input_format in ("dr-parquet", "hats"):
         sources = (
             good.select(SOURCE_ID, CATALOG, "ra", "dec", HEALPIX_COLUMN).dropDuplicates([SOURCE_ID])
@@ -573,7 +611,9 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         else:
             epochs = given
         refs_of_object = None
-    stage_s["associate"] = time.perf_counter() - t
+    if not with_references:
+        stage_s["associate"] = time.perf_counter() - t
+        t = time.perf_counter()
 
     t = time.perf_counter()
     n_buckets = max(spark.sparkContext.defaultParallelism, math.ceil(n_good / config.work_rows))
@@ -607,13 +647,6 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
 
     t = time.perf_counter()
     rejects = dets.where(F.col(REJECT_REASON).isNotNull())
-    if unmatched is not None:
-        rejects = rejects.unionByName(
-            unmatched.drop(OBJECTID)
-            .withColumn(OBJECTID, F.lit(None).cast("long"))
-            .withColumn(REJECT_REASON, F.lit(DetectionRejectReason.NO_OBJECT)),
-            allowMissingColumns=True,
-        )
     dup_ids = lcs.select(F.explode("duplicate_detids").alias(DetColumn.DETID))
     if stats["d"]:
         rejects = rejects.unionByName(
@@ -630,6 +663,8 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     stage_s["write rejects"] = time.perf_counter() - t
     for df in cached:
         df.unpersist()
+    if with_references:
+        remove_work_dir(work_dir(config.output))
     if summary.rows_in != summary.rows_out + summary.rows_rejected:
         raise RuntimeError(
             f"rows in ({summary.rows_in}) != epochs in light curves ({summary.rows_out}) + "

@@ -55,7 +55,10 @@ def _scores(assignment: pd.DataFrame) -> tuple[float, float, int, int]:
 @pytest.fixture(scope="module")
 def psfcat_run(spark, sky, tmp_path_factory):
     out = tmp_path_factory.mktemp("psfcat") / "lightcurves"
-    summary = _ingest(spark, "psfcat", [sky / "psfcat"], out, references=[sky / "refpsfcat"])
+    # With references the work tiles hold reference sources (about 2,900 here), not detections.
+    summary = _ingest(
+        spark, "psfcat", [sky / "psfcat"], out, references=[sky / "refpsfcat"], work_rows=600
+    )
     return summary, lsdb.open_catalog(out).compute()
 
 

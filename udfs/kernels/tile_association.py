@@ -8,16 +8,22 @@ as long as the margin is wider than any group.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from catalogs.hats_tiles import Tiles
 from catalogs.healpix import healpix_29
+from catalogs.object_tiles import NO_TILE, read_object_tile
+from catalogs.schema import HEALPIX_COLUMN, REJECT_REASON, DetectionRejectReason
 from udfs.kernels.association import (
     assign_nearest,
     link_sources,
     mean_positions,
     nearest_in_tree,
+    object_tree,
 )
 
 SOURCE_ID = "source_id"  # int64 id of a source to group (refid, DR objectid, detid)
@@ -141,6 +147,7 @@ def assign_by_work_tile(
     if loose.size:
         near_rows, near_tiles = tiles.margin_tile_indices(hp29[loose], radius_arcsec)
         rows_of += [(t, loose[near_rows[near_tiles == t]]) for t in np.unique(near_tiles)]
+        rows_of.append((NO_TILE, loose))
     for t, rows in rows_of:
         ids, tree = objects_of(int(t))
         index, dist = nearest_in_tree(tree, ids.size, ra_deg[rows], dec_deg[rows], radius_arcsec)
@@ -148,3 +155,49 @@ def assign_by_work_tile(
         objectid[rows[closer]] = ids[index[closer]]
         best[rows[closer]] = dist[closer]
     return objectid
+
+
+#: Tiles of stored objects a process keeps (ids and search tree), most recently used first. A
+#: read task's files cover a few tiles; a bound keeps a long-lived worker's memory flat.
+STORED_TILES_KEPT = 8
+
+
+@functools.lru_cache(maxsize=STORED_TILES_KEPT)
+def _stored_tile(base: str, tile: int):
+    ids, ra, dec = read_object_tile(base, tile)
+    return ids, object_tree(ra, dec)
+
+
+def assign_stored_objects(
+    detections: pa.Table, base: str, tiles: Tiles, radius_arcsec: float
+) -> pa.Table:
+    """Detections with the objectid of their nearest stored object (``catalogs.object_tiles``).
+
+    Kept detections (reject reason null) without an object within ``radius_arcsec`` become
+    rejects (no_reference_within_radius); rejected ones keep their reason and a null objectid.
+    ``base`` names one run's store: a process caches the tiles it read under that name.
+    """
+    reason = detections.column(REJECT_REASON)
+    kept = np.flatnonzero(reason.is_null().to_numpy(zero_copy_only=False))
+    objectid = np.full(detections.num_rows, -1, dtype=np.int64)
+    if kept.size:
+        objectid[kept] = assign_by_work_tile(
+            _np(detections, "ra", np.float64)[kept],
+            _np(detections, "dec", np.float64)[kept],
+            _np(detections, HEALPIX_COLUMN, np.int64)[kept],
+            tiles,
+            lambda tile: _stored_tile(base, tile),
+            radius_arcsec,
+        )
+    found = objectid >= 0
+    missing = np.zeros(detections.num_rows, dtype=bool)
+    missing[kept] = ~found[kept]
+    if missing.any():
+        reason = pc.if_else(pa.array(missing), DetectionRejectReason.NO_OBJECT, reason)
+    index = detections.schema.get_field_index(OBJECTID)
+    out = detections.set_column(
+        index, detections.schema.field(index), pa.array(objectid, pa.int64(), mask=~found)
+    )
+    return out.set_column(
+        out.schema.get_field_index(REJECT_REASON), out.schema.field(REJECT_REASON), [reason]
+    )
