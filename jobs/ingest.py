@@ -624,7 +624,9 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
             .withColumn(SOURCE_IDS, F.coalesce(F.col("refs"), F.col(SOURCE_IDS)))
             .drop("refs")
         )
-    lcs = lcs.persist(StorageLevel.MEMORY_AND_DISK)
+    # On disk: rows holding whole light curves, unrolled in the heap, ran the JVM out of it at
+    # 3 x 10^7 detections.
+    lcs = lcs.persist(StorageLevel.DISK_ONLY)
     cached.append(lcs)
     stats = lcs.agg(F.count(F.lit(1)).alias("n"), F.sum(N_EPOCHS).alias("e"),
                     F.sum(F.size("duplicate_detids")).alias("d")).first()  # fmt: skip
