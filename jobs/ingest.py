@@ -513,6 +513,49 @@ def build_by_bucket(epochs, n_buckets: int):
 # --- the job -----------------------------------------------------------------------------------
 
 
+def associate_detections(good, config: IngestConfig, summary: IngestSummary, cached: list):
+    """Kept detections (or DR epochs) with their objectid, for inputs without references.
+
+    DR objectids are merged across fields and filters; detections without an objectid are
+    clustered. Persisted frames are added to ``cached``.
+    """
+    from pyspark.sql import functions as F
+
+    from catalogs.spark_tables import spark_tiles
+
+    tiles = spark_tiles(good, config.histogram_order, config.work_rows)
+    summary.work_tiles = len(tiles)
+    summary.tiles = tiles
+    if config.input_format in ("dr-parquet", "hats"):
+        sources = (
+            good.select(SOURCE_ID, CATALOG, "ra", "dec", HEALPIX_COLUMN).dropDuplicates([SOURCE_ID])
+        ).persist()
+        members = link_by_tile(sources, tiles, config.radius_arcsec, None).persist()
+        cached += [sources, members]
+        _check_membership(members, sources.count(), "DR objectids")
+        return good.drop(OBJECTID).join(
+            members.select(SOURCE_ID, OBJECTID), on=SOURCE_ID, how="inner"
+        )
+    else:
+        given = good.where(F.col(OBJECTID).isNotNull())
+        loose = good.where(F.col(OBJECTID).isNull())
+        n_loose = loose.count()
+        if n_loose:
+            members = link_by_tile(
+                loose.withColumn(SOURCE_ID, F.col(DetColumn.DETID)),
+                tiles, config.radius_arcsec, CLUSTER_NEIGHBOURS,
+            ).persist()  # fmt: skip
+            cached.append(members)
+            _check_membership(members, n_loose, "detections")
+            clustered = loose.drop(OBJECTID).join(
+                members.select(F.col(SOURCE_ID).alias(DetColumn.DETID), OBJECTID),
+                on=DetColumn.DETID,
+            )
+            return given.unionByName(clustered)
+        else:
+            return given
+
+
 def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     """Run the whole ingest job on ``spark``; return its summary."""
     from pyspark import StorageLevel
@@ -552,6 +595,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         _check_membership(members, summary.reference_sources, "reference sources")
         work = work_dir(config.output)
         prepare_output_dir(work, overwrite=True)
+        # A name of its own: Python workers outlive a job and cache tiles by the store's name.
         store = f"{work}/objects-{uuid.uuid4().hex}"
         store_objects_by_tile(objects, tiles, config.radius_arcsec, store)
         objects_store = (store, tiles, config.radius_arcsec)
@@ -574,46 +618,13 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     stage_s["read"] = time.perf_counter() - t
     log(f"varsky ingest: {summary.n_files:,} file(s), {summary.rows_in:,} rows, {n_good:,} good")
 
-    t = time.perf_counter()
-    if not with_references:
-        tiles = spark_tiles(good, config.histogram_order, config.work_rows)
-        summary.work_tiles = len(tiles)
-        summary.tiles = tiles
     if with_references:
         epochs = good  # each with its objectid from the read
-    elif config.input_format in ("dr-parquet", "hats"):
-        sources = (
-            good.select(SOURCE_ID, CATALOG, "ra", "dec", HEALPIX_COLUMN).dropDuplicates([SOURCE_ID])
-        ).persist()
-        members = link_by_tile(sources, tiles, config.radius_arcsec, None).persist()
-        cached += [sources, members]
-        _check_membership(members, sources.count(), "DR objectids")
-        epochs = good.drop(OBJECTID).join(
-            members.select(SOURCE_ID, OBJECTID), on=SOURCE_ID, how="inner"
-        )
-        refs_of_object = None
     else:
-        given = good.where(F.col(OBJECTID).isNotNull())
-        loose = good.where(F.col(OBJECTID).isNull())
-        n_loose = loose.count()
-        if n_loose:
-            members = link_by_tile(
-                loose.withColumn(SOURCE_ID, F.col(DetColumn.DETID)),
-                tiles, config.radius_arcsec, CLUSTER_NEIGHBOURS,
-            ).persist()  # fmt: skip
-            cached.append(members)
-            _check_membership(members, n_loose, "detections")
-            clustered = loose.drop(OBJECTID).join(
-                members.select(F.col(SOURCE_ID).alias(DetColumn.DETID), OBJECTID),
-                on=DetColumn.DETID,
-            )
-            epochs = given.unionByName(clustered)
-        else:
-            epochs = given
-        refs_of_object = None
-    if not with_references:
-        stage_s["associate"] = time.perf_counter() - t
         t = time.perf_counter()
+        epochs = associate_detections(good, config, summary, cached)
+        refs_of_object = None
+        stage_s["associate"] = time.perf_counter() - t
 
     t = time.perf_counter()
     n_buckets = max(spark.sparkContext.defaultParallelism, math.ceil(n_good / config.work_rows))

@@ -191,9 +191,7 @@ def assign_nearest(
 
     Returns (index, distance_arcsec); the distance is NaN where there is no object.
     """
-    if np.size(ra_deg) == 0 or np.size(object_ra_deg) == 0:
-        return nearest_in_tree(None, 0, ra_deg, dec_deg, radius_arcsec)
-    tree = cKDTree(unit_vectors(object_ra_deg, object_dec_deg))
+    tree = object_tree(object_ra_deg, object_dec_deg)
     return nearest_in_tree(tree, np.size(object_ra_deg), ra_deg, dec_deg, radius_arcsec)
 
 

@@ -19,7 +19,6 @@ from catalogs.healpix import healpix_29
 from catalogs.object_tiles import NO_TILE, read_object_tile
 from catalogs.schema import HEALPIX_COLUMN, REJECT_REASON, DetectionRejectReason
 from udfs.kernels.association import (
-    assign_nearest,
     link_sources,
     mean_positions,
     nearest_in_tree,
@@ -95,31 +94,6 @@ def link_in_tile(
         ],
         schema=MEMBERSHIP_SCHEMA,
     )
-
-
-def assign_in_tile(
-    detections: pa.Table, objects: pa.Table, radius_arcsec: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest object within the radius for each detection of a tile.
-
-    ``objects`` holds the objects of the tile and its margin (objectid, object_ra, object_dec).
-    Returns (objectid, object_ra, object_dec, distance_arcsec) per detection; objectid is -1 and
-    the rest NaN where no object is within the radius.
-    """
-    n = detections.num_rows
-    if objects.num_rows == 0 or n == 0:
-        return np.full(n, -1, np.int64), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    obj_ra = _np(objects, OBJECT_RA, np.float64)
-    obj_dec = _np(objects, OBJECT_DEC, np.float64)
-    index, dist = assign_nearest(
-        obj_ra, obj_dec, _np(detections, "ra", np.float64), _np(detections, "dec", np.float64),
-        radius_arcsec,
-    )  # fmt: skip
-    # index is -1 where no object is near: the last object's values, masked out.
-    found = index >= 0
-    objectid = np.where(found, _np(objects, OBJECTID, np.int64)[index], -1)
-    ra, dec = (np.where(found, values[index], np.nan) for values in (obj_ra, obj_dec))
-    return objectid, ra, dec, dist
 
 
 def assign_by_work_tile(
