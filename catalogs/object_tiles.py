@@ -16,6 +16,8 @@ TILE = "tile"
 OBJECTID = "objectid"
 OBJECT_RA = "object_ra"  # degrees
 OBJECT_DEC = "object_dec"  # degrees
+#: Optional: the index of the object's output tile (the HATS tile its light curve goes to).
+OUT_TILE = "out_tile"
 #: Tile of the objects whose position lies in no tile (a pixel of the histogram without sources).
 NO_TILE = -1
 
@@ -25,22 +27,27 @@ def object_tile_path(base: str, tile: int) -> str:
     return f"{base.rstrip('/')}/{TILE}={tile}"
 
 
-def read_object_tile(base: str, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(objectid, ra_deg, dec_deg) of a tile's objects and margin copies, sorted by objectid.
+def read_object_tile(
+    base: str, tile: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(objectid, ra_deg, dec_deg, out_tile) of a tile's objects and margin copies, by objectid.
 
-    A tile without objects has no folder: empty arrays. Sorted, so that the lookup does not
-    depend on the order Spark wrote the rows in.
+    ``out_tile`` is -1 where the store has no such column. A tile without objects has no folder:
+    empty arrays. Sorted, so that the lookup does not depend on the order Spark wrote the rows in.
     """
     try:
-        table = pq.read_table(
-            object_tile_path(base, tile), columns=[OBJECTID, OBJECT_RA, OBJECT_DEC]
-        )
+        table = pq.read_table(object_tile_path(base, tile))
     except FileNotFoundError:
-        return np.empty(0, np.int64), np.empty(0), np.empty(0)
+        return np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.int64)
     ids = table.column(OBJECTID).to_numpy()
     order = np.argsort(ids, kind="stable")
+    if OUT_TILE in table.column_names:
+        out_tile = table.column(OUT_TILE).to_numpy().astype(np.int64)[order]
+    else:
+        out_tile = np.full(ids.size, -1, dtype=np.int64)
     return (
         ids[order],
         table.column(OBJECT_RA).to_numpy()[order],
         table.column(OBJECT_DEC).to_numpy()[order],
+        out_tile,
     )

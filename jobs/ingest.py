@@ -13,6 +13,7 @@ import math
 import shutil
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -253,13 +254,8 @@ def check_generic_tables(files: list[str], band_map: BandMap) -> None:
         generic_band_channels(bands, path, band_map)
 
 
-def read_detections(spark, config: IngestConfig, objects: tuple | None = None):
-    """The detections (or DR epochs) of every input file, INGEST_DETECTION_SCHEMA rows.
-
-    With ``objects`` = (store, tiles, radius_arcsec) (psfcat with references), each read task
-    also gives every kept detection its nearest stored object
-    (:func:`udfs.kernels.tile_association.assign_stored_objects`).
-    """
+def read_detections(spark, config: IngestConfig):
+    """The detections (or DR epochs) of every input file, INGEST_DETECTION_SCHEMA rows."""
     from catalogs.detection_tables import from_dr_rows, from_generic, from_psfcat
 
     fmt = config.input_format
@@ -300,12 +296,7 @@ def read_detections(spark, config: IngestConfig, objects: tuple | None = None):
         def read_file(path, index):
             from catalogs.ztf_psfcat import read_psfcat
 
-            dets = from_psfcat(read_psfcat(path))
-            if objects is None:
-                return dets
-            from udfs.kernels.tile_association import assign_stored_objects
-
-            return assign_stored_objects(dets, *objects)
+            return from_psfcat(read_psfcat(path))
 
     else:
         files = expand_files(config.inputs)
@@ -432,18 +423,36 @@ def link_by_tile(sources, tiles: Tiles, link_arcsec: float, max_neighbours: int 
     )
 
 
-def store_objects_by_tile(objects, tiles: Tiles, radius_arcsec: float, store: str) -> None:
+def store_objects_by_tile(
+    objects, tiles: Tiles, radius_arcsec: float, store: str, out_tiles: Tiles
+) -> None:
     """Write each object into its tile, and a copy into every tile within the radius of it.
 
-    The layout of ``catalogs.object_tiles`` (``store/tile=N/``), one file per tile. A detection
-    then finds, in its own tile's objects, every object within the radius of it.
+    The layout of ``catalogs.object_tiles`` (``store/tile=N/``), one file per tile, with each
+    object's output tile (in ``out_tiles``). A detection then finds, in its own tile's objects,
+    every object within the radius of it, and where its light curve goes. ``objects`` have
+    objectid, object_ra, object_dec and `_healpix_29`.
     """
-    obj_pos = objects.select(OBJECTID, OBJECT_RA, OBJECT_DEC).withColumn(
-        HEALPIX_COLUMN, _healpix_expr(OBJECT_RA, OBJECT_DEC)
+    from pyspark.sql import types as T
+
+    from catalogs.object_tiles import OUT_TILE
+
+    schema = T.StructType(
+        objects.select(OBJECTID, OBJECT_RA, OBJECT_DEC, HEALPIX_COLUMN).schema.fields
+        + [T.StructField(OUT_TILE, T.LongType(), False)]
+    )
+
+    def add_out_tile(batches):
+        for batch in batches:
+            hp = batch.column(HEALPIX_COLUMN).to_numpy(zero_copy_only=False)
+            yield batch.append_column(OUT_TILE, pa.array(out_tiles.tile_index(hp)))
+
+    obj_pos = objects.select(OBJECTID, OBJECT_RA, OBJECT_DEC, HEALPIX_COLUMN).mapInArrow(
+        add_out_tile, schema
     )
     (
         with_tiles(obj_pos, tiles, radius_arcsec)
-        .select(OBJECTID, OBJECT_RA, OBJECT_DEC, TILE)
+        .select(OBJECTID, OBJECT_RA, OBJECT_DEC, OUT_TILE, TILE)
         .repartition(TILE)
         .write.partitionBy(TILE)
         .mode("overwrite")
@@ -556,55 +565,188 @@ def associate_detections(good, config: IngestConfig, summary: IngestSummary, cac
             return given
 
 
+def _catalog_spec(config: IngestConfig):
+    from catalogs.hats_writer import CatalogSpec
+
+    return CatalogSpec(
+        config.catalog_name, "ra", "dec", config.max_rows_per_pixel,
+        {Property.INPUT_FORMAT: config.input_format,
+         Property.RADIUS_ARCSEC: str(config.radius_arcsec),
+         **({Property.BAND_MAP: config.band_map.to_json()}
+            if config.input_format == "detections" else {})},
+    )  # fmt: skip
+
+
 def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     """Run the whole ingest job on ``spark``; return its summary."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    from catalogs.hats_writer import CatalogSpec
-    from catalogs.spark_tables import spark_tiles, write_hats_spark
-
     summary = IngestSummary(
         config.input_format,
         output=config.output,
         rejects=config.rejects,
         radius_arcsec=config.radius_arcsec,
     )
+    prepare_output_dir(config.output, config.overwrite)
+    prepare_output_dir(config.rejects, config.overwrite)
+    if config.input_format == "psfcat" and config.references:
+        ingest_with_references(spark, config, summary, log)
+    else:
+        ingest_detections(spark, config, summary, log)
+    if summary.rows_in != summary.rows_out + summary.rows_rejected:
+        raise RuntimeError(
+            f"rows in ({summary.rows_in}) != epochs in light curves ({summary.rows_out}) + "
+            f"rows rejected ({summary.rows_rejected}): a bug in varsky, please report it"
+        )
+    return summary
+
+
+def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, log) -> None:
+    """Detections with references: objects first, then detections straight into output tiles.
+
+    1. Reference sources are merged into objects per work tile (``link_by_tile``); the objects'
+       output HATS tiles are sized from their positions, before any detection is read.
+    2. Objects go to a store per work tile, each with its output tile (``objects_store``).
+    3. Each read task gives its detections their nearest object and that object's output tile,
+       writes its rejects itself, and packs the kept detections per output tile
+       (:func:`udfs.kernels.tile_ingest.read_into_tiles`); the objects' reference members are
+       packed per output tile too.
+    4. One shuffle of blobs by tile; each task builds and writes one tile's light curves
+       (:func:`udfs.kernels.tile_ingest.build_tile`). The driver writes the catalog metadata.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from catalogs.detection_tables import from_psfcat
+    from catalogs.hats_writer import finish_catalog, output_base, tile_write_settings
+    from catalogs.input_files import total_bytes
+    from catalogs.spark_tables import spark_tiles
+    from udfs.kernels import tile_ingest
+    from udfs.kernels.lightcurve_building import LIGHTCURVE_CATALOG_SCHEMA
+    from udfs.kernels.tile_blobs import BLOB_SCHEMA
+
     stage_s = summary.stage_s
     cached = []
     t = time.perf_counter()
-    prepare_output_dir(config.output, config.overwrite)
-    prepare_output_dir(config.rejects, config.overwrite)
-    with_references = config.input_format == "psfcat" and bool(config.references)
-    objects_store = None
-    if with_references:
-        # References first: their objects go to a store per work tile, and every read task
-        # gives its detections their objects (no shuffle of detections to meet them).
-        refs = read_reference_sources(spark, config.references, config.work_rows).persist(
-            StorageLevel.MEMORY_AND_DISK
+    refs = read_reference_sources(spark, config.references, config.work_rows).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    cached.append(refs)
+    summary.reference_sources = refs.count()
+    tiles = spark_tiles(refs, config.histogram_order, config.work_rows)
+    summary.work_tiles = len(tiles)
+    summary.tiles = tiles
+    members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
+    cached.append(members)
+    _check_membership(members, summary.reference_sources, "reference sources")
+    objects = (
+        members.select(OBJECTID, OBJECT_RA, OBJECT_DEC)
+        .dropDuplicates([OBJECTID])
+        .withColumn(HEALPIX_COLUMN, _healpix_expr(OBJECT_RA, OBJECT_DEC))
+        .persist()
+    )
+    cached.append(objects)
+    summary.reference_objects = objects.count()
+    out_tiles = spark_tiles(objects, config.histogram_order, config.max_rows_per_pixel)
+    work = work_dir(config.output)
+    prepare_output_dir(work, overwrite=True)
+    # A name of its own: Python workers outlive a job and cache tiles by the store's name.
+    store = f"{work}/objects-{uuid.uuid4().hex}"
+    store_objects_by_tile(objects, tiles, config.radius_arcsec, store, out_tiles)
+    radius = config.radius_arcsec
+    stage_s["references"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    files = expand_files(config.inputs, FITS_SUFFIXES)
+    summary.n_files = len(files)
+    cores = spark.sparkContext.defaultParallelism
+    n = read_partitions(len(files), total_bytes(files), cores, config.work_rows)
+    paths = spark.sparkContext.parallelize(list(enumerate(files)), max(n, -(-len(files) // 2_000)))
+    rejects_dir = config.rejects
+
+    def read(batches):
+        from catalogs.ztf_psfcat import read_psfcat
+        from udfs.kernels.tile_association import assign_stored_objects_and_tiles
+
+        rows = [(r["file_index"], r["path"]) for b in batches for r in b.to_pylist()]
+        if not rows:
+            return
+        yield from tile_ingest.read_into_tiles(
+            rows,
+            lambda path: from_psfcat(read_psfcat(path)),
+            lambda dets: assign_stored_objects_and_tiles(dets, store, tiles, radius),
+            f"{rejects_dir}/read-{min(rows)[0]:09d}.parquet",
         )
-        cached.append(refs)
-        summary.reference_sources = refs.count()
-        tiles = spark_tiles(refs, config.histogram_order, config.work_rows)
-        summary.work_tiles = len(tiles)
-        summary.tiles = tiles
-        members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
-        cached.append(members)
-        objects = members.select(OBJECTID, OBJECT_RA, OBJECT_DEC).dropDuplicates([OBJECTID])
-        summary.reference_objects = objects.count()
-        _check_membership(members, summary.reference_sources, "reference sources")
-        work = work_dir(config.output)
-        prepare_output_dir(work, overwrite=True)
-        # A name of its own: Python workers outlive a job and cache tiles by the store's name.
-        store = f"{work}/objects-{uuid.uuid4().hex}"
-        store_objects_by_tile(objects, tiles, config.radius_arcsec, store)
-        objects_store = (store, tiles, config.radius_arcsec)
-        refs_of_object = members.groupBy(OBJECTID).agg(
-            F.sort_array(F.collect_list(SOURCE_ID)).alias("refs")
+
+    def pack_members(batches):
+        for batch in batches:
+            yield from tile_ingest.member_blobs(batch, out_tiles)
+
+    blob_schema = _spark_schema(BLOB_SCHEMA)
+    detection_blobs = (
+        spark.createDataFrame(paths, "file_index long, path string")
+        .repartition(n, "file_index")
+        .mapInArrow(read, blob_schema)
+    )
+    member_blobs = members.mapInArrow(pack_members, blob_schema)
+    base = output_base(config.output)
+    spec = _catalog_spec(config)
+    write_kwargs = tile_write_settings(LIGHTCURVE_CATALOG_SCHEMA)
+
+    def build(key, table):
+        return tile_ingest.build_tile(
+            table, key[0].as_py(), out_tiles, base, spec.skymap_order, write_kwargs, rejects_dir
         )
-        stage_s["references"] = time.perf_counter() - t
-        t = time.perf_counter()
-    dets, summary.n_files = read_detections(spark, config, objects_store)
+
+    results = (
+        detection_blobs.unionByName(member_blobs)
+        .groupBy(F.col("tile"))
+        .applyInArrow(build, _spark_schema(tile_ingest.RESULT_SCHEMA))
+        .collect()
+    )
+    tile_rows = [r.asDict() for r in results if r["order"] is not None]
+    read_counts = {r["reason"]: r["count"] for r in results if r["order"] is None}
+    summary.rows_in = sum(read_counts.values())
+    summary.objects_out = sum(r["nrows"] for r in tile_rows)
+    summary.rows_out = sum(r["n_epochs"] for r in tile_rows)
+    stage_s["read, light curves, write"] = time.perf_counter() - t
+    log(f"varsky ingest: {summary.n_files:,} file(s), {summary.rows_in:,} rows read")
+
+    t = time.perf_counter()
+    summary.output_tiles = len(finish_catalog(base, spec, tile_rows))
+    summary.rejected_by_reason = _count_rejects(spark, config.rejects)
+    expected = Counter({r: c for r, c in read_counts.items() if r is not None})
+    expected[DetectionRejectReason.DUPLICATE] += sum(r["count"] for r in tile_rows)
+    if +expected != Counter(summary.rejected_by_reason):
+        raise RuntimeError(
+            f"rejects written {summary.rejected_by_reason} != rejects counted {dict(+expected)}: "
+            "a bug in varsky, please report it"
+        )
+    for df in cached:
+        df.unpersist()
+    remove_work_dir(work)
+    stage_s["metadata"] = time.perf_counter() - t
+
+
+def _count_rejects(spark, rejects: str) -> dict[str, int]:
+    from pyspark.sql.utils import AnalysisException
+
+    try:
+        rows = spark.read.parquet(rejects).groupBy(REJECT_REASON).count().collect()
+    except AnalysisException:  # no file at all
+        return {}
+    return {r[REJECT_REASON]: r["count"] for r in rows}
+
+
+def ingest_detections(spark, config: IngestConfig, summary: IngestSummary, log) -> None:
+    """Every input but psfcat with references: read, associate, build light curves, write."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from catalogs.spark_tables import spark_tiles, write_hats_spark
+
+    stage_s = summary.stage_s
+    cached = []
+    t = time.perf_counter()
+    dets, summary.n_files = read_detections(spark, config)
     if config.input_format == "alerts":
         dets = repeated_history(dets)
     dets = dets.persist(StorageLevel.MEMORY_AND_DISK)
@@ -618,26 +760,15 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     stage_s["read"] = time.perf_counter() - t
     log(f"varsky ingest: {summary.n_files:,} file(s), {summary.rows_in:,} rows, {n_good:,} good")
 
-    if with_references:
-        epochs = good  # each with its objectid from the read
-    else:
-        t = time.perf_counter()
-        epochs = associate_detections(good, config, summary, cached)
-        refs_of_object = None
-        stage_s["associate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    epochs = associate_detections(good, config, summary, cached)
+    stage_s["associate"] = time.perf_counter() - t
 
     t = time.perf_counter()
     n_buckets = max(spark.sparkContext.defaultParallelism, math.ceil(n_good / config.work_rows))
-    lcs = build_by_bucket(epochs, n_buckets)
-    if refs_of_object is not None:
-        lcs = (
-            lcs.join(refs_of_object, on=OBJECTID, how="left")
-            .withColumn(SOURCE_IDS, F.coalesce(F.col("refs"), F.col(SOURCE_IDS)))
-            .drop("refs")
-        )
     # On disk: rows holding whole light curves, unrolled in the heap, ran the JVM out of it at
     # 3 x 10^7 detections.
-    lcs = lcs.persist(StorageLevel.DISK_ONLY)
+    lcs = build_by_bucket(epochs, n_buckets).persist(StorageLevel.DISK_ONLY)
     cached.append(lcs)
     stats = lcs.agg(F.count(F.lit(1)).alias("n"), F.sum(N_EPOCHS).alias("e"),
                     F.sum(F.size("duplicate_detids")).alias("d")).first()  # fmt: skip
@@ -647,14 +778,7 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     t = time.perf_counter()
     out_tiles = spark_tiles(lcs, config.histogram_order, config.max_rows_per_pixel)
     catalog = lcs.drop("duplicate_detids")
-    spec = CatalogSpec(
-        config.catalog_name, "ra", "dec", config.max_rows_per_pixel,
-        {Property.INPUT_FORMAT: config.input_format,
-         Property.RADIUS_ARCSEC: str(config.radius_arcsec),
-         **({Property.BAND_MAP: config.band_map.to_json()}
-            if config.input_format == "detections" else {})},
-    )  # fmt: skip
-    written = write_hats_spark(catalog, config.output, spec, out_tiles)
+    written = write_hats_spark(catalog, config.output, _catalog_spec(config), out_tiles)
     summary.output_tiles = len(written)
     stage_s["write catalog"] = time.perf_counter() - t
 
@@ -669,21 +793,10 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
         )
     rejects.write.mode("overwrite").parquet(config.rejects)
     remove_spark_sidecar_files(config.rejects)
-    summary.rejected_by_reason = {
-        r[REJECT_REASON]: r["count"]
-        for r in spark.read.parquet(config.rejects).groupBy(REJECT_REASON).count().collect()
-    }
+    summary.rejected_by_reason = _count_rejects(spark, config.rejects)
     stage_s["write rejects"] = time.perf_counter() - t
     for df in cached:
         df.unpersist()
-    if with_references:
-        remove_work_dir(work_dir(config.output))
-    if summary.rows_in != summary.rows_out + summary.rows_rejected:
-        raise RuntimeError(
-            f"rows in ({summary.rows_in}) != epochs in light curves ({summary.rows_out}) + "
-            f"rows rejected ({summary.rows_rejected}): a bug in varsky, please report it"
-        )
-    return summary
 
 
 def _check_membership(members, n_sources: int, what: str) -> None:

@@ -12,7 +12,7 @@ from catalogs.healpix import healpix_29
 from catalogs.object_tiles import NO_TILE, object_tile_path, read_object_tile
 from catalogs.schema import HEALPIX_COLUMN, REJECT_REASON, DetectionRejectReason
 from udfs.kernels.association import assign_nearest
-from udfs.kernels.tile_association import assign_stored_objects
+from udfs.kernels.tile_association import assign_stored_objects_and_tiles
 
 RADIUS_ARCSEC = 1.5
 
@@ -29,7 +29,12 @@ def write_store(base, tiles, objectid, ra, dec):
         folder = object_tile_path(str(base), int(t))
         (base / folder.rsplit("/", 1)[1]).mkdir()
         table = pa.table(
-            {"objectid": objectid[pick], "object_ra": ra[pick], "object_dec": dec[pick]}
+            {
+                "objectid": objectid[pick],
+                "object_ra": ra[pick],
+                "object_dec": dec[pick],
+                "out_tile": objectid[pick] % 7,
+            }
         )
         pq.write_table(table, f"{folder}/part-0.parquet")
 
@@ -71,7 +76,7 @@ def test_store_assignment_equals_a_search_of_every_object(sky):
             REJECT_REASON: reason,
         }
     )
-    out = assign_stored_objects(dets, base, tiles, RADIUS_ARCSEC)
+    out, out_tile = assign_stored_objects_and_tiles(dets, base, tiles, RADIUS_ARCSEC)
 
     index, _ = assign_nearest(ra, dec, det_ra, det_dec, RADIUS_ARCSEC)
     expected = np.where(index >= 0, objectid[index], -1)
@@ -81,6 +86,9 @@ def test_store_assignment_equals_a_search_of_every_object(sky):
     np.testing.assert_array_equal(found, kept & (expected >= 0))
     np.testing.assert_array_equal(got[found].astype(np.int64), expected[found])
     assert found.sum() > 50_000 and (kept & (expected < 0)).sum() > 1_000
+    # Each found detection carries its object's output tile; rejects carry none.
+    np.testing.assert_array_equal(out_tile[found], expected[found] % 7)
+    assert (out_tile[~found] == -1).all()
     # The lone objects lie in no tile; detections around them still find them.
     lone = (expected[:20] == objectid[-1]).sum() + (expected[20:40] == objectid[-2]).sum()
     assert lone >= 30
@@ -92,5 +100,5 @@ def test_store_assignment_equals_a_search_of_every_object(sky):
 
 
 def test_a_tile_without_objects_reads_empty(tmp_path):
-    ids, ra, dec = read_object_tile(str(tmp_path), NO_TILE)
+    ids, ra, dec, _ = read_object_tile(str(tmp_path), NO_TILE)
     assert ids.size == ra.size == dec.size == 0

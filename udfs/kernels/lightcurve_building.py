@@ -77,8 +77,15 @@ def build_lightcurves(detections: pa.Table) -> tuple[pa.Table, pa.Table]:
         kept detections), and the (objectid, detid) of the duplicates left out
         (:data:`DUPLICATES_SCHEMA`).
     """
+    table, duplicate_rows = build_lightcurves_and_duplicate_rows(detections)
+    duplicates = detections.select([OBJECTID, DetColumn.DETID]).take(pa.array(duplicate_rows))
+    return table, pa.Table.from_arrays(duplicates.columns, schema=DUPLICATES_SCHEMA)
+
+
+def build_lightcurves_and_duplicate_rows(detections: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """:func:`build_lightcurves`, with the duplicates as the indices of their rows (int64)."""
     if detections.num_rows == 0:
-        return LIGHTCURVE_CATALOG_SCHEMA.empty_table(), DUPLICATES_SCHEMA.empty_table()
+        return LIGHTCURVE_CATALOG_SCHEMA.empty_table(), np.empty(0, dtype=np.int64)
 
     def col(name, dtype):
         return detections.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
@@ -101,9 +108,7 @@ def build_lightcurves(detections: pa.Table) -> tuple[pa.Table, pa.Table]:
     repeat_detid = np.ones(obj.size, dtype=bool)
     repeat_detid[first_of_detid] = False
     duplicate = repeat_epoch | repeat_detid
-    duplicates = pa.Table.from_arrays(
-        [pa.array(obj[duplicate]), pa.array(detid[duplicate])], schema=DUPLICATES_SCHEMA
-    )
+    duplicate_rows = order[duplicate].astype(np.int64)
     keep = order[~duplicate]
 
     # Kept epochs, by object then time.
@@ -162,4 +167,4 @@ def build_lightcurves(detections: pa.Table) -> tuple[pa.Table, pa.Table]:
         ],
         schema=LIGHTCURVE_CATALOG_SCHEMA,
     )
-    return table, duplicates
+    return table, duplicate_rows

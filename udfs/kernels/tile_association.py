@@ -103,17 +103,19 @@ def assign_by_work_tile(
     tiles: Tiles,
     objects_of,
     radius_arcsec: float,
-) -> np.ndarray:
-    """Objectid of the nearest object within the radius of each position (-1 if none).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Objectid of the nearest object within the radius of each position (-1 if none), and its
+    output tile (-1 if none).
 
-    ``objects_of(tile)`` gives ``(objectid, tree)`` of a work tile's objects and its margin
-    copies (every object within ``radius_arcsec`` of the tile; ``tree`` from
+    ``objects_of(tile)`` gives ``(objectid, tree, out_tile)`` of a work tile's objects and its
+    margin copies (every object within ``radius_arcsec`` of the tile; ``tree`` from
     :func:`udfs.kernels.association.object_tree`), so a position in a tile finds every object
     near it there. A position in no tile (a pixel without objects) may still lie within the
     radius of a neighbouring tile's objects: it looks in every tile within the radius.
     """
     n = np.size(ra_deg)
     objectid = np.full(n, -1, dtype=np.int64)
+    out_tile = np.full(n, -1, dtype=np.int64)
     best = np.full(n, np.inf)
     tile = tiles.tile_index(hp29)
     loose = np.flatnonzero(tile < 0)
@@ -123,12 +125,13 @@ def assign_by_work_tile(
         rows_of += [(t, loose[near_rows[near_tiles == t]]) for t in np.unique(near_tiles)]
         rows_of.append((NO_TILE, loose))
     for t, rows in rows_of:
-        ids, tree = objects_of(int(t))
+        ids, tree, tile_of_object = objects_of(int(t))
         index, dist = nearest_in_tree(tree, ids.size, ra_deg[rows], dec_deg[rows], radius_arcsec)
         closer = (index >= 0) & (dist < best[rows])
         objectid[rows[closer]] = ids[index[closer]]
+        out_tile[rows[closer]] = tile_of_object[index[closer]]
         best[rows[closer]] = dist[closer]
-    return objectid
+    return objectid, out_tile
 
 
 #: Tiles of stored objects a process keeps (ids and search tree), most recently used first. A
@@ -138,8 +141,8 @@ STORED_TILES_KEPT = 8
 
 @functools.lru_cache(maxsize=STORED_TILES_KEPT)
 def _stored_tile(base: str, tile: int):
-    ids, ra, dec = read_object_tile(base, tile)
-    return ids, object_tree(ra, dec)
+    ids, ra, dec, out_tile = read_object_tile(base, tile)
+    return ids, object_tree(ra, dec), out_tile
 
 
 def assign_stored_objects(
@@ -151,11 +154,20 @@ def assign_stored_objects(
     rejects (no_reference_within_radius); rejected ones keep their reason and a null objectid.
     ``base`` names one run's store: a process caches the tiles it read under that name.
     """
+    return assign_stored_objects_and_tiles(detections, base, tiles, radius_arcsec)[0]
+
+
+def assign_stored_objects_and_tiles(
+    detections: pa.Table, base: str, tiles: Tiles, radius_arcsec: float
+) -> tuple[pa.Table, np.ndarray]:
+    """:func:`assign_stored_objects`, and each detection's output tile (the store's ``out_tile``
+    of its object; -1 for rejects)."""
     reason = detections.column(REJECT_REASON)
     kept = np.flatnonzero(reason.is_null().to_numpy(zero_copy_only=False))
     objectid = np.full(detections.num_rows, -1, dtype=np.int64)
+    out_tile = np.full(detections.num_rows, -1, dtype=np.int64)
     if kept.size:
-        objectid[kept] = assign_by_work_tile(
+        objectid[kept], out_tile[kept] = assign_by_work_tile(
             _np(detections, "ra", np.float64)[kept],
             _np(detections, "dec", np.float64)[kept],
             _np(detections, HEALPIX_COLUMN, np.int64)[kept],
@@ -172,6 +184,7 @@ def assign_stored_objects(
     out = detections.set_column(
         index, detections.schema.field(index), pa.array(objectid, pa.int64(), mask=~found)
     )
-    return out.set_column(
+    out = out.set_column(
         out.schema.get_field_index(REJECT_REASON), out.schema.field(REJECT_REASON), [reason]
     )
+    return out, out_tile
