@@ -178,7 +178,8 @@ def run_baseline(args, workdir: Path) -> list[dict]:
     argv = [sys.executable, __file__, "--workdir", str(workdir), "--seed", str(args.seed),
             "--objects", *map(str, args.objects), "--formats", *args.formats,
             "--json", str(out)]  # fmt: skip
-    for flag, value in (("--ccds-per-side", args.ccds_per_side), ("--work-rows", args.work_rows)):
+    for flag, value in (("--ccds-per-side", args.ccds_per_side), ("--work-rows", args.work_rows),
+                        ("--max-rows-per-pixel", args.max_rows_per_pixel)):  # fmt: skip
         if value:
             argv += [flag, str(value)]
     env = os.environ | {"PYTHONPATH": str(tree), "VARSKY_BENCH_CODE": commit}
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["psfcat", "dr-parquet"])
     parser.add_argument("--work-rows", type=int, default=None, help="the job's --work-rows")
     parser.add_argument("--ccds-per-side", type=int, default=None, help="simulate's layout")
+    parser.add_argument("--max-rows-per-pixel", type=int, default=None,
+                        help="the job's --max-rows-per-pixel")  # fmt: skip
     parser.add_argument("--hats-import", action="store_true", help="also run hats-import")
     parser.add_argument("--baseline", help="also run the ingest of this commit, first")
     parser.add_argument("--json", help="also write the results here")
@@ -224,6 +227,8 @@ def main() -> None:
                 input_format=fmt, inputs=tuple(map(str, inputs)), output=str(out),
                 rejects=str(out) + "_rejects", references=tuple(map(str, refs)), overwrite=True,
                 **({"work_rows": args.work_rows} if args.work_rows else {}),
+                **({"max_rows_per_pixel": args.max_rows_per_pixel}
+                   if args.max_rows_per_pixel else {}),
             )  # fmt: skip
             r = measure(spark, config)
             if fmt == "dr-parquet":
@@ -231,6 +236,7 @@ def main() -> None:
 
                 r["dr_rows"] = ds.dataset(sky / "dr_parquet").count_rows()
             r.update(sky_objects=n, format=fmt, cores=cores, work_rows=config.work_rows,
+                     max_rows_per_pixel=config.max_rows_per_pixel,
                      code=os.environ.get("VARSKY_BENCH_CODE", "this code"))  # fmt: skip
             results.append(r)
             print(json.dumps(r), flush=True)

@@ -27,9 +27,7 @@ def object_tile_path(base: str, tile: int) -> str:
     return f"{base.rstrip('/')}/{TILE}={tile}"
 
 
-def read_object_tile(
-    base: str, tile: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def read_object_tile(base: str, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(objectid, ra_deg, dec_deg, out_tile) of a tile's objects and margin copies, by objectid.
 
     ``out_tile`` is -1 where the store has no such column. A tile without objects has no folder:

@@ -93,11 +93,13 @@ class ParquetFileInTask:
     def __init__(self, path: str, schema):
         import uuid
 
+        import pyarrow.fs as pafs
         import pyarrow.parquet as pq
 
-        from catalogs.input_files import filesystem
-
-        self._fs, self._path = filesystem(path)
+        if "://" in path:
+            self._fs, self._path = pafs.FileSystem.from_uri(path)
+        else:
+            self._fs, self._path = pafs.LocalFileSystem(), path
         folder, name = self._path.rsplit("/", 1)
         self._fs.create_dir(folder, recursive=True)
         self._tmp = f"{folder}/.tmp-{uuid.uuid4().hex}-{name}"

@@ -104,8 +104,9 @@ def assign_by_work_tile(
     objects_of,
     radius_arcsec: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Objectid of the nearest object within the radius of each position (-1 if none), and its
-    output tile (-1 if none).
+    """Objectid and output tile of the nearest object within the radius of each position.
+
+    -1 for both where no object lies within the radius.
 
     ``objects_of(tile)`` gives ``(objectid, tree, out_tile)`` of a work tile's objects and its
     margin copies (every object within ``radius_arcsec`` of the tile; ``tree`` from
@@ -160,8 +161,10 @@ def assign_stored_objects(
 def assign_stored_objects_and_tiles(
     detections: pa.Table, base: str, tiles: Tiles, radius_arcsec: float
 ) -> tuple[pa.Table, np.ndarray]:
-    """:func:`assign_stored_objects`, and each detection's output tile (the store's ``out_tile``
-    of its object; -1 for rejects)."""
+    """:func:`assign_stored_objects`, and each detection's output tile.
+
+    The output tile is the store's ``out_tile`` of the detection's object; -1 for rejects.
+    """
     reason = detections.column(REJECT_REASON)
     kept = np.flatnonzero(reason.is_null().to_numpy(zero_copy_only=False))
     objectid = np.full(detections.num_rows, -1, dtype=np.int64)
