@@ -207,8 +207,8 @@ def read_partitions(n_files: int, n_bytes: int, cores: int, work_rows: int) -> i
     return max(1, min(n_files, max(4 * cores, by_rows)))
 
 
-def _read_files(spark, files: list[str], read_file, schema: pa.Schema, work_rows: int):
-    """The Arrow tables ``read_file(path, file_index)`` of every file, read in Spark tasks."""
+def file_partitions(spark, files: list[str], work_rows: int):
+    """A DataFrame of (file_index, path), in :func:`read_partitions` partitions."""
     from catalogs.input_files import total_bytes
 
     cores = spark.sparkContext.defaultParallelism
@@ -217,13 +217,18 @@ def _read_files(spark, files: list[str], read_file, schema: pa.Schema, work_rows
     slices = max(n, -(-len(files) // 2_000))
     paths = spark.sparkContext.parallelize(list(enumerate(files)), slices)
     frame = spark.createDataFrame(paths, "file_index long, path string")
+    return frame.repartition(n, "file_index")
+
+
+def _read_files(spark, files: list[str], read_file, schema: pa.Schema, work_rows: int):
+    """The Arrow tables ``read_file(path, file_index)`` of every file, read in Spark tasks."""
 
     def read(batches):
         for batch in batches:
             for row in batch.to_pylist():
                 yield from read_file(row["path"], row["file_index"]).to_batches()
 
-    return frame.repartition(n, "file_index").mapInArrow(read, _spark_schema(schema))
+    return file_partitions(spark, files, work_rows).mapInArrow(read, _spark_schema(schema))
 
 
 def _spark_schema(schema: pa.Schema):
@@ -604,7 +609,7 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
 
     1. Reference sources are merged into objects per work tile (``link_by_tile``); the objects'
        output HATS tiles are sized from their positions, before any detection is read.
-    2. Objects go to a store per work tile, each with its output tile (``objects_store``).
+    2. Objects go to a store per work tile, each with its output tile (``store_objects_by_tile``).
     3. Each read task gives its detections their nearest object and that object's output tile,
        writes its rejects itself, and packs the kept detections per output tile
        (:func:`udfs.kernels.tile_ingest.read_into_tiles`); the objects' reference members are
@@ -617,7 +622,6 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
 
     from catalogs.detection_tables import from_psfcat
     from catalogs.hats_writer import finish_catalog, output_base, tile_write_settings
-    from catalogs.input_files import total_bytes
     from catalogs.spark_tables import spark_tiles
     from udfs.kernels import tile_ingest
     from udfs.kernels.lightcurve_building import LIGHTCURVE_CATALOG_SCHEMA
@@ -657,9 +661,6 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
     t = time.perf_counter()
     files = expand_files(config.inputs, FITS_SUFFIXES)
     summary.n_files = len(files)
-    cores = spark.sparkContext.defaultParallelism
-    n = read_partitions(len(files), total_bytes(files), cores, config.work_rows)
-    paths = spark.sparkContext.parallelize(list(enumerate(files)), max(n, -(-len(files) // 2_000)))
     rejects_dir = config.rejects
 
     def read(batches):
@@ -681,11 +682,7 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
             yield from tile_ingest.member_blobs(batch, out_tiles)
 
     blob_schema = _spark_schema(BLOB_SCHEMA)
-    detection_blobs = (
-        spark.createDataFrame(paths, "file_index long, path string")
-        .repartition(n, "file_index")
-        .mapInArrow(read, blob_schema)
-    )
+    detection_blobs = file_partitions(spark, files, config.work_rows).mapInArrow(read, blob_schema)
     member_blobs = members.mapInArrow(pack_members, blob_schema)
     base = output_base(config.output)
     spec = _catalog_spec(config)

@@ -146,24 +146,16 @@ def _stored_tile(base: str, tile: int):
     return ids, object_tree(ra, dec), out_tile
 
 
-def assign_stored_objects(
-    detections: pa.Table, base: str, tiles: Tiles, radius_arcsec: float
-) -> pa.Table:
-    """Detections with the objectid of their nearest stored object (``catalogs.object_tiles``).
-
-    Kept detections (reject reason null) without an object within ``radius_arcsec`` become
-    rejects (no_reference_within_radius); rejected ones keep their reason and a null objectid.
-    ``base`` names one run's store: a process caches the tiles it read under that name.
-    """
-    return assign_stored_objects_and_tiles(detections, base, tiles, radius_arcsec)[0]
-
-
 def assign_stored_objects_and_tiles(
     detections: pa.Table, base: str, tiles: Tiles, radius_arcsec: float
 ) -> tuple[pa.Table, np.ndarray]:
-    """:func:`assign_stored_objects`, and each detection's output tile.
+    """Detections with the objectid of their nearest stored object, and its output tile.
 
-    The output tile is the store's ``out_tile`` of the detection's object; -1 for rejects.
+    Objects come from the store of ``catalogs.object_tiles``; the output tile is the store's
+    ``out_tile`` of the object (-1 for rejects). Kept detections (reject reason null) without an
+    object within ``radius_arcsec`` become rejects (no_reference_within_radius); rejected ones
+    keep their reason and a null objectid. ``base`` names one run's store: a process caches the
+    tiles it read under that name.
     """
     reason = detections.column(REJECT_REASON)
     kept = np.flatnonzero(reason.is_null().to_numpy(zero_copy_only=False))

@@ -47,13 +47,11 @@ def pack_by_tile(
     tile: np.ndarray,
     kind: int,
     dictionary: tuple[str, ...] = (),
-    n_rows: list[int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Blob rows (:data:`BLOB_SCHEMA`) of ``table``'s rows grouped by their ``tile`` index.
 
     One batch per blob, so that no Arrow batch Spark sees holds more than one. Columns named in
     ``dictionary`` travel dictionary-encoded (file paths: one copy per blob, not per row).
-    ``n_rows`` overrides the blobs' row counts (rows that stand for counts).
     """
     if table.num_rows == 0:
         return
@@ -67,8 +65,7 @@ def pack_by_tile(
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         for lo in range(int(start), int(stop), MAX_BLOB_ROWS):
             n = min(MAX_BLOB_ROWS, int(stop) - lo)
-            count = n if n_rows is None else int(n_rows[lo])
-            yield blob_row(int(tile[start]), kind, count, _to_ipc(table.slice(lo, n)))
+            yield blob_row(int(tile[start]), kind, n, _to_ipc(table.slice(lo, n)))
 
 
 def blob_row(tile: int, kind: int, n_rows: int, blob: bytes) -> pa.RecordBatch:
@@ -84,14 +81,12 @@ def blob_row(tile: int, kind: int, n_rows: int, blob: bytes) -> pa.RecordBatch:
     )
 
 
-def unpack(blobs: Iterable[bytes], schema: pa.Schema | None) -> pa.Table:
+def unpack(blobs: Iterable[pa.Buffer | bytes], schema: pa.Schema) -> pa.Table:
     """The rows of ``blobs`` (as :func:`pack_by_tile` made them) as one table of ``schema``.
 
     Dictionary-encoded columns come back as plain ones of ``schema``'s type.
     """
-    tables = [pa.ipc.open_stream(pa.py_buffer(b)).read_all() for b in blobs]
+    tables = [pa.ipc.open_stream(b).read_all() for b in blobs]
     if not tables:
         return schema.empty_table()
-    if schema is None:
-        return pa.concat_tables(tables)
     return pa.concat_tables([t.cast(schema) for t in tables])

@@ -21,7 +21,6 @@ from catalogs.detection_tables import INGEST_DETECTION_SCHEMA
 from catalogs.hats_tiles import Tiles
 from catalogs.hats_writer import TILE_COLUMN, write_tile_files
 from catalogs.healpix import healpix_29
-from catalogs.parquet_output import ParquetFileInTask
 from catalogs.schema import (
     DEC,
     HEALPIX_COLUMN,
@@ -31,6 +30,7 @@ from catalogs.schema import (
     DetColumn,
     DetectionRejectReason,
 )
+from catalogs.task_files import ParquetFileInTask
 from udfs.kernels.lightcurve_building import (
     BUILD_INPUT_COLUMNS,
     LIGHTCURVE_CATALOG_SCHEMA,
@@ -43,12 +43,12 @@ from udfs.kernels.tile_association import (
     OBJECTID,
     SOURCE_ID,
 )
-from udfs.kernels.tile_blobs import BLOB, KIND, N_ROWS, pack_by_tile, unpack
+from udfs.kernels.tile_blobs import BLOB, KIND, N_ROWS, blob_row, pack_by_tile, unpack
 
 #: Blob kinds.
 KIND_MEMBERS = 1  # MEMBERSHIP_SCHEMA rows: an object's reference sources and position
 KIND_DETECTIONS = 2  # DETECTION_BLOB_SCHEMA rows: kept detections with their objectid
-KIND_COUNTS = 3  # n_rows detections read with the reason in the blob (b"" for kept)
+KIND_COUNTS = 3  # n_rows detections read, the blob their reason in UTF-8 (b"" for kept)
 #: The tile the read counts go to.
 COUNTS_TILE = -1
 
@@ -124,8 +124,7 @@ def read_into_tiles(
     yield from _pack_detections(pending, pending_tiles)
     rejects.close()
     for value, n in sorted(counts.items(), key=lambda kv: kv[0] or ""):
-        table = pa.table({"reason": pa.array([value], pa.string())})
-        yield from pack_by_tile(table, np.array([COUNTS_TILE]), KIND_COUNTS, n_rows=[n])
+        yield blob_row(COUNTS_TILE, KIND_COUNTS, n, (value or "").encode())
 
 
 def _value_counts(reason: pa.ChunkedArray) -> tuple[list, list]:
@@ -200,17 +199,17 @@ def build_tile(
     return pa.Table.from_pydict(result, schema=RESULT_SCHEMA)
 
 
-def _blobs_of(blobs: pa.Table, kind: np.ndarray, wanted: int) -> list[bytes]:
-    return blobs.column(BLOB).take(pa.array(np.flatnonzero(kind == wanted))).to_pylist()
+def _blobs_of(blobs: pa.Table, kind: np.ndarray, wanted: int) -> list[pa.Buffer]:
+    chosen = blobs.column(BLOB).take(pa.array(np.flatnonzero(kind == wanted)))
+    return [blob.as_buffer() for blob in chosen]
 
 
 def _sum_counts(blobs: pa.Table, kind: np.ndarray) -> pa.Table:
     counts: Counter = Counter()
     rows = np.flatnonzero(kind == KIND_COUNTS)
-    reasons = unpack(blobs.column(BLOB).take(pa.array(rows)).to_pylist(), None)
-    n_rows = blobs.column(N_ROWS).to_numpy()[rows]
-    for reason, n in zip(reasons.column("reason").to_pylist(), n_rows, strict=True):
-        counts[reason] += int(n)
+    reasons = blobs.column(BLOB).take(pa.array(rows)).to_pylist()
+    for reason, n in zip(reasons, blobs.column(N_ROWS).to_numpy()[rows], strict=True):
+        counts[reason.decode() or None] += int(n)
     reasons = sorted(counts, key=lambda r: r or "")
     columns = {f.name: pa.nulls(len(reasons), f.type) for f in RESULT_SCHEMA}
     columns["reason"] = pa.array(reasons, pa.string())
