@@ -82,57 +82,60 @@ def build_lightcurves(detections: pa.Table) -> tuple[pa.Table, pa.Table]:
     return table, pa.Table.from_arrays(duplicates.columns, schema=DUPLICATES_SCHEMA)
 
 
-def build_lightcurves_and_duplicate_rows(detections: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """:func:`build_lightcurves`, with the duplicates as the indices of their rows (int64)."""
+def build_lightcurves_and_duplicate_rows(
+    detections: pa.Table, positions: bool = True
+) -> tuple[pa.Table, np.ndarray]:
+    """:func:`build_lightcurves`, with the duplicates as the indices of their rows (int64).
+
+    ``positions=False`` leaves ra, dec, `_healpix_29` and source_ids null, for a caller that
+    gives the objects their reference positions (the mean of every detection is then not paid
+    for).
+    """
     if detections.num_rows == 0:
         return LIGHTCURVE_CATALOG_SCHEMA.empty_table(), np.empty(0, dtype=np.int64)
+    columns: dict[str, np.ndarray] = {}
 
     def col(name, dtype):
-        return detections.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        if name not in columns:
+            columns[name] = (
+                detections.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+            )
+        return columns[name]
 
-    obj = col(OBJECTID, np.int64)
-    detid = col(DetColumn.DETID, np.int64)
-    t = col(HMJD, np.float64)
-    band = col(DetColumn.BAND, np.int8)
-    mag = col(DetColumn.MAG, np.float32)
-    order = np.lexsort((detid, mag, t, band, obj))
-    obj, detid, t, band, mag = obj[order], detid[order], t[order], band[order], mag[order]
-    # Duplicates: the same detid twice, or an exact repeat of a measurement (same object, band,
-    # time and mag). Distinct measurements at one time stay: float32 copies of DR files round
-    # epochs minutes apart to the same time.
-    repeat_epoch = np.zeros(obj.size, dtype=bool)
-    repeat_epoch[1:] = (
-        (obj[1:] == obj[:-1]) & (band[1:] == band[:-1]) & (t[1:] == t[:-1]) & (mag[1:] == mag[:-1])
+    keep, duplicate_rows = _epochs_and_duplicates(
+        col(OBJECTID, np.int64),
+        col(DetColumn.DETID, np.int64),
+        col(HMJD, np.float64),
+        col(DetColumn.BAND, np.int8),
+        col(DetColumn.MAG, np.float32),
     )
-    _, first_of_detid = np.unique(detid, return_index=True)
-    repeat_detid = np.ones(obj.size, dtype=bool)
-    repeat_detid[first_of_detid] = False
-    duplicate = repeat_epoch | repeat_detid
-    duplicate_rows = order[duplicate].astype(np.int64)
-    keep = order[~duplicate]
-
-    # Kept epochs, by object then time.
-    obj, t = col(OBJECTID, np.int64)[keep], col(HMJD, np.float64)[keep]
-    by_time = np.lexsort((col(DetColumn.DETID, np.int64)[keep], t, obj))
-    keep = keep[by_time]
-    obj = obj[by_time]
-    objects, starts, counts = np.unique(obj, return_index=True, return_counts=True)
+    obj = col(OBJECTID, np.int64)[keep]
+    objects, counts = np.unique(obj, return_counts=True)
     offsets = np.zeros(objects.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-
-    ra, dec = col(DetColumn.RA, np.float64)[keep], col(DetColumn.DEC, np.float64)[keep]
-    _, mean_ra, mean_dec = mean_positions(obj, ra, dec)
     kept_band = col(DetColumn.BAND, np.int8)[keep]
+    owner_of_epoch = np.repeat(np.arange(objects.size), counts)
     per_band = {
         n_epochs_column(name): np.bincount(
-            np.repeat(np.arange(objects.size), counts)[kept_band == c], minlength=objects.size
+            owner_of_epoch[kept_band == c], minlength=objects.size
         ).astype(np.int32)
         for c, name in enumerate(BAND_NAMES)
     }
+    if not positions:
+        position_columns = [
+            pa.nulls(objects.size, LIGHTCURVE_CATALOG_SCHEMA.field(name).type)
+            for name in (RA, DEC, HEALPIX_COLUMN, SOURCE_IDS)
+        ]
+        return _catalog_rows(
+            objects, offsets, counts, keep, kept_band, per_band, position_columns, col
+        ), duplicate_rows
+
+    ra, dec = col(DetColumn.RA, np.float64)[keep], col(DetColumn.DEC, np.float64)[keep]
+    _, mean_ra, mean_dec = mean_positions(obj, ra, dec)
     # Distinct non-null source ids per object, without a Python loop over objects.
     sources = detections.column(SOURCE_IDS).take(pa.array(keep))
     valid = pc.is_valid(sources).to_numpy(zero_copy_only=False)
-    owner = np.repeat(np.arange(objects.size), counts)[valid]
+    owner = owner_of_epoch[valid]
     src = pc.fill_null(sources, 0).to_numpy(zero_copy_only=False).astype(np.int64)[valid]
     pair_order = np.lexsort((src, owner))
     owner, src = owner[pair_order], src[pair_order]
@@ -143,6 +146,19 @@ def build_lightcurves_and_duplicate_rows(detections: pa.Table) -> tuple[pa.Table
     np.cumsum(np.bincount(owner, minlength=objects.size), out=source_offsets[1:])
     source_ids = _lists(source_offsets, src, pa.int64())
 
+    position_columns = [
+        pa.array(mean_ra),
+        pa.array(mean_dec),
+        pa.array(healpix_29(mean_ra, mean_dec)),
+        source_ids,
+    ]
+    return _catalog_rows(
+        objects, offsets, counts, keep, kept_band, per_band, position_columns, col
+    ), duplicate_rows
+
+
+def _catalog_rows(objects, offsets, counts, keep, kept_band, per_band, position_columns, col):
+    """:data:`LIGHTCURVE_CATALOG_SCHEMA` rows; ``position_columns`` are ra, dec, hp, source_ids."""
     lightcurve = pa.StructArray.from_arrays(
         [
             _lists(offsets, col(HMJD, np.float64)[keep], pa.float64()),
@@ -154,12 +170,13 @@ def build_lightcurves_and_duplicate_rows(detections: pa.Table) -> tuple[pa.Table
         ],
         fields=list(INGEST_LIGHTCURVE_STRUCT),
     )
-    table = pa.Table.from_arrays(
+    ra, dec, hp, source_ids = position_columns
+    return pa.Table.from_arrays(
         [
             pa.array(objects),
-            pa.array(mean_ra),
-            pa.array(mean_dec),
-            pa.array(healpix_29(mean_ra, mean_dec)),
+            ra,
+            dec,
+            hp,
             pa.array(counts.astype(np.int32)),
             *[pa.array(v) for v in per_band.values()],
             source_ids,
@@ -167,4 +184,57 @@ def build_lightcurves_and_duplicate_rows(detections: pa.Table) -> tuple[pa.Table
         ],
         schema=LIGHTCURVE_CATALOG_SCHEMA,
     )
-    return table, duplicate_rows
+
+
+def _epochs_and_duplicates(
+    obj: np.ndarray, detid: np.ndarray, t: np.ndarray, band: np.ndarray, mag: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows kept, sorted by (object, time, detid), and the duplicate rows.
+
+    A duplicate is the same detid again, or an exact repeat of a measurement (same object,
+    band, time and mag). Of each set of repeats the first in (object, band, time, mag, detid,
+    row) order is kept. Distinct measurements at one time stay: float32 copies of DR files round
+    epochs minutes apart to the same time. Duplicates come in that order too.
+    """
+    if pc.count_distinct(pa.array(detid)).as_py() != detid.size:
+        return _epochs_and_duplicates_general(obj, detid, t, band, mag)
+    # Every detid once: one sort; a repeated measurement shares its (object, time) run.
+    order = np.lexsort((detid, t, obj))
+    o, tt = obj[order], t[order]
+    same_run = (o[1:] == o[:-1]) & (tt[1:] == tt[:-1])
+    duplicate = np.zeros(order.size, dtype=bool)
+    if same_run.any():
+        # The few rows of runs of two or more: compare their (band, mag) within the run.
+        in_run = np.zeros(order.size, dtype=bool)
+        in_run[1:] |= same_run
+        in_run[:-1] |= same_run
+        rows = np.flatnonzero(in_run)
+        run = np.cumsum(np.concatenate([[True], ~same_run]))[rows]
+        sub = np.lexsort((detid[order[rows]], mag[order[rows]], band[order[rows]], run))
+        r, b, m = run[sub], band[order[rows]][sub], mag[order[rows]][sub]
+        repeat = np.zeros(rows.size, dtype=bool)
+        repeat[1:] = (r[1:] == r[:-1]) & (b[1:] == b[:-1]) & (m[1:] == m[:-1])
+        duplicate[rows[sub[repeat]]] = True
+    duplicate_rows = order[duplicate]
+    if duplicate_rows.size:
+        duplicate_rows = duplicate_rows[
+            np.lexsort(tuple(a[duplicate_rows] for a in (detid, mag, t, band, obj)))
+        ]
+    return order[~duplicate], duplicate_rows.astype(np.int64)
+
+
+def _epochs_and_duplicates_general(obj, detid, t, band, mag) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_epochs_and_duplicates` for any detids (some repeated)."""
+    order = np.lexsort((detid, mag, t, band, obj))
+    o, d, tt, b, m = obj[order], detid[order], t[order], band[order], mag[order]
+    repeat_epoch = np.zeros(o.size, dtype=bool)
+    repeat_epoch[1:] = (
+        (o[1:] == o[:-1]) & (b[1:] == b[:-1]) & (tt[1:] == tt[:-1]) & (m[1:] == m[:-1])
+    )
+    _, first_of_detid = np.unique(d, return_index=True)
+    repeat_detid = np.ones(o.size, dtype=bool)
+    repeat_detid[first_of_detid] = False
+    duplicate = repeat_epoch | repeat_detid
+    keep = order[~duplicate]
+    keep = keep[np.lexsort((detid[keep], t[keep], obj[keep]))]
+    return keep, order[duplicate].astype(np.int64)

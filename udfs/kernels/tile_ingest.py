@@ -168,7 +168,7 @@ def build_tile(
     build_input = detections.append_column(
         SOURCE_IDS, pa.nulls(detections.num_rows, pa.int64())
     ).select(list(BUILD_INPUT_COLUMNS))
-    lcs, duplicate_rows = build_lightcurves_and_duplicate_rows(build_input)
+    lcs, duplicate_rows = build_lightcurves_and_duplicate_rows(build_input, positions=False)
     lcs = _with_reference_positions(lcs, members)
     order = np.lexsort((lcs.column(OBJECTID).to_numpy(), lcs.column(HEALPIX_COLUMN).to_numpy()))
     lcs = lcs.take(pa.array(order))
