@@ -622,7 +622,7 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
 
     from catalogs.detection_tables import from_psfcat
     from catalogs.hats_writer import finish_catalog, output_base, tile_write_settings
-    from catalogs.spark_tables import spark_tiles
+    from catalogs.spark_tables import spark_histogram
     from udfs.kernels import tile_ingest
     from udfs.kernels.lightcurve_building import LIGHTCURVE_CATALOG_SCHEMA
     from udfs.kernels.tile_blobs import BLOB_SCHEMA
@@ -634,22 +634,27 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
         StorageLevel.MEMORY_AND_DISK
     )
     cached.append(refs)
-    summary.reference_sources = refs.count()
-    tiles = spark_tiles(refs, config.histogram_order, config.work_rows)
+    # One job reads the references and counts them per pixel (the count is the histogram's sum).
+    histogram = spark_histogram(refs, config.histogram_order)
+    summary.reference_sources = int(histogram.sum())
+    tiles = Tiles.from_counts(histogram, config.histogram_order, config.work_rows)
     summary.work_tiles = len(tiles)
     summary.tiles = tiles
     members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
     cached.append(members)
     _check_membership(members, summary.reference_sources, "reference sources")
+    # An objectid is its group's smallest source id: once every source is in exactly one group
+    # (checked above), that source's row is the object's one row. No shuffle.
     objects = (
-        members.select(OBJECTID, OBJECT_RA, OBJECT_DEC)
-        .dropDuplicates([OBJECTID])
+        members.where(F.col(SOURCE_ID) == F.col(OBJECTID))
+        .select(OBJECTID, OBJECT_RA, OBJECT_DEC)
         .withColumn(HEALPIX_COLUMN, _healpix_expr(OBJECT_RA, OBJECT_DEC))
         .persist()
     )
     cached.append(objects)
-    summary.reference_objects = objects.count()
-    out_tiles = spark_tiles(objects, config.histogram_order, config.max_rows_per_pixel)
+    histogram = spark_histogram(objects, config.histogram_order)
+    summary.reference_objects = int(histogram.sum())
+    out_tiles = Tiles.from_counts(histogram, config.histogram_order, config.max_rows_per_pixel)
     work = work_dir(config.output)
     prepare_output_dir(work, overwrite=True)
     # A name of its own: Python workers outlive a job and cache tiles by the store's name.

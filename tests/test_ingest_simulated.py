@@ -130,3 +130,41 @@ def test_lsdb_crossmatch_pairs_the_same_true_objects(spark, sky, psfcat_run, tmp
     truth_right = dr_truth.loc[pairs["objectid_dr"].to_numpy()].to_numpy()
     assert len(pairs) > 0.9 * len(left.compute())
     assert (truth_left == truth_right).mean() >= 0.999
+
+
+def test_a_psfcat_file_given_twice_is_rejected_as_duplicates(spark, sky, psfcat_run, tmp_path):
+    """The same exposure under a second path: its good detections are kept once, rejected once."""
+    import shutil
+
+    import pyarrow.dataset as ds
+
+    from catalogs.schema import DetectionRejectReason
+
+    first, _ = psfcat_run
+    copied = sorted((sky / "psfcat").rglob("*_psfcat.fits"))[0]
+    (tmp_path / "again").mkdir()
+    shutil.copy(copied, tmp_path / "again" / copied.name)
+    out = tmp_path / "twice"
+    summary = _ingest(
+        spark,
+        "psfcat",
+        [sky / "psfcat", tmp_path / "again"],
+        out,
+        references=[sky / "refpsfcat"],
+        work_rows=600,
+    )
+    dup = DetectionRejectReason.DUPLICATE
+    n_copy = summary.rows_in - first.rows_in
+    new_dups = summary.rejected_by_reason.get(dup, 0) - first.rejected_by_reason.get(dup, 0)
+    new_other = (summary.rows_rejected - summary.rejected_by_reason.get(dup, 0)) - (
+        first.rows_rejected - first.rejected_by_reason.get(dup, 0)
+    )
+    assert n_copy > 0 and new_dups > 0
+    assert new_dups + new_other == n_copy  # each good row of the copy is a duplicate
+    assert summary.rows_out == first.rows_out  # the light curves are the same
+    assert summary.rows_in == summary.rows_out + summary.rows_rejected
+    rejects = ds.dataset(str(out) + "_rejects").to_table().to_pandas()
+    dups = rejects[rejects["reject_reason"] == dup]
+    assert len(dups) == summary.rejected_by_reason[dup]
+    assert dups["detid"].is_unique
+    assert all(Path(f).name == copied.name for f in dups["source_file"])  # its path, as text

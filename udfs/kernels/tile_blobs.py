@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 TILE = "tile"
 KIND = "kind"
@@ -46,21 +45,17 @@ def pack_by_tile(
     table: pa.Table,
     tile: np.ndarray,
     kind: int,
-    dictionary: tuple[str, ...] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Blob rows (:data:`BLOB_SCHEMA`) of ``table``'s rows grouped by their ``tile`` index.
 
-    One batch per blob, so that no Arrow batch Spark sees holds more than one. Columns named in
-    ``dictionary`` travel dictionary-encoded (file paths: one copy per blob, not per row).
+    One batch per blob, so that no Arrow batch Spark sees holds more than one. Dictionary columns
+    travel as they are (file paths: one copy per blob, not per row).
     """
     if table.num_rows == 0:
         return
     order = np.argsort(tile, kind="stable")
     tile = np.asarray(tile)[order]
     table = table.take(pa.array(order)).combine_chunks()
-    for name in dictionary:
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pc.dictionary_encode(table.column(index)))
     bounds = np.concatenate([[0], np.flatnonzero(np.diff(tile)) + 1, [tile.size]])
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         for lo in range(int(start), int(stop), MAX_BLOB_ROWS):
@@ -84,7 +79,8 @@ def blob_row(tile: int, kind: int, n_rows: int, blob: bytes) -> pa.RecordBatch:
 def unpack(blobs: Iterable[pa.Buffer | bytes], schema: pa.Schema) -> pa.Table:
     """The rows of ``blobs`` (as :func:`pack_by_tile` made them) as one table of ``schema``.
 
-    Dictionary-encoded columns come back as plain ones of ``schema``'s type.
+    Each column is cast to its type in ``schema`` (a dictionary column to plain values where
+    ``schema`` says so).
     """
     tables = [pa.ipc.open_stream(b).read_all() for b in blobs]
     if not tables:

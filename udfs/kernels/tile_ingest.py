@@ -54,6 +54,12 @@ COUNTS_TILE = -1
 
 #: Kept detections as they travel (their reject reason is null).
 DETECTION_BLOB_SCHEMA = pa.schema([f for f in INGEST_DETECTION_SCHEMA if f.name != REJECT_REASON])
+#: The same, file paths as indices into the read task's list of paths: packing then moves ints,
+#: not a string a row.
+_PACKED_SCHEMA = DETECTION_BLOB_SCHEMA.set(
+    DETECTION_BLOB_SCHEMA.get_field_index(DetColumn.SOURCE_FILE),
+    pa.field(DetColumn.SOURCE_FILE, pa.dictionary(pa.int32(), pa.string())),
+)
 
 #: Rows a read task holds before it packs them into blobs.
 FLUSH_ROWS = 262_144
@@ -106,7 +112,10 @@ def read_into_tiles(
     pending_tiles: list[np.ndarray] = []
     n_pending = 0
     rejects = ParquetFileInTask(rejects_path, INGEST_DETECTION_SCHEMA)
-    for _, path in sorted(files):
+    files = sorted(files)
+    paths = pa.array([path for _, path in files], pa.string())
+    source_file = _PACKED_SCHEMA.get_field_index(DetColumn.SOURCE_FILE)
+    for i, (_, path) in enumerate(files):
         detections, out_tile = assign(read_file(path))
         reason = detections.column(REJECT_REASON)
         for value, n in zip(*_value_counts(reason), strict=True):
@@ -115,9 +124,16 @@ def read_into_tiles(
         rejects.write(detections.filter(pc.invert(kept)))
         kept_np = kept.to_numpy(zero_copy_only=False)
         if kept_np.any():
-            pending.append(detections.filter(kept).drop_columns([REJECT_REASON]))
+            table = detections.filter(kept).drop_columns([REJECT_REASON])
+            index = pa.array(np.full(table.num_rows, i, dtype=np.int32))
+            table = table.set_column(
+                source_file,
+                _PACKED_SCHEMA.field(source_file),
+                pa.DictionaryArray.from_arrays(index, paths),
+            )
+            pending.append(table)
             pending_tiles.append(out_tile[kept_np])
-            n_pending += pending[-1].num_rows
+            n_pending += table.num_rows
         if n_pending >= flush_rows:
             yield from _pack_detections(pending, pending_tiles)
             pending, pending_tiles, n_pending = [], [], 0
@@ -137,10 +153,8 @@ def _value_counts(reason: pa.ChunkedArray) -> tuple[list, list]:
 def _pack_detections(tables: list[pa.Table], tiles: list[np.ndarray]) -> Iterator[pa.RecordBatch]:
     if not tables:
         return
-    table = pa.concat_tables(tables).cast(DETECTION_BLOB_SCHEMA)
-    yield from pack_by_tile(
-        table, np.concatenate(tiles), KIND_DETECTIONS, dictionary=(DetColumn.SOURCE_FILE,)
-    )
+    table = pa.concat_tables(tables).cast(_PACKED_SCHEMA)
+    yield from pack_by_tile(table, np.concatenate(tiles), KIND_DETECTIONS)
 
 
 def build_tile(
@@ -162,7 +176,8 @@ def build_tile(
     if tile == COUNTS_TILE:
         return _sum_counts(blobs, kind)
     members = unpack(_blobs_of(blobs, kind, KIND_MEMBERS), MEMBERSHIP_SCHEMA)
-    detections = unpack(_blobs_of(blobs, kind, KIND_DETECTIONS), DETECTION_BLOB_SCHEMA)
+    # File paths stay indices: only the duplicates' rows need them as text.
+    detections = unpack(_blobs_of(blobs, kind, KIND_DETECTIONS), _PACKED_SCHEMA)
     if detections.num_rows == 0:
         return RESULT_SCHEMA.empty_table()
     build_input = detections.append_column(
@@ -183,7 +198,11 @@ def build_tile(
     n_dup = int(duplicate_rows.size)
     if n_dup:
         tile_order, pixel = out_tiles.order_pixel(tile)
-        dups = detections.take(pa.array(np.sort(duplicate_rows)))
+        dups = (
+            detections.unify_dictionaries()
+            .take(pa.array(np.sort(duplicate_rows)))
+            .cast(DETECTION_BLOB_SCHEMA)
+        )
         dups = dups.append_column(
             REJECT_REASON, pa.array([DetectionRejectReason.DUPLICATE] * n_dup, pa.string())
         )
