@@ -15,7 +15,7 @@ objects and builds their light curves.
 
     .venv/bin/python bench/ingest.py --objects 20000 200000 [--workdir build/bench_ingest]
     .venv/bin/python bench/ingest.py --objects 32000 --formats psfcat --ccds-per-side 1 \
-        --hats-import --baseline COMMIT
+        --hats-import 32000 --baseline COMMIT      # hats-import on the 32,000-object sky only
 
 ``--baseline COMMIT`` also runs the ingest of that commit (a git worktree of it, first on the
 Python path) on the same skies, in the same run, before this code's.
@@ -197,7 +197,8 @@ def main() -> None:
     parser.add_argument("--ccds-per-side", type=int, default=None, help="simulate's layout")
     parser.add_argument("--max-rows-per-pixel", type=int, default=None,
                         help="the job's --max-rows-per-pixel")  # fmt: skip
-    parser.add_argument("--hats-import", action="store_true", help="also run hats-import")
+    parser.add_argument("--hats-import", nargs="*", type=int, metavar="OBJECTS",
+                        help="also hats-import the skies of these sizes (default all)")  # fmt: skip
     parser.add_argument("--baseline", help="also run the ingest of this commit, first")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -240,7 +241,7 @@ def main() -> None:
                      code=os.environ.get("VARSKY_BENCH_CODE", "this code"))  # fmt: skip
             results.append(r)
             print(json.dumps(r), flush=True)
-        if args.hats_import:
+        if args.hats_import is not None and (not args.hats_import or n in args.hats_import):
             r = hats_import(sky / "psfcat", workdir / f"hats_import_{n}", cores)
             r.update(sky_objects=n, format="hats-import", cores=cores)
             results.append(r)
@@ -271,7 +272,7 @@ def main() -> None:
         if r.get("code") == "this code" and base:
             print(f"this code / {base[0]['code']}, {r['format']} at {r['sky_objects']:,} objects: "
                   f"{base[0]['wall_s'] / r['wall_s']:.2f} times the rate")  # fmt: skip
-    if args.hats_import:
+    if any(r["format"] == "hats-import" for r in results):
         print(f"\nThe same science psfcat files, varsky ingest beside hats-import ({cores} cores)")
         print("| sky objects | tool | what it does | detections | wall s | detections/s/core "
               "| varsky / hats-import | peak memory: all processes "
@@ -281,8 +282,10 @@ def main() -> None:
             if r["format"] not in ("psfcat", "hats-import"):
                 continue
             rate = r["rows_in"] / r["wall_s"] / cores
-            peer = next(q for q in results if q["format"] == "hats-import"
-                        and q["sky_objects"] == r["sky_objects"])  # fmt: skip
+            peer = next((q for q in results if q["format"] == "hats-import"
+                         and q["sky_objects"] == r["sky_objects"]), None)  # fmt: skip
+            if peer is None:
+                continue
             ratio = rate / (peer["rows_in"] / peer["wall_s"] / cores)
             what = ("partition by HEALPix" if r["format"] == "hats-import" else
                     "references, times, association, light curves, HATS")  # fmt: skip
