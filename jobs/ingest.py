@@ -698,8 +698,11 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
             table, key[0].as_py(), out_tiles, base, spec.skymap_order, write_kwargs, rejects_dir
         )
 
+    # About one output tile a build task: with the session's few shuffle partitions, a task's
+    # blobs (and the JVM's sort of them) grew with the sky (29 tiles a task at 10^8 detections).
     results = (
         detection_blobs.unionByName(member_blobs)
+        .repartition(len(out_tiles) + 1, "tile")
         .groupBy(F.col("tile"))
         .applyInArrow(build, _spark_schema(tile_ingest.RESULT_SCHEMA))
         .collect()
