@@ -604,6 +604,10 @@ def run_ingest(spark, config: IngestConfig, log=print) -> IngestSummary:
     return summary
 
 
+#: Output tiles a build task of the psfcat ingest takes, about (hash partitioning).
+TILES_PER_BUILD_TASK = 4
+
+
 def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, log) -> None:
     """Detections with references: objects first, then detections straight into output tiles.
 
@@ -698,11 +702,14 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
             table, key[0].as_py(), out_tiles, base, spec.skymap_order, write_kwargs, rejects_dir
         )
 
-    # About one output tile a build task: with the session's few shuffle partitions, a task's
-    # blobs (and the JVM's sort of them) grew with the sky (29 tiles a task at 10^8 detections).
+    # A few output tiles a build task: with the session's fixed shuffle partitions, a task's
+    # blobs (and the JVM's sort of them) grew with the sky (29 tiles a task at 10^8 detections);
+    # one tile a task cost about 10% more time in per-task overheads.
+    shuffle = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    n_build = max(shuffle, -(-(len(out_tiles) + 1) // TILES_PER_BUILD_TASK))
     results = (
         detection_blobs.unionByName(member_blobs)
-        .repartition(len(out_tiles) + 1, "tile")
+        .repartition(n_build, "tile")
         .groupBy(F.col("tile"))
         .applyInArrow(build, _spark_schema(tile_ingest.RESULT_SCHEMA))
         .collect()
