@@ -16,14 +16,17 @@ import pyarrow as pa
 TILE = "tile"
 KIND = "kind"
 N_ROWS = "n_rows"
+SEQ = "seq"
 BLOB = "blob"
 
-#: A packed chunk of rows, one per (tile, kind) and flush.
+#: A packed chunk of rows, one per (tile, kind) and flush. ``seq`` orders a tile's blobs the same
+#: way on every run, whatever order the shuffle delivers them in.
 BLOB_SCHEMA = pa.schema(
     [
         pa.field(TILE, pa.int64(), nullable=False),
         pa.field(KIND, pa.int8(), nullable=False),
         pa.field(N_ROWS, pa.int64(), nullable=False),
+        pa.field(SEQ, pa.int64(), nullable=False),
         pa.field(BLOB, pa.binary(), nullable=False),
     ]
 )
@@ -45,11 +48,13 @@ def pack_by_tile(
     table: pa.Table,
     tile: np.ndarray,
     kind: int,
+    seq: Iterator[int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Blob rows (:data:`BLOB_SCHEMA`) of ``table``'s rows grouped by their ``tile`` index.
 
     One batch per blob, so that no Arrow batch Spark sees holds more than one. Dictionary columns
-    travel as they are (file paths: one copy per blob, not per row).
+    travel as they are (file paths: one copy per blob, not per row). The blobs' ``seq`` values
+    come from ``seq`` (0 without it).
     """
     if table.num_rows == 0:
         return
@@ -60,16 +65,18 @@ def pack_by_tile(
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         for lo in range(int(start), int(stop), MAX_BLOB_ROWS):
             n = min(MAX_BLOB_ROWS, int(stop) - lo)
-            yield blob_row(int(tile[start]), kind, n, _to_ipc(table.slice(lo, n)))
+            number = 0 if seq is None else next(seq)
+            yield blob_row(int(tile[start]), kind, n, _to_ipc(table.slice(lo, n)), number)
 
 
-def blob_row(tile: int, kind: int, n_rows: int, blob: bytes) -> pa.RecordBatch:
+def blob_row(tile: int, kind: int, n_rows: int, blob: bytes, seq: int = 0) -> pa.RecordBatch:
     """One row of :data:`BLOB_SCHEMA`."""
     return pa.RecordBatch.from_arrays(
         [
             pa.array([tile], pa.int64()),
             pa.array([kind], pa.int8()),
             pa.array([n_rows], pa.int64()),
+            pa.array([seq], pa.int64()),
             pa.array([blob], pa.binary()),
         ],
         schema=BLOB_SCHEMA,

@@ -10,6 +10,7 @@ Arrow and numpy only; the Spark plan around these is in ``jobs/ingest.py``.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
@@ -43,7 +44,7 @@ from udfs.kernels.tile_association import (
     OBJECTID,
     SOURCE_ID,
 )
-from udfs.kernels.tile_blobs import BLOB, KIND, N_ROWS, blob_row, pack_by_tile, unpack
+from udfs.kernels.tile_blobs import BLOB, KIND, N_ROWS, SEQ, blob_row, pack_by_tile, unpack
 
 #: Blob kinds.
 KIND_MEMBERS = 1  # MEMBERSHIP_SCHEMA rows: an object's reference sources and position
@@ -114,6 +115,8 @@ def read_into_tiles(
     rejects = ParquetFileInTask(rejects_path, INGEST_DETECTION_SCHEMA)
     files = sorted(files)
     paths = pa.array([path for _, path in files], pa.string())
+    # Blobs numbered from the task's first file index: a build orders them so on every run.
+    seq = itertools.count(files[0][0] << 24 if files else 0)
     source_file = _PACKED_SCHEMA.get_field_index(DetColumn.SOURCE_FILE)
     for i, (_, path) in enumerate(files):
         detections, out_tile = assign(read_file(path))
@@ -135,9 +138,9 @@ def read_into_tiles(
             pending_tiles.append(out_tile[kept_np])
             n_pending += table.num_rows
         if n_pending >= flush_rows:
-            yield from _pack_detections(pending, pending_tiles)
+            yield from _pack_detections(pending, pending_tiles, seq)
             pending, pending_tiles, n_pending = [], [], 0
-    yield from _pack_detections(pending, pending_tiles)
+    yield from _pack_detections(pending, pending_tiles, seq)
     rejects.close()
     for value, n in sorted(counts.items(), key=lambda kv: kv[0] or ""):
         yield blob_row(COUNTS_TILE, KIND_COUNTS, n, (value or "").encode())
@@ -150,11 +153,13 @@ def _value_counts(reason: pa.ChunkedArray) -> tuple[list, list]:
     return counts.field(0).to_pylist(), counts.field(1).to_pylist()
 
 
-def _pack_detections(tables: list[pa.Table], tiles: list[np.ndarray]) -> Iterator[pa.RecordBatch]:
+def _pack_detections(
+    tables: list[pa.Table], tiles: list[np.ndarray], seq: Iterator[int]
+) -> Iterator[pa.RecordBatch]:
     if not tables:
         return
     table = pa.concat_tables(tables).cast(_PACKED_SCHEMA)
-    yield from pack_by_tile(table, np.concatenate(tiles), KIND_DETECTIONS)
+    yield from pack_by_tile(table, np.concatenate(tiles), KIND_DETECTIONS, seq)
 
 
 def build_tile(
@@ -219,8 +224,14 @@ def build_tile(
 
 
 def _blobs_of(blobs: pa.Table, kind: np.ndarray, wanted: int) -> list[pa.Buffer]:
-    chosen = blobs.column(BLOB).take(pa.array(np.flatnonzero(kind == wanted)))
-    return [blob.as_buffer() for blob in chosen]
+    """The blobs of one kind in ``seq`` order, whatever order the shuffle delivered them in.
+
+    Rows then sit in the same place on every run, so of two identical detections the same one
+    is kept.
+    """
+    rows = np.flatnonzero(kind == wanted)
+    rows = rows[np.argsort(blobs.column(SEQ).to_numpy()[rows], kind="stable")]
+    return [blob.as_buffer() for blob in blobs.column(BLOB).take(pa.array(rows))]
 
 
 def _sum_counts(blobs: pa.Table, kind: np.ndarray) -> pa.Table:
