@@ -295,9 +295,9 @@ def tile_write_settings(schema: pa.Schema) -> dict:
 
     check_schema(schema)
     sorting = [pq.SortingColumn(schema.get_field_index(HEALPIX_COLUMN))]
-    kwargs = get_parquet_write_table_kwargs(schema, write_table_kwargs={"sorting_columns": sorting})
+    ours = {"sorting_columns": sorting, "compression": "zstd", "compression_level": ZSTD_LEVEL}
+    kwargs = get_parquet_write_table_kwargs(schema, write_table_kwargs=ours)
     kwargs.pop("row_group_size")
-    kwargs.update(compression="zstd", compression_level=ZSTD_LEVEL)
     return kwargs
 
 

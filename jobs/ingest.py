@@ -626,7 +626,7 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
 
     from catalogs.detection_tables import from_psfcat
     from catalogs.hats_writer import finish_catalog, output_base, tile_write_settings
-    from catalogs.spark_tables import spark_histogram
+    from catalogs.spark_tables import spark_tiles
     from udfs.kernels import tile_ingest
     from udfs.kernels.lightcurve_building import LIGHTCURVE_CATALOG_SCHEMA
     from udfs.kernels.tile_blobs import BLOB_SCHEMA
@@ -638,10 +638,9 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
         StorageLevel.MEMORY_AND_DISK
     )
     cached.append(refs)
-    # One job reads the references and counts them per pixel (the count is the histogram's sum).
-    histogram = spark_histogram(refs, config.histogram_order)
-    summary.reference_sources = int(histogram.sum())
-    tiles = Tiles.from_counts(histogram, config.histogram_order, config.work_rows)
+    # One job reads the references and counts them per pixel: every source is in some tile.
+    tiles = spark_tiles(refs, config.histogram_order, config.work_rows)
+    summary.reference_sources = int(tiles.row_counts.sum())
     summary.work_tiles = len(tiles)
     summary.tiles = tiles
     members = link_by_tile(refs, tiles, config.radius_arcsec, None).persist()
@@ -656,9 +655,8 @@ def ingest_with_references(spark, config: IngestConfig, summary: IngestSummary, 
         .persist()
     )
     cached.append(objects)
-    histogram = spark_histogram(objects, config.histogram_order)
-    summary.reference_objects = int(histogram.sum())
-    out_tiles = Tiles.from_counts(histogram, config.histogram_order, config.max_rows_per_pixel)
+    out_tiles = spark_tiles(objects, config.histogram_order, config.max_rows_per_pixel)
+    summary.reference_objects = int(out_tiles.row_counts.sum())
     work = work_dir(config.output)
     prepare_output_dir(work, overwrite=True)
     # A name of its own: Python workers outlive a job and cache tiles by the store's name.

@@ -13,9 +13,9 @@ from udfs.kernels.lightcurve_building import LIGHTCURVE_CATALOG_SCHEMA
 from udfs.kernels.tile_association import MEMBERSHIP_SCHEMA
 from udfs.kernels.tile_blobs import pack_by_tile
 from udfs.kernels.tile_ingest import (
-    _PACKED_SCHEMA,
     KIND_DETECTIONS,
     KIND_MEMBERS,
+    PACKED_DETECTION_SCHEMA,
     build_tile,
 )
 
@@ -43,7 +43,7 @@ def _detections(path: str, objectid: np.ndarray, rng_seed: int) -> pa.Table:
         ),
         "source_row": np.arange(n, dtype=np.int64),
     }
-    return pa.table(columns, schema=_PACKED_SCHEMA)
+    return pa.table(columns, schema=PACKED_DETECTION_SCHEMA)
 
 
 def test_a_tile_is_built_the_same_whatever_order_its_blobs_come_in(tmp_path):

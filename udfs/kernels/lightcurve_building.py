@@ -210,8 +210,9 @@ def _epochs_and_duplicates(
         in_run[:-1] |= same_run
         rows = np.flatnonzero(in_run)
         run = np.cumsum(np.concatenate([[True], ~same_run]))[rows]
-        sub = np.lexsort((detid[order[rows]], mag[order[rows]], band[order[rows]], run))
-        r, b, m = run[sub], band[order[rows]][sub], mag[order[rows]][sub]
+        at = order[rows]
+        sub = np.lexsort((detid[at], mag[at], band[at], run))
+        r, b, m = run[sub], band[at][sub], mag[at][sub]
         repeat = np.zeros(rows.size, dtype=bool)
         repeat[1:] = (r[1:] == r[:-1]) & (b[1:] == b[:-1]) & (m[1:] == m[:-1])
         duplicate[rows[sub[repeat]]] = True

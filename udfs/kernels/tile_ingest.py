@@ -57,7 +57,7 @@ COUNTS_TILE = -1
 DETECTION_BLOB_SCHEMA = pa.schema([f for f in INGEST_DETECTION_SCHEMA if f.name != REJECT_REASON])
 #: The same, file paths as indices into the read task's list of paths: packing then moves ints,
 #: not a string a row.
-_PACKED_SCHEMA = DETECTION_BLOB_SCHEMA.set(
+PACKED_DETECTION_SCHEMA = DETECTION_BLOB_SCHEMA.set(
     DETECTION_BLOB_SCHEMA.get_field_index(DetColumn.SOURCE_FILE),
     pa.field(DetColumn.SOURCE_FILE, pa.dictionary(pa.int32(), pa.string())),
 )
@@ -117,7 +117,7 @@ def read_into_tiles(
     paths = pa.array([path for _, path in files], pa.string())
     # Blobs numbered from the task's first file index: a build orders them so on every run.
     seq = itertools.count(files[0][0] << 24 if files else 0)
-    source_file = _PACKED_SCHEMA.get_field_index(DetColumn.SOURCE_FILE)
+    source_file = PACKED_DETECTION_SCHEMA.get_field_index(DetColumn.SOURCE_FILE)
     for i, (_, path) in enumerate(files):
         detections, out_tile = assign(read_file(path))
         reason = detections.column(REJECT_REASON)
@@ -131,7 +131,7 @@ def read_into_tiles(
             index = pa.array(np.full(table.num_rows, i, dtype=np.int32))
             table = table.set_column(
                 source_file,
-                _PACKED_SCHEMA.field(source_file),
+                PACKED_DETECTION_SCHEMA.field(source_file),
                 pa.DictionaryArray.from_arrays(index, paths),
             )
             pending.append(table)
@@ -158,7 +158,7 @@ def _pack_detections(
 ) -> Iterator[pa.RecordBatch]:
     if not tables:
         return
-    table = pa.concat_tables(tables).cast(_PACKED_SCHEMA)
+    table = pa.concat_tables(tables).cast(PACKED_DETECTION_SCHEMA)
     yield from pack_by_tile(table, np.concatenate(tiles), KIND_DETECTIONS, seq)
 
 
@@ -182,7 +182,7 @@ def build_tile(
         return _sum_counts(blobs, kind)
     members = unpack(_blobs_of(blobs, kind, KIND_MEMBERS), MEMBERSHIP_SCHEMA)
     # File paths stay indices: only the duplicates' rows need them as text.
-    detections = unpack(_blobs_of(blobs, kind, KIND_DETECTIONS), _PACKED_SCHEMA)
+    detections = unpack(_blobs_of(blobs, kind, KIND_DETECTIONS), PACKED_DETECTION_SCHEMA)
     if detections.num_rows == 0:
         return RESULT_SCHEMA.empty_table()
     build_input = detections.append_column(
